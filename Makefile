@@ -1,0 +1,57 @@
+# bacalhau-connect — run `make dev` for the local stack, `make test` for the suite.
+SHELL := /bin/bash
+export GONOSUMDB := github.com/bacalhau-project
+GO ?= go
+TEMPORAL_CLI_VERSION := v1.5.1
+STATICCHECK_VERSION := v0.6.1
+
+.PHONY: all build dev test unit e2e bench lint compose-check clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# The Temporal CLI (dev server + UI), built from source: its own download
+# cannot reach the web here. Reused when present.
+bin/temporal:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# One command: build what is missing, start the embedded local stack and a
+# worker, run the sample task once, stay up until Ctrl-C.
+dev: bin/temporal
+	$(GO) run ./internal/cmd/connect-dev $(DEV_ARGS)
+
+# The whole suite: vet, compose validation, unit, replay and end-to-end tests
+# on the real local stack (Temporal dev server, in-process Bacalhau node).
+test: bin/temporal compose-check
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 ./workflows/... ./activities/... ./internal/tasktemplate/...
+
+e2e: bin/temporal
+	$(GO) test -count=1 -timeout 20m -v ./internal/e2e/
+
+# Benchmarks (not tests): RunTask latency against a direct Bacalhau submit+wait.
+bench: bin/temporal
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/ | tee internal/bench/last-run.txt
+
+lint:
+	@out=$$(gofmt -l . | grep -v '^bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# docker-compose.yml is for users (no Docker engine here): validate it parses.
+# Installs Debian's docker-compose when missing (as root) to do so.
+compose-check:
+	@command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing docker-compose (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	  else echo "docker-compose not found: sudo apt-get install docker-compose"; exit 1; fi; }
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf run/

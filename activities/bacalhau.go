@@ -1,0 +1,462 @@
+package activities
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bacalhau-project/bacalhau/pkg/models"
+	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
+	clientv2 "github.com/bacalhau-project/bacalhau/pkg/publicapi/client/v2"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+)
+
+// TailBytes is how much of a task's stdout and stderr results carry.
+const TailBytes = 2048
+
+// jobsAPI is the part of the Bacalhau jobs API these activities use.
+type jobsAPI interface {
+	Put(ctx context.Context, r *apimodels.PutJobRequest) (*apimodels.PutJobResponse, error)
+	Get(ctx context.Context, r *apimodels.GetJobRequest) (*apimodels.GetJobResponse, error)
+	List(ctx context.Context, r *apimodels.ListJobsRequest) (*apimodels.ListJobsResponse, error)
+	Executions(ctx context.Context, r *apimodels.ListJobExecutionsRequest) (*apimodels.ListJobExecutionsResponse, error)
+	Results(ctx context.Context, r *apimodels.ListJobResultsRequest) (*apimodels.ListJobResultsResponse, error)
+	Stop(ctx context.Context, r *apimodels.StopJobRequest) (*apimodels.StopJobResponse, error)
+}
+
+// nodesAPI is the part of the Bacalhau nodes API these activities use.
+type nodesAPI interface {
+	List(ctx context.Context, r *apimodels.ListNodesRequest) (*apimodels.ListNodesResponse, error)
+}
+
+// Bacalhau runs tasks on a Bacalhau cluster. Create it with NewBacalhau.
+type Bacalhau struct {
+	jobs  jobsAPI
+	nodes nodesAPI
+	http  *http.Client
+	// PollMin and PollMax bound Await's polling backoff.
+	pollMin, pollMax time.Duration
+}
+
+// NewBacalhau returns the Bacalhau activities for the API at address
+// (e.g. http://127.0.0.1:1234).
+func NewBacalhau(address string) *Bacalhau {
+	api := clientv2.New(address)
+	return &Bacalhau{
+		jobs:    api.Jobs(),
+		nodes:   api.Nodes(),
+		http:    &http.Client{Timeout: 2 * time.Minute},
+		pollMin: 100 * time.Millisecond,
+		pollMax: 2 * time.Second,
+	}
+}
+
+// SubmitInput is one batch to run: a job template plus what the batch adds.
+type SubmitInput struct {
+	// Template is a Bacalhau job YAML, placeholders already rendered.
+	Template string
+	// Batch names the batch (its identity makes Submit idempotent) and holds
+	// its inputs, env, labels and timeouts.
+	Batch tasktemplate.Batch
+}
+
+// SubmitResult names the job that runs the batch.
+type SubmitResult struct {
+	JobID string
+	// Reused is true when a job for this batch identity already existed.
+	Reused bool
+	// QueueTimeout and ExecutionTimeout are the bounds the job carries.
+	QueueTimeout, ExecutionTimeout time.Duration
+}
+
+// Submit builds the batch's job and submits it unless a job with the same
+// batch identity exists, in which case it returns that job. Invalid
+// templates and oversized jobs fail with ErrTypeInvalidTask before anything
+// is sent.
+func (b *Bacalhau) Submit(ctx context.Context, in SubmitInput) (*SubmitResult, error) {
+	job, err := tasktemplate.Build(in.Template, in.Batch)
+	if err != nil {
+		return nil, nonRetryable(ErrTypeInvalidTask, err, "invalid task: %v", err)
+	}
+	queue, exec := tasktemplate.Timeouts(job)
+	key := job.Labels[tasktemplate.LabelBatch]
+	existing, err := b.FindJob(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		activity.GetLogger(ctx).Info("Reusing job for batch", "JobID", existing.ID, "BatchKey", key)
+		return &SubmitResult{JobID: existing.ID, Reused: true, QueueTimeout: queue, ExecutionTimeout: exec}, nil
+	}
+	resp, err := b.jobs.Put(ctx, &apimodels.PutJobRequest{Job: job})
+	if err != nil {
+		return nil, classify("submitting job "+job.Name, err)
+	}
+	activity.GetLogger(ctx).Info("Submitted job", "JobID", resp.JobID, "BatchKey", key)
+	return &SubmitResult{JobID: resp.JobID, QueueTimeout: queue, ExecutionTimeout: exec}, nil
+}
+
+// FindJob returns the job labelled with batch key, or nil when there is none.
+func (b *Bacalhau) FindJob(ctx context.Context, key string) (*models.Job, error) {
+	jobs, err := b.ListJobs(ctx, tasktemplate.LabelBatch+"="+key)
+	if err != nil || len(jobs) == 0 {
+		return nil, err
+	}
+	// The oldest one is the original; later ones could only come from a race
+	// outside this activity's control.
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].CreateTime < jobs[j].CreateTime })
+	return jobs[0], nil
+}
+
+// ListJobs lists every job matching a label selector such as "k=v,k2=v2".
+func (b *Bacalhau) ListJobs(ctx context.Context, selector string) ([]*models.Job, error) {
+	sel, err := labels.ParseToRequirements(selector)
+	if err != nil {
+		return nil, nonRetryable(ErrTypeInvalidTask, err, "label selector %q: %v", selector, err)
+	}
+	var out []*models.Job
+	req := &apimodels.ListJobsRequest{Labels: sel}
+	req.Limit = 100
+	for {
+		resp, err := b.jobs.List(ctx, req)
+		if err != nil {
+			return nil, classify("listing jobs by "+selector, err)
+		}
+		out = append(out, resp.Items...)
+		// Bacalhau returns a NextToken even on the last page: stop on an empty one.
+		if resp.NextToken == "" || len(resp.Items) == 0 {
+			return out, nil
+		}
+		req.NextToken = resp.NextToken
+	}
+}
+
+// AwaitInput names the job to wait for.
+type AwaitInput struct {
+	JobID string
+	// PendingTimeout fails the wait when the job is still Pending (accepted
+	// but never scheduled) this long after its creation. Default 2 min.
+	PendingTimeout time.Duration
+}
+
+// AwaitResult is the job's end state.
+type AwaitResult struct {
+	JobID       string
+	ExecutionID string
+	ExitCode    int
+	StdoutTail  string
+	StderrTail  string
+}
+
+// AwaitProgress is what Await heartbeats.
+type AwaitProgress struct {
+	JobID string
+	State string
+	Polls int
+}
+
+// Await waits for a job to end. It returns the completed execution when the
+// task exited 0. It fails with ErrTypeTaskFailed (non-zero exit or a failed
+// job; details: TaskFailure), ErrTypeNoCapacity, ErrTypeJobStopped or
+// ErrTypePendingTimeout, all non-retryable; API errors stay retryable.
+//
+// When the activity is cancelled it stops the job before returning. When its
+// worker stops or its deadline passes it leaves the job running, so the
+// next attempt picks the same job up again.
+func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, error) {
+	if in.PendingTimeout <= 0 {
+		in.PendingTimeout = 2 * time.Minute
+	}
+	progress := AwaitProgress{JobID: in.JobID}
+	delay := b.pollMin
+	var lastErr error
+	for {
+		resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: in.JobID})
+		progress.Polls++
+		if err != nil {
+			lastErr = classify("getting job "+in.JobID, err)
+			var appErr interface{ NonRetryable() bool }
+			if errors.As(lastErr, &appErr) && appErr.NonRetryable() {
+				return nil, lastErr
+			}
+			progress.State = "unknown: " + err.Error()
+		} else {
+			lastErr = nil
+			job := resp.Job
+			progress.State = job.State.StateType.String()
+			switch job.State.StateType {
+			case models.JobStateTypeCompleted:
+				return b.completed(ctx, job)
+			case models.JobStateTypeFailed:
+				return nil, b.failed(ctx, job)
+			case models.JobStateTypeStopped:
+				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
+			case models.JobStateTypePending:
+				if age := time.Since(time.Unix(0, job.CreateTime)); age > in.PendingTimeout {
+					b.stop(ctx, job.ID, "pending past deadline")
+					return nil, nonRetryable(ErrTypePendingTimeout, nil,
+						"job %s still Pending %s after submission (deadline %s): Bacalhau accepted it but never scheduled it "+
+							"(no compute node connected, or a job over the NATS message limit is blocking the node); the job was stopped",
+						job.ID, age.Round(time.Second), in.PendingTimeout)
+				}
+			}
+		}
+		activity.RecordHeartbeat(ctx, progress)
+		select {
+		case <-ctx.Done():
+			return nil, b.abandon(ctx, in.JobID, lastErr)
+		case <-time.After(delay):
+		}
+		delay = min(time.Duration(float64(delay)*1.5), b.pollMax)
+	}
+}
+
+// abandon ends an Await whose context is done: a cancellation stops the job;
+// a worker stop or a deadline leaves it for the next attempt.
+func (b *Bacalhau) abandon(ctx context.Context, jobID string, lastErr error) error {
+	select {
+	case <-activity.GetWorkerStopChannel(ctx):
+		return fmt.Errorf("worker stopping; job %s left running for the next attempt: %w", jobID, ctx.Err())
+	default:
+	}
+	if isCancel(ctx) {
+		b.stop(ctx, jobID, "cancelled by bacalhau-connect")
+		return fmt.Errorf("awaiting job %s: cancelled; job stopped: %w", jobID, ctx.Err())
+	}
+	if lastErr != nil {
+		return fmt.Errorf("awaiting job %s: %w (last error: %v)", jobID, ctx.Err(), lastErr)
+	}
+	return fmt.Errorf("awaiting job %s: %w", jobID, ctx.Err())
+}
+
+// stop stops a job on a context of its own: the caller's may be done.
+func (b *Bacalhau) stop(ctx context.Context, jobID, reason string) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := b.jobs.Stop(sctx, &apimodels.StopJobRequest{JobID: jobID, Reason: reason}); err != nil {
+		activity.GetLogger(ctx).Warn("Stopping job failed", "JobID", jobID, "Error", err)
+	}
+}
+
+// StopJob stops a job. Stopping an ended job is not an error.
+func (b *Bacalhau) StopJob(ctx context.Context, jobID string) error {
+	resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: jobID})
+	if err != nil {
+		return classify("getting job "+jobID, err)
+	}
+	if resp.Job.IsTerminal() {
+		return nil
+	}
+	if _, err := b.jobs.Stop(ctx, &apimodels.StopJobRequest{JobID: jobID, Reason: "stopped by bacalhau-connect"}); err != nil {
+		return classify("stopping job "+jobID, err)
+	}
+	return nil
+}
+
+func (b *Bacalhau) executions(ctx context.Context, jobID string) ([]*models.Execution, error) {
+	resp, err := b.jobs.Executions(ctx, &apimodels.ListJobExecutionsRequest{JobID: jobID})
+	if err != nil {
+		return nil, classify("listing executions of job "+jobID, err)
+	}
+	execs := resp.Items
+	// Latest first.
+	sort.Slice(execs, func(i, j int) bool { return execs[i].ModifyTime > execs[j].ModifyTime })
+	return execs, nil
+}
+
+func (b *Bacalhau) completed(ctx context.Context, job *models.Job) (*AwaitResult, error) {
+	execs, err := b.executions(ctx, job.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range execs {
+		if e.ComputeState.StateType != models.ExecutionStateCompleted {
+			continue
+		}
+		res := &AwaitResult{JobID: job.ID, ExecutionID: e.ID}
+		if out := e.RunOutput; out != nil {
+			res.ExitCode = out.ExitCode
+			res.StdoutTail = tail(out.STDOUT)
+			res.StderrTail = tail(out.STDERR)
+		}
+		if res.ExitCode != 0 {
+			msg := fmt.Sprintf("task of job %s exited %d", job.ID, res.ExitCode)
+			return nil, temporal.NewNonRetryableApplicationError(msg+": "+lastLine(res.StderrTail), ErrTypeTaskFailed, nil,
+				TaskFailure{JobID: job.ID, ExitCode: res.ExitCode, Message: msg, StderrTail: res.StderrTail})
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("job %s is completed but lists no completed execution yet", job.ID)
+}
+
+func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
+	f := TaskFailure{JobID: job.ID, ExitCode: -1, Message: job.State.Message}
+	ran := false
+	if execs, err := b.executions(ctx, job.ID); err == nil {
+		var msgs []string
+		for _, e := range execs {
+			ran = ran || e.ComputeState.StateType == models.ExecutionStateFailed || e.RunOutput != nil
+			if e.RunOutput != nil {
+				if f.StderrTail == "" {
+					f.StderrTail = tail(e.RunOutput.STDERR)
+					f.ExitCode = e.RunOutput.ExitCode
+				}
+				if e.RunOutput.ErrorMsg != "" {
+					msgs = append(msgs, e.RunOutput.ErrorMsg)
+				}
+			}
+			if e.ComputeState.Message != "" {
+				msgs = append(msgs, e.ComputeState.Message)
+			}
+		}
+		if len(msgs) > 0 {
+			f.Message = strings.TrimSpace(f.Message + " (" + strings.Join(slices.Compact(msgs), "; ") + ")")
+		}
+	}
+	// "not enough nodes" also ends jobs whose executions failed on every node;
+	// only a job that never ran is a capacity problem.
+	if !ran && strings.Contains(strings.ToLower(job.State.Message), "not enough nodes") {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("job %s found no node with capacity before its queue timeout: %s", job.ID, f.Message),
+			ErrTypeNoCapacity, nil, f)
+	}
+	msg := fmt.Sprintf("job %s failed: %s", job.ID, f.Message)
+	if f.StderrTail != "" {
+		msg += "; stderr: " + lastLine(f.StderrTail)
+	}
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeTaskFailed, nil, f)
+}
+
+// Results is what a finished job left behind.
+type Results struct {
+	JobID      string
+	ExitCode   int
+	StdoutTail string
+	StderrTail string
+	// ResultURL is where the publisher put the outputs (local publisher: a
+	// tar.gz over HTTP). Fetch it with FetchPublished.
+	ResultURL string
+	// Outputs lists the published files (path inside the archive and size).
+	Outputs []OutputFile
+}
+
+// OutputFile is one published file.
+type OutputFile struct {
+	Path string
+	Size int64
+}
+
+// Results reads the published results of a completed job: exit code, output
+// tails (complete tails from the archive, not Bacalhau's 2 KB-truncated run
+// output) and the list of output files.
+func (b *Bacalhau) Results(ctx context.Context, jobID string) (*Results, error) {
+	resp, err := b.jobs.Results(ctx, &apimodels.ListJobResultsRequest{JobID: jobID})
+	if err != nil {
+		return nil, classify("listing results of job "+jobID, err)
+	}
+	res := &Results{JobID: jobID}
+	for _, item := range resp.Items {
+		if u, ok := item.Params["URL"].(string); ok && u != "" {
+			res.ResultURL = u
+			break
+		}
+	}
+	if res.ResultURL == "" {
+		return nil, nonRetryable(ErrTypeInvalidTask, nil,
+			"job %s published no downloadable result; use the local publisher (Publisher: {Type: local}) or one with a URL", jobID)
+	}
+	files, err := FetchPublished(ctx, b.http, res.ResultURL, 64<<20)
+	if err != nil {
+		return nil, err
+	}
+	res.ExitCode = -1
+	if code, ok := files["exitCode"]; ok {
+		_, _ = fmt.Sscan(string(code), &res.ExitCode)
+	}
+	res.StdoutTail = tail(string(files["stdout"]))
+	res.StderrTail = tail(string(files["stderr"]))
+	for name, data := range files {
+		if strings.HasPrefix(name, "outputs/") {
+			res.Outputs = append(res.Outputs, OutputFile{Path: name, Size: int64(len(data))})
+		}
+	}
+	sort.Slice(res.Outputs, func(i, j int) bool { return res.Outputs[i].Path < res.Outputs[j].Path })
+	return res, nil
+}
+
+// FetchPublished downloads a result archive (tar.gz) and returns its regular
+// files by path ("exitCode", "stdout", "stderr", "outputs/summary.json", ...).
+// It refuses archives whose content exceeds maxBytes.
+func FetchPublished(ctx context.Context, hc *http.Client, url string, maxBytes int64) (map[string][]byte, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetching results %s: %w", url, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching results %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching results %s: %s", url, resp.Status)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading results %s: %w", url, err)
+	}
+	tr := tar.NewReader(zr)
+	files := map[string][]byte{}
+	var total int64
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading results %s: %w", url, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		total += h.Size
+		if total > maxBytes {
+			return nil, fmt.Errorf("results %s exceed %d bytes", url, maxBytes)
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, math.MaxInt32))
+		if err != nil {
+			return nil, fmt.Errorf("reading results %s: %w", url, err)
+		}
+		files[strings.TrimPrefix(h.Name, "./")] = data
+	}
+}
+
+func tail(s string) string {
+	if len(s) <= TailBytes {
+		return s
+	}
+	return s[len(s)-TailBytes:]
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,191 @@
+// Command logsummary is the sample Bacalhau log task: a WASI program (build it
+// with GOOS=wasip1 GOARCH=wasm, not stripped) that reads every file under
+// /inputs, aggregates the log lines it finds and writes the summary as JSON to
+// /outputs/summary.json and to stdout.
+//
+// Two line formats are understood, and may be mixed within one file:
+//
+//   - nginx "combined": 1.2.3.4 - - [10/Oct/2026:13:55:36 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8"
+//   - JSON lines with "status" (number), "bytes" (number) and "path" (string).
+//
+// Blank lines are ignored; any other line counts as malformed. The program
+// exits 2 with a message on stderr when /inputs holds no file, so a task that
+// was handed no input fails loudly instead of reporting an empty summary.
+//
+// Flags (the job's engine Parameters):
+//
+//	-inputs DIR   folder to read (default /inputs)
+//	-outputs DIR  folder to write summary.json into (default /outputs)
+//	-top N        how many paths to list in top_paths (default 10)
+//	-delay D      sleep D before reading, to simulate a slow task (default 0)
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Summary is what the task reports. Its JSON form is the task's output contract.
+type Summary struct {
+	Files     int            `json:"files"`
+	Requests  int            `json:"requests"`
+	Bytes     int64          `json:"bytes"`
+	ByStatus  map[string]int `json:"by_status"`
+	TopPaths  []PathCount    `json:"top_paths"`
+	Malformed int            `json:"malformed"`
+}
+
+// PathCount is one entry of Summary.TopPaths.
+type PathCount struct {
+	Path  string `json:"path"`
+	Count int    `json:"count"`
+}
+
+func main() {
+	inputs := flag.String("inputs", "/inputs", "folder to read")
+	outputs := flag.String("outputs", "/outputs", "folder to write summary.json into")
+	top := flag.Int("top", 10, "how many paths to list in top_paths")
+	delay := flag.Duration("delay", 0, "sleep this long before reading (simulates a slow task)")
+	flag.Parse()
+
+	if *delay > 0 {
+		time.Sleep(*delay)
+	}
+	sum, err := summarize(*inputs, *top)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logsummary:", err)
+		os.Exit(2)
+	}
+	out, err := json.Marshal(sum)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logsummary: encoding summary:", err)
+		os.Exit(1)
+	}
+	if err := os.MkdirAll(*outputs, 0o755); err == nil {
+		if err := os.WriteFile(filepath.Join(*outputs, "summary.json"), out, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "logsummary: writing summary.json:", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Println(string(out))
+}
+
+func summarize(root string, top int) (*Summary, error) {
+	sum := &Summary{ByStatus: map[string]int{}}
+	paths := map[string]int{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sum.Files++
+		return scan(f, sum, paths)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", root, err)
+	}
+	if sum.Files == 0 {
+		return nil, errors.New("no input files under " + root)
+	}
+	for p, n := range paths {
+		sum.TopPaths = append(sum.TopPaths, PathCount{Path: p, Count: n})
+	}
+	sort.Slice(sum.TopPaths, func(i, j int) bool {
+		if sum.TopPaths[i].Count != sum.TopPaths[j].Count {
+			return sum.TopPaths[i].Count > sum.TopPaths[j].Count
+		}
+		return sum.TopPaths[i].Path < sum.TopPaths[j].Path
+	})
+	if len(sum.TopPaths) > top {
+		sum.TopPaths = sum.TopPaths[:top]
+	}
+	return sum, nil
+}
+
+func scan(r io.Reader, sum *Summary, paths map[string]int) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		status, size, path, ok := parseLine(line)
+		if !ok {
+			sum.Malformed++
+			continue
+		}
+		sum.Requests++
+		sum.Bytes += size
+		sum.ByStatus[strconv.Itoa(status)]++
+		paths[path]++
+	}
+	return sc.Err()
+}
+
+func parseLine(line string) (status int, size int64, path string, ok bool) {
+	if strings.HasPrefix(line, "{") {
+		var rec struct {
+			Status *int   `json:"status"`
+			Bytes  *int64 `json:"bytes"`
+			Path   string `json:"path"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Status == nil || rec.Path == "" {
+			return 0, 0, "", false
+		}
+		if rec.Bytes != nil {
+			size = *rec.Bytes
+		}
+		return *rec.Status, size, rec.Path, true
+	}
+	return parseCombined(line)
+}
+
+// parseCombined reads the request, status and size of an nginx "combined" line:
+// remote - user [time] "METHOD PATH PROTO" status bytes "referer" "agent".
+func parseCombined(line string) (status int, size int64, path string, ok bool) {
+	q1 := strings.IndexByte(line, '"')
+	if q1 < 0 || !strings.Contains(line[:q1], "[") {
+		return 0, 0, "", false
+	}
+	q2 := strings.IndexByte(line[q1+1:], '"')
+	if q2 < 0 {
+		return 0, 0, "", false
+	}
+	request := strings.Fields(line[q1+1 : q1+1+q2])
+	if len(request) < 2 {
+		return 0, 0, "", false
+	}
+	rest := strings.Fields(line[q1+q2+2:])
+	if len(rest) < 2 {
+		return 0, 0, "", false
+	}
+	st, err := strconv.Atoi(rest[0])
+	if err != nil || st < 100 || st > 599 {
+		return 0, 0, "", false
+	}
+	if rest[1] != "-" {
+		if size, err = strconv.ParseInt(rest[1], 10, 64); err != nil || size < 0 {
+			return 0, 0, "", false
+		}
+	}
+	return st, size, request[1], true
+}

@@ -1,0 +1,43 @@
+// Package e2e runs bacalhau-connect end to end on the real local stack: a
+// Temporal dev server, a Bacalhau node executing real WASM, and real workers.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
+)
+
+// env is shared by every test of the package: starting the stack costs seconds.
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "connect-e2e-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env, err = testenv.Start(ctx, dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: starting the local stack:", err, "(logs in", dir+")")
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: local stack up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), dir)
+	code := m.Run()
+	env.Stop()
+	if code == 0 && os.Getenv("KEEP_E2E_DIR") == "" {
+		_ = os.RemoveAll(dir)
+	}
+	return code
+}

@@ -1,0 +1,145 @@
+// Package testenv starts the real local stack for end-to-end tests: a
+// Temporal dev server, an in-process Bacalhau node, the module server with the
+// sample WASM task built and served, and helpers to run workers against them.
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
+)
+
+// Env is a running local stack.
+type Env struct {
+	Root     string // repository root
+	Dir      string // scratch folder of this environment
+	Temporal *devstack.Temporal
+	Bacalhau *devstack.Bacalhau
+	Modules  *devstack.ModuleServer
+	Client   client.Client
+}
+
+// RepoRoot finds the repository root (the folder with go.mod) above the
+// working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Start brings the stack up with its state and logs under dir. Logs go to
+// dir/*.log.
+func Start(ctx context.Context, dir string) (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Root: root, Dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Stop()
+		}
+	}()
+	modules := filepath.Join(dir, "modules")
+	if err := devstack.BuildWASM(ctx, filepath.Join(root, "examples/tasks/logsummary"), filepath.Join(modules, "logsummary.wasm")); err != nil {
+		return nil, err
+	}
+	if e.Modules, err = devstack.StartModuleServer(modules, 0, nil); err != nil {
+		return nil, err
+	}
+	tlog, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		return nil, err
+	}
+	if e.Temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
+		BinPath: filepath.Join(root, "bin/temporal"), Headless: true, Log: tlog,
+	}); err != nil {
+		return nil, err
+	}
+	e.Client = e.Temporal.Client()
+	blog, err := os.Create(filepath.Join(dir, "bacalhau.log"))
+	if err != nil {
+		return nil, err
+	}
+	if e.Bacalhau, err = devstack.StartBacalhau(ctx, devstack.BacalhauOptions{
+		DataDir: filepath.Join(dir, "bacalhau"), Log: blog,
+	}); err != nil {
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+// StartWorker starts a worker on taskQueue (default queue when empty).
+// Stop it with Stop(); stopping it is how tests "kill" a worker.
+func (e *Env) StartWorker(taskQueue string) (worker.Worker, error) {
+	w := workerapp.New(e.Client, workerapp.Options{TaskQueue: taskQueue, BacalhauAddress: e.Bacalhau.Address()})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("starting worker: %w", err)
+	}
+	return w, nil
+}
+
+// TemplateVars are the template variables the stack provides.
+func (e *Env) TemplateVars() map[string]string {
+	return map[string]string{"MODULES_URL": e.Modules.URL()}
+}
+
+// ServeFile writes data under the module server and returns its URL.
+func (e *Env) ServeFile(name string, data []byte) (string, error) {
+	p := filepath.Join(e.Modules.Dir(), name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		return "", err
+	}
+	return e.Modules.URL() + "/" + filepath.ToSlash(name), nil
+}
+
+// Stop stops everything that started.
+func (e *Env) Stop() {
+	if e.Bacalhau != nil {
+		e.Bacalhau.Stop()
+	}
+	if e.Temporal != nil {
+		_ = e.Temporal.Stop()
+	}
+	if e.Modules != nil {
+		_ = e.Modules.Stop()
+	}
+}
+
+// Eventually polls cond every 100 ms until it returns nil or timeout passes,
+// and returns its last error.
+func Eventually(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

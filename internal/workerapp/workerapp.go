@@ -1,0 +1,48 @@
+// Package workerapp assembles the bacalhau-connect worker: it registers every
+// workflow and activity on a Temporal worker. worker/main.go, the local stack
+// and the tests all build their workers here, so none of them can forget a
+// registration.
+package workerapp
+
+import (
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// Options configures a worker.
+type Options struct {
+	// TaskQueue to poll. Default workflows.TaskQueue.
+	TaskQueue string
+	// BacalhauAddress is the Bacalhau API base URL, e.g. http://127.0.0.1:1234.
+	BacalhauAddress string
+	// MaxConcurrentActivities caps activities running at once in this worker
+	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
+	// this number, caps Bacalhau jobs in flight.
+	MaxConcurrentActivities int
+}
+
+// New returns a worker (not yet started) with everything registered.
+func New(c client.Client, opts Options) worker.Worker {
+	if opts.TaskQueue == "" {
+		opts.TaskQueue = workflows.TaskQueue
+	}
+	w := worker.New(c, opts.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
+	})
+	Register(w, activities.NewBacalhau(opts.BacalhauAddress), activities.NewTemporal(c))
+	return w
+}
+
+// Register registers every workflow and activity on r. Activity names are
+// their method names, so methods of different activity structs must not share
+// a name.
+func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal) {
+	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
+	r.RegisterActivity(b)
+	r.RegisterActivity(t)
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	address, namespace, taskQueue, output string
+	stdout, stderr                        io.Writer
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "starter",
+		Short:         "Start and steer bacalhau-connect workflows",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if g.output != "text" && g.output != "json" {
+				return fmt.Errorf("--output: %q is not text or json", g.output)
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.address, "temporal-address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
+	pf.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace [TEMPORAL_NAMESPACE]")
+	pf.StringVar(&g.taskQueue, "task-queue", envOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
+	return root
+}
+
+func (g *globals) dial(cmd *cobra.Command) (client.Client, error) {
+	c, err := client.DialContext(cmd.Context(), client.Options{HostPort: g.address, Namespace: g.namespace, Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Temporal at %s: %w", g.address, err)
+	}
+	return c, nil
+}
+
+// print writes v as JSON with -o json, else the text.
+func (g *globals) print(v any, text string) error {
+	if g.output == "json" {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	_, err := fmt.Fprint(g.stdout, text)
+	return err
+}
+
+// quietLogger keeps the SDK's informational logs off the CLI's output.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...interface{}) {}
+func (quietLogger) Info(string, ...interface{})  {}
+func (quietLogger) Warn(string, ...interface{})  {}
+func (quietLogger) Error(string, ...interface{}) {}

@@ -1,0 +1,29 @@
+// Command starter is the operator's CLI for bacalhau-connect: it validates
+// what it is given before anything starts, then starts or steers workflows.
+//
+//	starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=http://127.0.0.1:8480 \
+//	    --input /inputs/access.log=http://example.com/access.log
+//	starter budget status
+//	starter budget resize 8
+//
+// Global flags: --temporal-address [TEMPORAL_ADDRESS], --namespace
+// [TEMPORAL_NAMESPACE], --task-queue [CONNECT_TASK_QUEUE], -o text|json.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := newRootCommand(os.Stdout, os.Stderr)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "starter:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,236 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+// BudgetInput configures the budget and carries its state across
+// continue-as-new.
+type BudgetInput struct {
+	// Size is how many leases may be held at once. 0: measure the Bacalhau
+	// nodes' capacity and use activities.Capacity.SuggestedBudget.
+	Size int
+	// State is carried across continue-as-new; leave it empty.
+	State *BudgetState `json:",omitempty"`
+}
+
+// BudgetState is the budget's durable state.
+type BudgetState struct {
+	Size    int
+	Holders []Lease
+	Waiting []LeaseRequest
+	// HighWater is the most leases ever held at once.
+	HighWater int
+	Granted   int64
+	Expired   int64
+}
+
+// LeaseRequest asks for one lease.
+type LeaseRequest struct {
+	// LeaseID identifies the lease; requesting the same ID twice is harmless.
+	LeaseID string
+	// Holder is the workflow that receives SignalLeaseGranted.
+	HolderWorkflowID string
+	HolderRunID      string
+	// TTL bounds how long the lease may be held; after it the budget takes
+	// the lease back (its holder is assumed dead).
+	TTL time.Duration
+}
+
+// Lease is a granted LeaseRequest.
+type Lease struct {
+	LeaseRequest
+	Granted time.Time
+	Expires time.Time
+}
+
+// LeaseGrant is the payload of SignalLeaseGranted.
+type LeaseGrant struct{ LeaseID string }
+
+// LeaseRelease is the payload of SignalReleaseLease.
+type LeaseRelease struct{ LeaseID string }
+
+// BudgetStatus is the answer to QueryBudgetStatus.
+type BudgetStatus struct {
+	Size      int
+	InFlight  int
+	Waiting   int
+	HighWater int
+	Granted   int64
+	Expired   int64
+	Holders   []string
+}
+
+// budgetEventsBeforeContinue bounds the budget's history even when the server
+// does not suggest continue-as-new yet.
+const budgetEventsBeforeContinue = 5000
+
+// Budget is the singleton that caps in-flight Bacalhau jobs. See the package
+// documentation.
+func Budget(ctx workflow.Context, in BudgetInput) error {
+	logger := workflow.GetLogger(ctx)
+	st := in.State
+	if st == nil {
+		st = &BudgetState{}
+	}
+	if in.Size > 0 {
+		st.Size = in.Size
+	}
+	if st.Size <= 0 {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second},
+		})
+		var b *activities.Bacalhau
+		var capacity activities.Capacity
+		if err := workflow.ExecuteActivity(actx, b.Capacity, 0.0).Get(ctx, &capacity); err != nil {
+			return fmt.Errorf("measuring Bacalhau capacity: %w", err)
+		}
+		st.Size = capacity.SuggestedBudget
+		logger.Info("Budget sized from node capacity", "Size", st.Size, "RunAtOnce", capacity.RunAtOnce, "Nodes", capacity.ComputeNodes)
+	}
+
+	if err := workflow.SetQueryHandler(ctx, QueryBudgetStatus, func() (BudgetStatus, error) {
+		s := BudgetStatus{Size: st.Size, InFlight: len(st.Holders), Waiting: len(st.Waiting),
+			HighWater: st.HighWater, Granted: st.Granted, Expired: st.Expired}
+		for _, h := range st.Holders {
+			s.Holders = append(s.Holders, h.LeaseID)
+		}
+		return s, nil
+	}); err != nil {
+		return err
+	}
+	// wake lets handlers make the main loop take another pass.
+	wake := workflow.NewBufferedChannel(ctx, 1)
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateBudgetResize,
+		func(ctx workflow.Context, size int) (int, error) {
+			st.Size = size
+			wake.SendAsync(true)
+			return size, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(size int) error {
+			if size < 1 {
+				return errors.New("size must be at least 1")
+			}
+			return nil
+		}},
+	); err != nil {
+		return err
+	}
+
+	acquireCh := workflow.GetSignalChannel(ctx, SignalAcquireLease)
+	releaseCh := workflow.GetSignalChannel(ctx, SignalReleaseLease)
+	var pendingGrants []workflow.Future
+
+	onAcquire := func(req LeaseRequest) {
+		if i := slices.IndexFunc(st.Holders, func(l Lease) bool { return l.LeaseID == req.LeaseID }); i >= 0 {
+			// A repeated request (e.g. a retried activity): grant again.
+			pendingGrants = append(pendingGrants, grant(ctx, st.Holders[i].LeaseRequest, st))
+			return
+		}
+		if slices.ContainsFunc(st.Waiting, func(w LeaseRequest) bool { return w.LeaseID == req.LeaseID }) {
+			return
+		}
+		st.Waiting = append(st.Waiting, req)
+	}
+	onRelease := func(rel LeaseRelease) {
+		st.Holders = slices.DeleteFunc(st.Holders, func(l Lease) bool { return l.LeaseID == rel.LeaseID })
+		st.Waiting = slices.DeleteFunc(st.Waiting, func(w LeaseRequest) bool { return w.LeaseID == rel.LeaseID })
+	}
+
+	for {
+		// Reclaim expired leases, then grant while there is room.
+		now := workflow.Now(ctx)
+		st.Holders = slices.DeleteFunc(st.Holders, func(l Lease) bool {
+			if now.Before(l.Expires) {
+				return false
+			}
+			logger.Warn("Lease expired; holder presumed gone", "LeaseID", l.LeaseID, "Holder", l.HolderWorkflowID)
+			st.Expired++
+			return true
+		})
+		for len(st.Holders) < st.Size && len(st.Waiting) > 0 {
+			req := st.Waiting[0]
+			st.Waiting = st.Waiting[1:]
+			ttl := req.TTL
+			if ttl <= 0 {
+				ttl = time.Hour
+			}
+			st.Holders = append(st.Holders, Lease{LeaseRequest: req, Granted: now, Expires: now.Add(ttl)})
+			st.Granted++
+			st.HighWater = max(st.HighWater, len(st.Holders))
+			pendingGrants = append(pendingGrants, grant(ctx, req, st))
+		}
+
+		info := workflow.GetInfo(ctx)
+		if len(pendingGrants) == 0 && (info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > budgetEventsBeforeContinue) {
+			// Drain what arrived so nothing is lost across continue-as-new.
+			for {
+				var req LeaseRequest
+				if !acquireCh.ReceiveAsync(&req) {
+					break
+				}
+				onAcquire(req)
+			}
+			for {
+				var rel LeaseRelease
+				if !releaseCh.ReceiveAsync(&rel) {
+					break
+				}
+				onRelease(rel)
+			}
+			if len(pendingGrants) == 0 {
+				return workflow.NewContinueAsNewError(ctx, Budget, BudgetInput{State: st})
+			}
+		}
+
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(acquireCh, func(c workflow.ReceiveChannel, _ bool) {
+			var req LeaseRequest
+			c.Receive(ctx, &req)
+			onAcquire(req)
+		})
+		sel.AddReceive(releaseCh, func(c workflow.ReceiveChannel, _ bool) {
+			var rel LeaseRelease
+			c.Receive(ctx, &rel)
+			onRelease(rel)
+		})
+		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.ReceiveAsync(nil) })
+		for _, f := range pendingGrants {
+			sel.AddFuture(f, func(f workflow.Future) {
+				pendingGrants = slices.DeleteFunc(pendingGrants, func(p workflow.Future) bool { return p == f })
+			})
+		}
+		// Wake up for the next expiry.
+		next := time.Hour
+		for _, l := range st.Holders {
+			next = min(next, max(l.Expires.Sub(now), time.Second))
+		}
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		sel.AddFuture(workflow.NewTimer(timerCtx, next), func(workflow.Future) {})
+		sel.Select(ctx)
+		cancelTimer()
+	}
+}
+
+// grant signals the holder; if the holder is gone, the lease is released.
+func grant(ctx workflow.Context, req LeaseRequest, st *BudgetState) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	sig := workflow.SignalExternalWorkflow(ctx, req.HolderWorkflowID, req.HolderRunID, SignalLeaseGranted, LeaseGrant{LeaseID: req.LeaseID})
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := sig.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("Lease holder unreachable; lease released", "LeaseID", req.LeaseID, "Error", err)
+			st.Holders = slices.DeleteFunc(st.Holders, func(l Lease) bool { return l.LeaseID == req.LeaseID })
+		}
+		set.Set(nil, nil)
+	})
+	return f
+}

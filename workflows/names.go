@@ -1,0 +1,28 @@
+package workflows
+
+// Names shared by the worker, the starter and the workflows. Use these
+// constants; never type the strings again.
+const (
+	// TaskQueue is the default task queue of the worker and the starter.
+	TaskQueue = "bacalhau-connect"
+
+	// RunTaskWorkflowType is the registered name of RunTask.
+	RunTaskWorkflowType = "RunTask"
+	// BudgetWorkflowType is the registered name of Budget.
+	BudgetWorkflowType = "Budget"
+	// BudgetWorkflowID is the ID of the singleton in-flight job budget.
+	BudgetWorkflowID = "bacalhau-connect-budget"
+
+	// SignalAcquireLease asks the budget for a lease (payload LeaseRequest).
+	SignalAcquireLease = "acquire-lease"
+	// SignalReleaseLease gives a lease back (payload LeaseRelease).
+	SignalReleaseLease = "release-lease"
+	// SignalLeaseGranted tells a holder its lease was granted (payload LeaseGrant).
+	SignalLeaseGranted = "lease-granted"
+	// QueryBudgetStatus returns the budget's BudgetStatus.
+	QueryBudgetStatus = "status"
+	// UpdateBudgetResize sets the budget's size (argument int, >= 1).
+	UpdateBudgetResize = "resize"
+	// QueryRunTaskStatus returns a RunTask's RunTaskStatus.
+	QueryRunTaskStatus = "status"
+)

@@ -1,0 +1,321 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+)
+
+// RunTaskInput is one batch to run as one Bacalhau task. It holds references
+// (URLs, template text), never record payloads.
+type RunTaskInput struct {
+	// Connector and BatchID identify the batch: with the attempt number they
+	// make submission idempotent.
+	Connector string
+	BatchID   string
+	// Template is the Bacalhau job YAML, placeholders already rendered.
+	Template string
+	Inputs   []tasktemplate.Input `json:",omitempty"`
+	Env      map[string]string    `json:",omitempty"`
+	Labels   map[string]string    `json:",omitempty"`
+	// QueueTimeout and ExecutionTimeout bound the job (defaults: the
+	// template's, else tasktemplate.DefaultQueueTimeout/DefaultExecutionTimeout).
+	QueueTimeout     time.Duration `json:",omitempty"`
+	ExecutionTimeout time.Duration `json:",omitempty"`
+	// PendingTimeout fails an attempt whose job Bacalhau never schedules. Default 2 min.
+	PendingTimeout time.Duration `json:",omitempty"`
+	// Retry is how often a failed task runs again.
+	Retry TaskRetryPolicy
+	// Budget says how this task takes part in the shared in-flight budget.
+	Budget BudgetRef
+}
+
+// TaskRetryPolicy decides when a failed task runs again. Failures that a
+// retry cannot fix (an invalid template, a job stopped by hand) never retry.
+type TaskRetryPolicy struct {
+	// MaxAttempts is the most times the task runs. Default 3; 1 disables retries.
+	MaxAttempts int `json:",omitempty"`
+	// InitialInterval is the wait before the second attempt. Default 5 s.
+	InitialInterval time.Duration `json:",omitempty"`
+	// BackoffCoefficient multiplies the wait after each attempt. Default 2.
+	BackoffCoefficient float64 `json:",omitempty"`
+	// MaxInterval caps the wait. Default 5 min.
+	MaxInterval time.Duration `json:",omitempty"`
+}
+
+func (p TaskRetryPolicy) withDefaults() TaskRetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 3
+	}
+	if p.InitialInterval <= 0 {
+		p.InitialInterval = 5 * time.Second
+	}
+	if p.BackoffCoefficient < 1 {
+		p.BackoffCoefficient = 2
+	}
+	if p.MaxInterval <= 0 {
+		p.MaxInterval = 5 * time.Minute
+	}
+	return p
+}
+
+// BudgetRef points a task at the shared in-flight budget.
+type BudgetRef struct {
+	// Disabled runs the task without a lease.
+	Disabled bool `json:",omitempty"`
+	// WorkflowID of the budget. Default BudgetWorkflowID.
+	WorkflowID string `json:",omitempty"`
+	// TaskQueue where the budget runs if it has to be started. Default: this workflow's.
+	TaskQueue string `json:",omitempty"`
+	// Size of the budget if it has to be started (0: measured).
+	Size int `json:",omitempty"`
+}
+
+// RunTaskResult is the outcome of a successful task.
+type RunTaskResult struct {
+	JobID      string
+	Attempts   int
+	ExitCode   int
+	StdoutTail string
+	StderrTail string
+	// ResultURL is where the published outputs are (activities.FetchPublished).
+	ResultURL string
+	Outputs   []activities.OutputFile
+}
+
+// RunTaskStatus answers QueryRunTaskStatus.
+type RunTaskStatus struct {
+	Phase     string // waiting-for-lease | submitting | running | reading-results | backoff | done
+	Attempt   int
+	JobID     string
+	LastError string
+}
+
+// Error type of RunTask's own failure.
+const ErrTypeTaskRunFailed = "TaskRunFailed"
+
+// RunTask runs one batch as one Bacalhau task. See the package documentation.
+func RunTask(ctx workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
+	if in.Connector == "" || in.BatchID == "" || in.Template == "" {
+		return nil, temporal.NewNonRetryableApplicationError("RunTask needs Connector, BatchID and Template", activities.ErrTypeInvalidTask, nil)
+	}
+	policy := in.Retry.withDefaults()
+	status := &RunTaskStatus{}
+	if err := workflow.SetQueryHandler(ctx, QueryRunTaskStatus, func() (RunTaskStatus, error) { return *status, nil }); err != nil {
+		return nil, err
+	}
+	leases := newLeaseClient(ctx, in.Budget)
+
+	var lastErr error
+	wait := policy.InitialInterval
+	for attempt := 1; attempt <= policy.MaxAttempts; attempt++ {
+		status.Attempt = attempt
+		res, err := runAttempt(ctx, in, attempt, status, leases)
+		if err == nil {
+			res.Attempts = attempt
+			status.Phase = "done"
+			return res, nil
+		}
+		lastErr = err
+		status.LastError = err.Error()
+		if ctx.Err() != nil || !retryable(err) || attempt == policy.MaxAttempts {
+			break
+		}
+		workflow.GetLogger(ctx).Warn("Task attempt failed; retrying", "Attempt", attempt, "Wait", wait, "Error", err)
+		status.Phase = "backoff"
+		if err := workflow.Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		wait = min(time.Duration(float64(wait)*policy.BackoffCoefficient), policy.MaxInterval)
+	}
+	if ctx.Err() != nil {
+		return nil, lastErr
+	}
+	return nil, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("task for batch %s of %s failed after %d attempt(s): %v", in.BatchID, in.Connector, status.Attempt, lastErr),
+		ErrTypeTaskRunFailed, lastErr)
+}
+
+// retryable says whether another attempt of the task could succeed.
+func retryable(err error) bool {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch appErr.Type() {
+		case activities.ErrTypeInvalidTask, activities.ErrTypeRejected, activities.ErrTypeJobStopped:
+			return false
+		}
+	}
+	var canceled *temporal.CanceledError
+	return !errors.As(err, &canceled)
+}
+
+func runAttempt(ctx workflow.Context, in RunTaskInput, attempt int, status *RunTaskStatus, leases *leaseClient) (res *RunTaskResult, err error) {
+	leaseID := workflow.GetInfo(ctx).WorkflowExecution.ID + "#" + strconv.Itoa(attempt)
+	status.Phase = "waiting-for-lease"
+	status.JobID = ""
+	if err := leases.acquire(ctx, leaseID, leaseTTL(in)); err != nil {
+		return nil, err
+	}
+	defer leases.release(ctx, leaseID)
+
+	var b *activities.Bacalhau
+	status.Phase = "submitting"
+	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	var sub activities.SubmitResult
+	err = workflow.ExecuteActivity(sctx, b.Submit, activities.SubmitInput{
+		Template: in.Template,
+		Batch: tasktemplate.Batch{
+			Connector: in.Connector, ID: in.BatchID, Attempt: attempt,
+			Inputs: in.Inputs, Env: in.Env, Labels: in.Labels,
+			QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
+		},
+	}).Get(ctx, &sub)
+	if err != nil {
+		return nil, err
+	}
+	status.JobID = sub.JobID
+	defer func() {
+		if ctx.Err() != nil {
+			stopJob(ctx, sub.JobID)
+		}
+	}()
+
+	status.Phase = "running"
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// The job may queue and then run for its full timeouts.
+		StartToCloseTimeout: sub.QueueTimeout + sub.ExecutionTimeout + 2*time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	var done activities.AwaitResult
+	if err := workflow.ExecuteActivity(actx, b.Await, activities.AwaitInput{JobID: sub.JobID, PendingTimeout: in.PendingTimeout}).Get(ctx, &done); err != nil {
+		return nil, err
+	}
+
+	status.Phase = "reading-results"
+	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+	})
+	var results activities.Results
+	if err := workflow.ExecuteActivity(rctx, b.Results, sub.JobID).Get(ctx, &results); err != nil {
+		return nil, err
+	}
+	return &RunTaskResult{
+		JobID: sub.JobID, ExitCode: done.ExitCode,
+		StdoutTail: results.StdoutTail, StderrTail: results.StderrTail,
+		ResultURL: results.ResultURL, Outputs: results.Outputs,
+	}, nil
+}
+
+// stopJob stops a job after the workflow was cancelled. Await stops the job
+// itself when cancelled; this covers a cancellation that came between submit
+// and await.
+func stopJob(ctx workflow.Context, jobID string) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	var b *activities.Bacalhau
+	if err := workflow.ExecuteActivity(dctx, b.StopJob, jobID).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("Stopping job after cancellation failed", "JobID", jobID, "Error", err)
+	}
+}
+
+// leaseTTL bounds one attempt: queue, execution and a margin for submit and results.
+func leaseTTL(in RunTaskInput) time.Duration {
+	q, e := in.QueueTimeout, in.ExecutionTimeout
+	if q <= 0 {
+		q = tasktemplate.DefaultQueueTimeout
+	}
+	if e <= 0 {
+		e = tasktemplate.DefaultExecutionTimeout
+	}
+	return q + e + 5*time.Minute
+}
+
+// leaseClient is RunTask's side of the budget protocol.
+type leaseClient struct {
+	ref     BudgetRef
+	granted workflow.ReceiveChannel
+}
+
+func newLeaseClient(ctx workflow.Context, ref BudgetRef) *leaseClient {
+	if ref.WorkflowID == "" {
+		ref.WorkflowID = BudgetWorkflowID
+	}
+	if ref.TaskQueue == "" {
+		ref.TaskQueue = workflow.GetInfo(ctx).TaskQueueName
+	}
+	return &leaseClient{ref: ref, granted: workflow.GetSignalChannel(ctx, SignalLeaseGranted)}
+}
+
+// acquire asks the budget for a lease (starting the budget if needed) and
+// waits for the grant. Grants for other leases (earlier attempts) are
+// handed back.
+func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Duration) error {
+	if l.ref.Disabled {
+		return nil
+	}
+	info := workflow.GetInfo(ctx)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	var t *activities.Temporal
+	err := workflow.ExecuteActivity(actx, t.SignalWithStart, activities.SignalWithStartInput{
+		WorkflowID:   l.ref.WorkflowID,
+		WorkflowType: BudgetWorkflowType,
+		TaskQueue:    l.ref.TaskQueue,
+		SignalName:   SignalAcquireLease,
+		Signal: LeaseRequest{
+			LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl,
+		},
+		Input: BudgetInput{Size: l.ref.Size},
+	}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("requesting a lease from %s: %w", l.ref.WorkflowID, err)
+	}
+	for {
+		var g LeaseGrant
+		cancelled := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(l.granted, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &g) })
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
+		sel.Select(ctx)
+		if cancelled {
+			l.release(ctx, leaseID)
+			return temporal.NewCanceledError("cancelled while waiting for a lease")
+		}
+		if g.LeaseID == leaseID {
+			return nil
+		}
+		l.release(ctx, g.LeaseID)
+	}
+}
+
+// release gives a lease back, even when ctx is cancelled.
+func (l *leaseClient) release(ctx workflow.Context, leaseID string) {
+	if l.ref.Disabled {
+		return
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	err := workflow.SignalExternalWorkflow(dctx, l.ref.WorkflowID, "", SignalReleaseLease, LeaseRelease{LeaseID: leaseID}).Get(dctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("Releasing lease failed; the budget reclaims it at its TTL", "LeaseID", leaseID, "Error", err)
+	}
+}
