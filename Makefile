@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export GONOSUMDB := github.com/bacalhau-project
 GO ?= go
 TEMPORAL_CLI_VERSION := v1.5.1
-STATICCHECK_VERSION := v0.6.1
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all build dev test unit e2e bench lint compose-check clean
 
@@ -23,10 +23,9 @@ bin/temporal:
 dev: bin/temporal
 	$(GO) run ./internal/cmd/connect-dev $(DEV_ARGS)
 
-# The whole suite: vet, compose validation, unit, replay and end-to-end tests
+# The whole suite: gofmt, vet, staticcheck, compose validation, unit and end-to-end tests
 # on the real local stack (Temporal dev server, in-process Bacalhau node).
-test: bin/temporal compose-check
-	$(GO) vet ./...
+test: bin/temporal compose-check lint
 	$(GO) test -count=1 -timeout 20m ./...
 
 unit:

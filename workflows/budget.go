@@ -218,6 +218,9 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 		sel.AddFuture(workflow.NewTimer(timerCtx, next), func(workflow.Future) {})
 		sel.Select(ctx)
 		cancelTimer()
+		if err := ctx.Err(); err != nil {
+			return temporal.NewCanceledError("budget cancelled")
+		}
 	}
 }
 

@@ -84,6 +84,9 @@ func main() {
 func summarize(root string, top int) (*Summary, error) {
 	sum := &Summary{ByStatus: map[string]int{}}
 	paths := map[string]int{}
+	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("no input files under " + root + " (the folder does not exist)")
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

@@ -1,0 +1,154 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+type budgetHarness struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	granted []string // lease IDs granted, in order
+}
+
+func newBudgetHarness(t *testing.T, goneHolders ...string) *budgetHarness {
+	var suite testsuite.WorkflowTestSuite
+	h := &budgetHarness{t: t, env: suite.NewTestWorkflowEnvironment()}
+	h.env.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
+	h.env.RegisterActivity(&activities.Bacalhau{})
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseGranted, mock.Anything).Return(
+		func(_, workflowID, _, _ string, arg interface{}) error {
+			for _, g := range goneHolders {
+				if g == workflowID {
+					return errors.New("workflow not found")
+				}
+			}
+			h.granted = append(h.granted, arg.(LeaseGrant).LeaseID)
+			return nil
+		})
+	return h
+}
+
+func (h *budgetHarness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(f, d) }
+
+func (h *budgetHarness) acquire(id string, ttl time.Duration) {
+	h.env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: id, HolderWorkflowID: "holder-" + id, TTL: ttl})
+}
+
+func (h *budgetHarness) release(id string) {
+	h.env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: id})
+}
+
+func (h *budgetHarness) status() BudgetStatus {
+	v, err := h.env.QueryWorkflow(QueryBudgetStatus)
+	require.NoError(h.t, err)
+	var st BudgetStatus
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+func TestBudgetGrantsUpToItsSizeAndQueuesTheRest(t *testing.T) {
+	h := newBudgetHarness(t)
+	var afterAcquire, afterRelease, afterDuplicate BudgetStatus
+	h.at(time.Second, func() {
+		h.acquire("a", time.Hour)
+		h.acquire("b", time.Hour)
+		h.acquire("c", time.Hour)
+	})
+	h.at(2*time.Second, func() {
+		afterAcquire = h.status()
+		h.release("a")
+	})
+	h.at(3*time.Second, func() {
+		afterRelease = h.status()
+		h.acquire("b", time.Hour) // a retried request for a held lease
+	})
+	h.at(4*time.Second, func() {
+		afterDuplicate = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 2})
+
+	assert.Equal(t, BudgetStatus{Size: 2, InFlight: 2, Waiting: 1, HighWater: 2, Granted: 2, Holders: []string{"a", "b"}}, afterAcquire)
+	assert.Equal(t, BudgetStatus{Size: 2, InFlight: 2, Waiting: 0, HighWater: 2, Granted: 3, Holders: []string{"b", "c"}}, afterRelease)
+	assert.Equal(t, afterRelease, afterDuplicate, "a duplicate request changes nothing")
+	assert.Equal(t, []string{"a", "b", "c", "b"}, h.granted, "a duplicate request is granted again")
+}
+
+func TestBudgetReclaimsExpiredLeases(t *testing.T) {
+	h := newBudgetHarness(t)
+	var before, after BudgetStatus
+	h.at(time.Second, func() {
+		h.acquire("dead", time.Minute) // its holder never releases it
+		h.acquire("next", time.Hour)
+	})
+	h.at(30*time.Second, func() { before = h.status() })
+	h.at(2*time.Minute, func() {
+		after = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 1})
+	assert.Equal(t, []string{"dead"}, before.Holders)
+	assert.Equal(t, 1, before.Waiting)
+	assert.Equal(t, []string{"next"}, after.Holders)
+	assert.Equal(t, int64(1), after.Expired)
+}
+
+func TestBudgetReleasesALeaseWhoseHolderIsGone(t *testing.T) {
+	h := newBudgetHarness(t, "holder-gone")
+	var st BudgetStatus
+	h.at(time.Second, func() {
+		h.acquire("gone", time.Hour)
+		h.acquire("alive", time.Hour)
+	})
+	h.at(5*time.Second, func() {
+		st = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 1})
+	assert.Equal(t, []string{"alive"}, st.Holders)
+	assert.Equal(t, []string{"alive"}, h.granted)
+}
+
+func TestBudgetMeasuresItsSizeWhenNoneIsGiven(t *testing.T) {
+	h := newBudgetHarness(t)
+	h.env.OnActivity("Capacity", mock.Anything, mock.Anything).Return(&activities.Capacity{ComputeNodes: 1, RunAtOnce: 3, SuggestedBudget: 5}, nil)
+	var st BudgetStatus
+	h.at(time.Second, func() {
+		st = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{})
+	assert.Equal(t, 5, st.Size)
+}
+
+func TestBudgetResizeIsValidated(t *testing.T) {
+	h := newBudgetHarness(t)
+	var rejected, accepted error
+	var st BudgetStatus
+	h.at(time.Second, func() {
+		h.env.UpdateWorkflow(UpdateBudgetResize, "bad", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { rejected = err }, OnAccept: func() {}, OnComplete: func(interface{}, error) {},
+		}, 0)
+		h.env.UpdateWorkflow(UpdateBudgetResize, "good", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { accepted = err }, OnAccept: func() {}, OnComplete: func(interface{}, error) {},
+		}, 7)
+	})
+	h.at(2*time.Second, func() {
+		st = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 2})
+	require.Error(t, rejected)
+	assert.Contains(t, rejected.Error(), "at least 1")
+	assert.NoError(t, accepted)
+	assert.Equal(t, 7, st.Size)
+}

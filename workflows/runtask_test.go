@@ -1,0 +1,161 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+func newRunTaskEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(RunTask, workflowOptions(RunTaskWorkflowType))
+	env.RegisterActivity(&activities.Bacalhau{})
+	env.RegisterActivity(&activities.Temporal{})
+	return env
+}
+
+func taskInput() RunTaskInput {
+	return RunTaskInput{
+		Connector: "unit", BatchID: "b1", Template: "Type: batch",
+		Retry:  TaskRetryPolicy{MaxAttempts: 3, InitialInterval: time.Second},
+		Budget: BudgetRef{Disabled: true},
+	}
+}
+
+func okResults(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity("Results", mock.Anything, mock.Anything).Return(&activities.Results{ResultURL: "http://r/x.tar.gz", StdoutTail: "{}"}, nil)
+}
+
+func taskFailed(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeTaskFailed, nil, activities.TaskFailure{ExitCode: 2, StderrTail: msg})
+}
+
+func TestRunTaskRetriesAFailedTaskAsANewAttempt(t *testing.T) {
+	env := newRunTaskEnv(t)
+	var attempts []int
+	env.OnActivity("Submit", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SubmitInput) (*activities.SubmitResult, error) {
+			attempts = append(attempts, in.Batch.Attempt)
+			return &activities.SubmitResult{JobID: "job-" + string(rune('0'+in.Batch.Attempt)), QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil
+		})
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(nil, taskFailed("boom")).Twice()
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(&activities.AwaitResult{JobID: "job-3"}, nil).Once()
+	okResults(env)
+
+	env.ExecuteWorkflow(RunTask, taskInput())
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res RunTaskResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	assert.Equal(t, 3, res.Attempts)
+	assert.Equal(t, "job-3", res.JobID)
+	assert.Equal(t, []int{1, 2, 3}, attempts, "each attempt is a new batch identity")
+}
+
+func TestRunTaskGivesUpAfterMaxAttempts(t *testing.T) {
+	env := newRunTaskEnv(t)
+	env.OnActivity("Submit", mock.Anything, mock.Anything).Return(&activities.SubmitResult{JobID: "j", QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil)
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(nil, taskFailed("exit 2: bad input")).Times(2)
+	in := taskInput()
+	in.Retry.MaxAttempts = 2
+	env.ExecuteWorkflow(RunTask, in)
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	assert.Equal(t, ErrTypeTaskRunFailed, appErr.Type())
+	assert.Contains(t, err.Error(), "failed after 2 attempt(s)")
+	assert.Contains(t, err.Error(), "bad input")
+	env.AssertExpectations(t)
+}
+
+func TestRunTaskDoesNotRetryAnInvalidTask(t *testing.T) {
+	env := newRunTaskEnv(t)
+	env.OnActivity("Submit", mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("Tasks[0].Engine.Type: unknown engine", activities.ErrTypeInvalidTask, nil)).Once()
+	env.ExecuteWorkflow(RunTask, taskInput())
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "after 1 attempt(s)")
+	assert.Contains(t, err.Error(), "unknown engine")
+	env.AssertExpectations(t)
+}
+
+func TestRunTaskStopsTheJobWhenCancelled(t *testing.T) {
+	env := newRunTaskEnv(t)
+	env.OnActivity("Submit", mock.Anything, mock.Anything).Return(&activities.SubmitResult{JobID: "j-run", QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil)
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ activities.AwaitInput) (*activities.AwaitResult, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+	stopped := ""
+	env.OnActivity("StopJob", mock.Anything, mock.Anything).Return(func(_ context.Context, id string) error {
+		stopped = id
+		return nil
+	})
+	env.SetTestTimeout(30 * time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 100*time.Millisecond)
+	env.ExecuteWorkflow(RunTask, taskInput())
+	err := env.GetWorkflowError()
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(err, &canceled), "got %v", err)
+	assert.Equal(t, "j-run", stopped)
+}
+
+func TestRunTaskTakesAndReleasesALease(t *testing.T) {
+	env := newRunTaskEnv(t)
+	in := taskInput()
+	in.Budget = BudgetRef{WorkflowID: "budget-unit"}
+	var requested LeaseRequest
+	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, s activities.SignalWithStartInput) error {
+			assert.Equal(t, "budget-unit", s.WorkflowID)
+			assert.Equal(t, BudgetWorkflowType, s.WorkflowType)
+			assert.Equal(t, SignalAcquireLease, s.SignalName)
+			var m LeaseRequest
+			raw, err := json.Marshal(s.Signal) // arrives as a decoded map
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(raw, &m))
+			requested = m
+			// The budget grants a stale lease first, then this one.
+			env.RegisterDelayedCallback(func() {
+				env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: "stale#1"})
+				env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: m.LeaseID})
+			}, time.Second)
+			return nil
+		})
+	var released []string
+	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalReleaseLease, mock.Anything).Return(
+		func(_, _, _, _ string, arg interface{}) error {
+			released = append(released, arg.(LeaseRelease).LeaseID)
+			return nil
+		})
+	submitted := false
+	env.OnActivity("Submit", mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.SubmitInput) (*activities.SubmitResult, error) {
+			submitted = true
+			return &activities.SubmitResult{JobID: "j", QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil
+		})
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(&activities.AwaitResult{JobID: "j"}, nil)
+	okResults(env)
+
+	env.ExecuteWorkflow(RunTask, in)
+	require.NoError(t, env.GetWorkflowError())
+	assert.True(t, submitted)
+	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
+	assert.Greater(t, requested.TTL, 2*time.Minute)
+	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released, "a stale grant is handed back; the lease is released after the task")
+}
