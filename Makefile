@@ -34,9 +34,10 @@ unit:
 e2e: bin/temporal
 	$(GO) test -count=1 -timeout 20m -v ./internal/e2e/
 
-# Benchmarks (not tests): RunTask latency against a direct Bacalhau submit+wait.
+# Benchmarks (not tests): RunTask latency against a direct Bacalhau
+# submit+wait, medians and ratio written to BENCHMARKS.md.
 bench: bin/temporal
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/ | tee internal/bench/last-run.txt
+	BENCH_OUT=$(CURDIR)/BENCHMARKS.md $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
 
 lint:
 	@out=$$(gofmt -l . | grep -v '^bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -47,7 +47,7 @@ type Bacalhau struct {
 	jobs  jobsAPI
 	nodes nodesAPI
 	http  *http.Client
-	// PollMin and PollMax bound Await's polling backoff.
+	// pollMin and pollMax bound Await's polling interval.
 	pollMin, pollMax time.Duration
 }
 
@@ -59,7 +59,7 @@ func NewBacalhau(address string) *Bacalhau {
 		jobs:    api.Jobs(),
 		nodes:   api.Nodes(),
 		http:    &http.Client{Timeout: 2 * time.Minute},
-		pollMin: 100 * time.Millisecond,
+		pollMin: 50 * time.Millisecond,
 		pollMax: 2 * time.Second,
 	}
 }
@@ -181,7 +181,7 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 		in.PendingTimeout = 2 * time.Minute
 	}
 	progress := AwaitProgress{JobID: in.JobID}
-	delay := b.pollMin
+	start := time.Now()
 	var lastErr error
 	for {
 		resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: in.JobID})
@@ -218,10 +218,16 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 		select {
 		case <-ctx.Done():
 			return nil, b.abandon(ctx, in.JobID, lastErr)
-		case <-time.After(delay):
+		case <-time.After(b.pollDelay(time.Since(start))):
 		}
-		delay = min(time.Duration(float64(delay)*1.5), b.pollMax)
 	}
+}
+
+// pollDelay spaces polls at about 5 % of the time waited so far, within
+// [pollMin, pollMax]: a short task is seen finishing within ~pollMin, a long
+// one costs few requests.
+func (b *Bacalhau) pollDelay(waited time.Duration) time.Duration {
+	return min(max(waited/20, b.pollMin), b.pollMax)
 }
 
 // abandon ends an Await whose context is done: a cancellation stops the job;
