@@ -93,4 +93,5 @@ func TestBackpressureKeepsJobsInFlightWithinTheBudget(t *testing.T) {
 	for _, j := range jobs {
 		assert.Equal(t, models.JobStateTypeCompleted, j.State.StateType, "job %s: %s", j.ID, j.State.Message)
 	}
+	recordHistory(t, budgetID, "budget-20-leases")
 }

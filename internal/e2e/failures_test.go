@@ -118,4 +118,5 @@ func TestNonZeroExitFailsWithStderrAndRetriesAsThePolicySays(t *testing.T) {
 	for attempt := 1; attempt <= 2; attempt++ {
 		assert.Len(t, jobsWithLabel(t, tasktemplate.LabelBatch+"="+tasktemplate.Key("e2e-exit", "b1", attempt)), 1)
 	}
+	recordHistory(t, run.GetID(), "runtask-failed-after-retries")
 }

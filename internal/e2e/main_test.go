@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -40,4 +41,19 @@ func run(m *testing.M) int {
 		_ = os.RemoveAll(dir)
 	}
 	return code
+}
+
+// recordHistory saves a finished workflow's history under RECORD_HISTORIES
+// (unset: nothing), to refresh the replay tests' testdata:
+//
+//	RECORD_HISTORIES=$PWD/workflows/testdata/histories go test ./internal/e2e/
+func recordHistory(t *testing.T, workflowID, name string) {
+	t.Helper()
+	dir := os.Getenv("RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	if err := env.ExportHistory(context.Background(), workflowID, filepath.Join(dir, name+".json")); err != nil {
+		t.Errorf("recording history of %s: %v", workflowID, err)
+	}
 }

@@ -105,6 +105,7 @@ func TestRunTaskSummarizesGeneratedLogs(t *testing.T) {
 
 	// Exactly one job carries this batch's identity.
 	assert.Len(t, jobsWithLabel(t, tasktemplate.LabelBatch+"="+tasktemplate.Key("e2e-summary", "b1", 1)), 1)
+	recordHistory(t, run.GetID(), "runtask-completed")
 }
 
 func sortedKeys(m map[string][]byte) []string {
@@ -180,6 +181,7 @@ func TestSubmitIsIdempotentWhenTheWorkerDies(t *testing.T) {
 	require.Len(t, jobs, 1, "exactly one Bacalhau job carries the batch label")
 	assert.Equal(t, jobID, jobs[0].ID)
 	assert.Len(t, jobsWithLabel(t, tasktemplate.LabelConnector+"=e2e-idem"), 1)
+	recordHistory(t, run.GetID(), "runtask-worker-killed")
 
 	published, err := activities.FetchPublished(context.Background(), nil, res.ResultURL, 1<<20)
 	require.NoError(t, err)
@@ -234,4 +236,5 @@ func TestCancellingRunTaskStopsTheJob(t *testing.T) {
 	var canceled *temporal.CanceledError
 	require.True(t, errors.As(err, &canceled), "want a cancelled workflow, got %v", err)
 	assert.Equal(t, models.JobStateTypeStopped, jobState(t, jobID))
+	recordHistory(t, run.GetID(), "runtask-cancelled")
 }

@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
@@ -142,4 +146,31 @@ func Eventually(timeout time.Duration, cond func() error) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ExportHistory writes a workflow's full history as JSON (the format of
+// `temporal workflow show --output json`), for replay tests, and its
+// workflow ID beside it (path with .id for .json): workflows that derive
+// names from their own ID replay only under that ID.
+func (e *Env) ExportHistory(ctx context.Context, workflowID, path string) error {
+	iter := e.Client.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*historypb.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", workflowID, err)
+		}
+		events = append(events, ev)
+	}
+	raw, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
+	if err != nil {
+		return fmt.Errorf("encoding history of %s: %w", workflowID, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(strings.TrimSuffix(path, ".json")+".id", []byte(workflowID+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o644)
 }

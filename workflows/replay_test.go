@@ -1,0 +1,42 @@
+package workflows
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// TestReplayRecordedHistories replays every history recorded from the
+// end-to-end suite (testdata/histories, refreshed with RECORD_HISTORIES, see
+// internal/e2e) against the current workflow code: a change that is not
+// deterministic for histories already in flight fails here. Such changes
+// need workflow.GetVersion.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/histories/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no recorded histories")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			id, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".id")
+			require.NoError(t, err, "each history needs its workflow ID beside it")
+			raw, err := os.Open(f)
+			require.NoError(t, err)
+			defer func() { _ = raw.Close() }()
+			history, err := client.HistoryFromJSON(raw, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(RunTask, workflowOptions(RunTaskWorkflowType))
+			r.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
+			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
+			}))
+		})
+	}
+}
