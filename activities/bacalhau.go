@@ -136,8 +136,9 @@ func (b *Bacalhau) ListJobs(ctx context.Context, selector string) ([]*models.Job
 			return nil, classify("listing jobs by "+selector, err)
 		}
 		out = append(out, resp.Items...)
-		// Bacalhau returns a NextToken even on the last page: stop on an empty one.
-		if resp.NextToken == "" || len(resp.Items) == 0 {
+		// Bacalhau returns a NextToken even on the last page: stop on an
+		// empty page, and on a token that does not move.
+		if resp.NextToken == "" || len(resp.Items) == 0 || resp.NextToken == req.NextToken {
 			return out, nil
 		}
 		req.NextToken = resp.NextToken

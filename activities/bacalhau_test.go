@@ -1,0 +1,200 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bacalhau-project/bacalhau/pkg/bacerrors"
+	"github.com/bacalhau-project/bacalhau/pkg/models"
+	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// fakeJobs is a scripted jobsAPI: unit tests of error handling only; the
+// end-to-end suite runs these activities against a real Bacalhau node.
+type fakeJobs struct {
+	mu      sync.Mutex
+	gets    []func() (*models.Job, error) // consumed in order; the last repeats
+	execs   []*models.Execution
+	listed  []*models.Job
+	putErr  error
+	puts    int
+	stopped []string
+}
+
+func (f *fakeJobs) Put(context.Context, *apimodels.PutJobRequest) (*apimodels.PutJobResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts++
+	if f.putErr != nil {
+		return nil, f.putErr
+	}
+	return &apimodels.PutJobResponse{JobID: "j-new"}, nil
+}
+
+func (f *fakeJobs) Get(context.Context, *apimodels.GetJobRequest) (*apimodels.GetJobResponse, error) {
+	f.mu.Lock()
+	next := f.gets[0]
+	if len(f.gets) > 1 {
+		f.gets = f.gets[1:]
+	}
+	f.mu.Unlock()
+	job, err := next()
+	if err != nil {
+		return nil, err
+	}
+	return &apimodels.GetJobResponse{Job: job}, nil
+}
+
+// List behaves like Bacalhau v1.7.0: a NextToken even on the last page, then an empty page.
+func (f *fakeJobs) List(_ context.Context, r *apimodels.ListJobsRequest) (*apimodels.ListJobsResponse, error) {
+	if r.NextToken != "" {
+		return &apimodels.ListJobsResponse{BaseListResponse: apimodels.BaseListResponse{NextToken: "again"}}, nil
+	}
+	return &apimodels.ListJobsResponse{Items: f.listed, BaseListResponse: apimodels.BaseListResponse{NextToken: "page-2"}}, nil
+}
+
+func (f *fakeJobs) Executions(context.Context, *apimodels.ListJobExecutionsRequest) (*apimodels.ListJobExecutionsResponse, error) {
+	return &apimodels.ListJobExecutionsResponse{Items: f.execs}, nil
+}
+
+func (f *fakeJobs) Results(context.Context, *apimodels.ListJobResultsRequest) (*apimodels.ListJobResultsResponse, error) {
+	return &apimodels.ListJobResultsResponse{}, nil
+}
+
+func (f *fakeJobs) Stop(_ context.Context, r *apimodels.StopJobRequest) (*apimodels.StopJobResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, r.JobID)
+	return &apimodels.StopJobResponse{}, nil
+}
+
+func job(state models.JobStateType, created time.Time, msg string) func() (*models.Job, error) {
+	return func() (*models.Job, error) {
+		return &models.Job{ID: "j1", CreateTime: created.UnixNano(), State: models.State[models.JobStateType]{StateType: state, Message: msg}}, nil
+	}
+}
+
+func fail(err error) func() (*models.Job, error) {
+	return func() (*models.Job, error) { return nil, err }
+}
+
+func runActivity(t *testing.T, f *fakeJobs, fn any, arg any) (any, error) {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	b := &Bacalhau{jobs: f, pollMin: time.Millisecond, pollMax: 5 * time.Millisecond}
+	env.RegisterActivity(b)
+	var method any
+	switch fn {
+	case "Await":
+		method = b.Await
+	case "Submit":
+		method = b.Submit
+	}
+	v, err := env.ExecuteActivity(method, arg)
+	return v, err
+}
+
+func appErrType(t *testing.T, err error) string {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "want an ApplicationError, got %v", err)
+	return appErr.Type()
+}
+
+func TestAwaitStopsAJobPendingPastItsDeadline(t *testing.T) {
+	f := &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypePending, time.Now().Add(-time.Hour), "")}}
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1", PendingTimeout: time.Minute})
+	require.Error(t, err)
+	assert.Equal(t, ErrTypePendingTimeout, appErrType(t, err))
+	assert.Contains(t, err.Error(), "still Pending")
+	assert.Equal(t, []string{"j1"}, f.stopped)
+}
+
+func TestAwaitKeepsPollingThroughTransientErrors(t *testing.T) {
+	unavailable := bacerrors.New("server error").WithHTTPStatusCode(http.StatusServiceUnavailable)
+	f := &fakeJobs{
+		gets: []func() (*models.Job, error){
+			fail(unavailable), fail(errors.New("connection reset")),
+			job(models.JobStateTypeRunning, time.Now(), ""),
+			job(models.JobStateTypeCompleted, time.Now(), ""),
+		},
+		execs: []*models.Execution{{ID: "e1", ComputeState: models.State[models.ExecutionStateType]{StateType: models.ExecutionStateCompleted},
+			RunOutput: &models.RunCommandResult{STDOUT: "{}\n"}}},
+	}
+	v, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	require.NoError(t, err)
+	var res AwaitResult
+	require.NoError(t, v.(interface{ Get(any) error }).Get(&res))
+	assert.Equal(t, "e1", res.ExecutionID)
+	assert.Empty(t, f.stopped)
+}
+
+func TestAwaitFailsAtOnceWhenBacalhauRejectsTheRequest(t *testing.T) {
+	f := &fakeJobs{gets: []func() (*models.Job, error){fail(bacerrors.New("job not found").WithHTTPStatusCode(http.StatusNotFound))}}
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	require.Error(t, err)
+	assert.Equal(t, ErrTypeRejected, appErrType(t, err))
+}
+
+func TestAwaitTellsCapacityFromTaskFailure(t *testing.T) {
+	noNodes := "not enough nodes to run job. requested: 1, available: 1, suitable: 0."
+	f := &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeFailed, time.Now(), noNodes)}}
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	assert.Equal(t, ErrTypeNoCapacity, appErrType(t, err), "a job that never ran is a capacity problem")
+
+	f = &fakeJobs{
+		gets: []func() (*models.Job, error){job(models.JobStateTypeFailed, time.Now(), noNodes)},
+		execs: []*models.Execution{{ID: "e1", ComputeState: models.State[models.ExecutionStateType]{
+			StateType: models.ExecutionStateFailed, Message: "unable to find the entrypoint"}}},
+	}
+	_, err = runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	assert.Equal(t, ErrTypeTaskFailed, appErrType(t, err), "executions failed: the task is at fault, not capacity")
+	assert.Contains(t, err.Error(), "unable to find the entrypoint")
+}
+
+func TestSubmitClassifiesPutErrors(t *testing.T) {
+	tmpl := `
+Type: batch
+Tasks:
+  - Name: main
+    Engine: {Type: docker, Params: {Image: alpine}}
+`
+	in := SubmitInput{Template: tmpl}
+	in.Batch.Connector, in.Batch.ID = "c", "b"
+
+	f := &fakeJobs{putErr: bacerrors.New("unavailable").WithHTTPStatusCode(http.StatusBadGateway)}
+	_, err := runActivity(t, f, "Submit", in)
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		assert.False(t, appErr.NonRetryable(), "5xx is retryable")
+	}
+
+	f = &fakeJobs{putErr: bacerrors.New("bad job").WithHTTPStatusCode(http.StatusBadRequest)}
+	_, err = runActivity(t, f, "Submit", in)
+	assert.Equal(t, ErrTypeRejected, appErrType(t, err))
+
+	f = &fakeJobs{listed: []*models.Job{{ID: "j-old", CreateTime: 2}, {ID: "j-older", CreateTime: 1}}}
+	v, err := runActivity(t, f, "Submit", in)
+	require.NoError(t, err)
+	var res SubmitResult
+	require.NoError(t, v.(interface{ Get(any) error }).Get(&res))
+	assert.Equal(t, SubmitResult{JobID: "j-older", Reused: true, QueueTimeout: 10 * time.Minute, ExecutionTimeout: 5 * time.Minute}, res)
+	assert.Zero(t, f.puts, "an existing job for the batch means no new submission")
+}
+
+func TestPollDelayGrowsWithTheWait(t *testing.T) {
+	b := &Bacalhau{pollMin: 50 * time.Millisecond, pollMax: 2 * time.Second}
+	assert.Equal(t, 50*time.Millisecond, b.pollDelay(0))
+	assert.Equal(t, 500*time.Millisecond, b.pollDelay(10*time.Second))
+	assert.Equal(t, 2*time.Second, b.pollDelay(time.Hour))
+}
