@@ -5,7 +5,7 @@ GO ?= go
 TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build dev test unit e2e bench lint compose-check clean
+.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check clean
 
 all: build
 
@@ -25,8 +25,16 @@ dev: bin/temporal
 
 # The whole suite: gofmt, vet, staticcheck, compose validation, unit and end-to-end tests
 # on the real local stack (Temporal dev server, in-process Bacalhau node).
-test: bin/temporal compose-check lint
+test: bin/temporal compose-check lint dev-smoke
 	$(GO) test -count=1 -timeout 20m ./...
+
+# `make dev` end to end on free ports in a scratch folder, exiting after the
+# sample task: keeps the README's first command working.
+dev-smoke: bin/temporal
+	@d=$$(mktemp -d); \
+	if $(GO) run ./internal/cmd/connect-dev --once --run-dir $$d --temporal-port 0 --ui-port 0 --bacalhau-port 0 --modules-port 0 > $$d/out.txt 2>&1 \
+	   && grep -q '"requests":200' $$d/out.txt; then echo "dev-smoke: ok"; rm -rf $$d; \
+	else cat $$d/out.txt; echo "dev-smoke: failed (logs in $$d)"; exit 1; fi
 
 unit:
 	$(GO) test -count=1 ./workflows/... ./activities/... ./internal/tasktemplate/...

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runStarter runs the CLI in-process against a Temporal address where
+// nothing listens: these cases must fail before any connection.
+func runStarter(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := newRootCommand(&out, &errOut)
+	cmd.SetArgs(append(args, "--temporal-address", "127.0.0.1:1"))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func writeTemplate(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "job.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+func TestRunTaskChecksTheTemplateBeforeStarting(t *testing.T) {
+	sample, err := os.ReadFile("../examples/jobs/logsummary.yaml")
+	require.NoError(t, err)
+	cases := map[string]struct {
+		args []string
+		want string
+	}{
+		"missing template flag": {nil, `required flag(s) "template" not set`},
+		"template not found":    {[]string{"--template", "/nonexistent.yaml"}, "--template: open /nonexistent.yaml"},
+		"missing variable": {[]string{"--template", writeTemplate(t, string(sample))},
+			`map has no entry for key "MODULES_URL"`},
+		"unknown engine": {[]string{"--template", writeTemplate(t, strings.Replace(string(sample), "Type: wasm", "Type: nope", 1)),
+			"--var", "MODULES_URL=http://m"}, `Tasks[0].Engine.Type: unknown engine "nope"`},
+		"relative input target": {[]string{"--template", writeTemplate(t, string(sample)), "--var", "MODULES_URL=http://m",
+			"--input", "inputs/a.log=http://x/a.log"}, "inputs[0].target"},
+		"bad output format": {[]string{"--template", "x", "-o", "yaml"}, `--output: "yaml" is not text or json`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := runStarter(t, append([]string{"run-task"}, tc.args...)...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "connecting to Temporal", "must fail before connecting")
+		})
+	}
+}
+
+func TestBudgetResizeRejectsABadSize(t *testing.T) {
+	_, err := runStarter(t, "budget", "resize", "0")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `SIZE: "0" must be a whole number >= 1`)
+}
