@@ -4,6 +4,7 @@ export GONOSUMDB := github.com/bacalhau-project
 GO ?= go
 TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
 
 .PHONY: all build dev dev-smoke test unit e2e bench lint compose-check clean
 
@@ -51,6 +52,7 @@ lint:
 	@out=$$(gofmt -l . | grep -v '^bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION) ./workflows/...
 
 # docker-compose.yml is for users (no Docker engine here): validate it parses.
 # Installs Debian's docker-compose when missing (as root) to do so.
