@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -51,7 +53,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func (g *globals) dial(cmd *cobra.Command) (client.Client, error) {
-	c, err := client.DialContext(cmd.Context(), client.Options{HostPort: g.address, Namespace: g.namespace, Logger: quietLogger{}})
+	c, err := client.DialContext(cmd.Context(), client.Options{HostPort: g.address, Namespace: g.namespace, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Temporal at %s: %w", g.address, err)
 	}
@@ -68,11 +70,3 @@ func (g *globals) print(v any, text string) error {
 	_, err := fmt.Fprint(g.stdout, text)
 	return err
 }
-
-// quietLogger keeps the SDK's informational logs off the CLI's output.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...interface{}) {}
-func (quietLogger) Info(string, ...interface{})  {}
-func (quietLogger) Warn(string, ...interface{})  {}
-func (quietLogger) Error(string, ...interface{}) {}

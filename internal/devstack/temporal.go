@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -72,7 +73,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		opts.Log = io.Discard
 	}
 	if opts.Logger == nil {
-		opts.Logger = discardLogger{}
+		opts.Logger = log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	}
 	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	devOpts := testsuite.DevServerOptions{
@@ -125,11 +126,3 @@ func (t *Temporal) Stop() error {
 	}
 	return nil
 }
-
-// discardLogger is a Temporal SDK logger that drops everything.
-type discardLogger struct{}
-
-func (discardLogger) Debug(string, ...interface{}) {}
-func (discardLogger) Info(string, ...interface{})  {}
-func (discardLogger) Warn(string, ...interface{})  {}
-func (discardLogger) Error(string, ...interface{}) {}
