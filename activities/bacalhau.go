@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 )
 
@@ -42,22 +43,31 @@ type nodesAPI interface {
 	List(ctx context.Context, r *apimodels.ListNodesRequest) (*apimodels.ListNodesResponse, error)
 }
 
+// URLMinter mints capability URLs for S3 objects (the worker's input
+// gateway, inputgateway.Gateway).
+type URLMinter interface {
+	URL(ref inputgateway.ObjectRef, connector string, ttl time.Duration) (string, error)
+}
+
 // Bacalhau runs tasks on a Bacalhau cluster. Create it with NewBacalhau.
 type Bacalhau struct {
-	jobs  jobsAPI
-	nodes nodesAPI
-	http  *http.Client
+	jobs   jobsAPI
+	nodes  nodesAPI
+	http   *http.Client
+	minter URLMinter
 	// pollMin and pollMax bound Await's polling interval.
 	pollMin, pollMax time.Duration
 }
 
 // NewBacalhau returns the Bacalhau activities for the API at address
-// (e.g. http://127.0.0.1:1234).
-func NewBacalhau(address string) *Bacalhau {
+// (e.g. http://127.0.0.1:1234). minter may be nil when no task reads S3
+// objects through the gateway.
+func NewBacalhau(address string, minter URLMinter) *Bacalhau {
 	api := clientv2.New(address)
 	return &Bacalhau{
 		jobs:    api.Jobs(),
 		nodes:   api.Nodes(),
+		minter:  minter,
 		http:    &http.Client{Timeout: 2 * time.Minute},
 		pollMin: 50 * time.Millisecond,
 		pollMax: 2 * time.Second,
@@ -71,7 +81,32 @@ type SubmitInput struct {
 	// Batch names the batch (its identity makes Submit idempotent) and holds
 	// its inputs, env, labels and timeouts.
 	Batch tasktemplate.Batch
+	// Objects are S3 objects the task reads, delivered as Delivery says;
+	// Submit turns them into inputs when (and only when) it submits.
+	Objects []ObjectInput `json:",omitempty"`
+	// Delivery of Objects: DeliveryGateway (default) or DeliveryS3.
+	Delivery string `json:",omitempty"`
+	// URLTTL is how long gateway URLs stay valid. Default: the job's queue
+	// and execution timeouts plus 10 min, so queueing and Bacalhau's own
+	// retry of a failed execution fit.
+	URLTTL time.Duration `json:",omitempty"`
 }
+
+// ObjectInput is an S3 object the task sees at Target.
+type ObjectInput struct {
+	Target string
+	Object inputgateway.ObjectRef
+}
+
+// Object deliveries.
+const (
+	// DeliveryGateway hands the task capability URLs from the worker's input
+	// gateway: compute nodes need no AWS keys.
+	DeliveryGateway = "gateway"
+	// DeliveryS3 uses Bacalhau's s3 input source: compute nodes read with
+	// their own credentials.
+	DeliveryS3 = "s3"
+)
 
 // SubmitResult names the job that runs the batch.
 type SubmitResult struct {
@@ -87,7 +122,8 @@ type SubmitResult struct {
 // templates and oversized jobs fail with ErrTypeInvalidTask before anything
 // is sent.
 func (b *Bacalhau) Submit(ctx context.Context, in SubmitInput) (*SubmitResult, error) {
-	job, err := tasktemplate.Build(in.Template, in.Batch)
+	// Check the template before anything else, with placeholder URLs.
+	job, err := tasktemplate.Build(in.Template, withObjects(in, func(inputgateway.ObjectRef) string { return "http://gateway.invalid/x" }))
 	if err != nil {
 		return nil, nonRetryable(ErrTypeInvalidTask, err, "invalid task: %v", err)
 	}
@@ -101,12 +137,53 @@ func (b *Bacalhau) Submit(ctx context.Context, in SubmitInput) (*SubmitResult, e
 		activity.GetLogger(ctx).Info("Reusing job for batch", "JobID", existing.ID, "BatchKey", key)
 		return &SubmitResult{JobID: existing.ID, Reused: true, QueueTimeout: queue, ExecutionTimeout: exec}, nil
 	}
+	if len(in.Objects) > 0 && in.Delivery != DeliveryS3 {
+		// Fresh capability URLs for every submission.
+		if b.minter == nil {
+			return nil, nonRetryable(ErrTypeInvalidTask, nil, "task reads S3 objects through the input gateway, but this worker runs none (set -gateway-listen and -gateway-url)")
+		}
+		ttl := in.URLTTL
+		if ttl <= 0 {
+			ttl = queue + exec + 10*time.Minute
+		}
+		var mintErr error
+		batch := withObjects(in, func(ref inputgateway.ObjectRef) string {
+			u, err := b.minter.URL(ref, in.Batch.Connector, ttl)
+			mintErr = errors.Join(mintErr, err)
+			return u
+		})
+		if mintErr != nil {
+			return nil, nonRetryable(ErrTypeInvalidTask, mintErr, "minting input URLs: %v", mintErr)
+		}
+		if job, err = tasktemplate.Build(in.Template, batch); err != nil {
+			return nil, nonRetryable(ErrTypeInvalidTask, err, "invalid task: %v", err)
+		}
+	}
 	resp, err := b.jobs.Put(ctx, &apimodels.PutJobRequest{Job: job})
 	if err != nil {
 		return nil, classify("submitting job "+job.Name, err)
 	}
 	activity.GetLogger(ctx).Info("Submitted job", "JobID", resp.JobID, "BatchKey", key)
 	return &SubmitResult{JobID: resp.JobID, QueueTimeout: queue, ExecutionTimeout: exec}, nil
+}
+
+// withObjects returns the batch with in.Objects added as inputs: s3 input
+// sources for DeliveryS3, else URLs from url.
+func withObjects(in SubmitInput, url func(inputgateway.ObjectRef) string) tasktemplate.Batch {
+	batch := in.Batch
+	if len(in.Objects) == 0 {
+		return batch
+	}
+	batch.Inputs = append([]tasktemplate.Input(nil), batch.Inputs...)
+	for _, o := range in.Objects {
+		if in.Delivery == DeliveryS3 {
+			batch.Inputs = append(batch.Inputs, tasktemplate.Input{Target: o.Target, S3: &tasktemplate.S3Object{
+				Bucket: o.Object.Bucket, Key: o.Object.Key, Region: o.Object.Region, Endpoint: o.Object.Endpoint}})
+			continue
+		}
+		batch.Inputs = append(batch.Inputs, tasktemplate.Input{Target: o.Target, URL: url(o.Object)})
+	}
+	return batch
 }
 
 // FindJob returns the job labelled with batch key, or nil when there is none.
@@ -205,7 +282,14 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 				return nil, b.failed(ctx, job)
 			case models.JobStateTypeStopped:
 				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
+			case models.JobStateTypeQueued:
+				if err := b.failedWhileWaiting(ctx, job); err != nil {
+					return nil, err
+				}
 			case models.JobStateTypePending:
+				if err := b.failedWhileWaiting(ctx, job); err != nil {
+					return nil, err
+				}
 				if age := time.Since(time.Unix(0, job.CreateTime)); age > in.PendingTimeout {
 					b.stop(ctx, job.ID, "pending past deadline")
 					return nil, nonRetryable(ErrTypePendingTimeout, nil,
@@ -222,6 +306,38 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 		case <-time.After(b.pollDelay(time.Since(start))):
 		}
 	}
+}
+
+// waitingFailures is how many failed executions make a waiting job a failed
+// task. Measured on v1.7.0: Bacalhau runs a failed execution once more on
+// the same node, then leaves the job Pending with both executions failed
+// until its queue timeout, although no node will take it again.
+const waitingFailures = 2
+
+// failedWhileWaiting ends the wait for a job that is Pending or Queued
+// again after its executions failed: it stops the job and reports the task
+// failure now instead of at the queue timeout. It returns nil when the job
+// is merely waiting to be scheduled.
+func (b *Bacalhau) failedWhileWaiting(ctx context.Context, job *models.Job) error {
+	execs, err := b.executions(ctx, job.ID)
+	if err != nil {
+		return nil // keep polling; the next poll looks again
+	}
+	failed := 0
+	for _, e := range execs {
+		if !e.IsTerminalState() {
+			return nil
+		}
+		if e.ComputeState.StateType == models.ExecutionStateFailed {
+			failed++
+		}
+	}
+	if failed < waitingFailures {
+		return nil
+	}
+	b.stop(ctx, job.ID, "executions failed; no node will run it again")
+	err = b.failed(ctx, job)
+	return err
 }
 
 // pollDelay spaces polls at about 5 % of the time waited so far, within

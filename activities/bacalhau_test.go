@@ -198,3 +198,25 @@ func TestPollDelayGrowsWithTheWait(t *testing.T) {
 	assert.Equal(t, 500*time.Millisecond, b.pollDelay(10*time.Second))
 	assert.Equal(t, 2*time.Second, b.pollDelay(time.Hour))
 }
+
+func TestAwaitEndsAJobWaitingAgainAfterItsExecutionsFailed(t *testing.T) {
+	failedExec := func(id string) *models.Execution {
+		return &models.Execution{ID: id,
+			ComputeState: models.State[models.ExecutionStateType]{StateType: models.ExecutionStateFailed, Message: "HEAD 403"},
+			DesiredState: models.State[models.ExecutionDesiredStateType]{StateType: models.ExecutionDesiredStateStopped}}
+	}
+	f := &fakeJobs{
+		gets:  []func() (*models.Job, error){job(models.JobStateTypePending, time.Now(), "")},
+		execs: []*models.Execution{failedExec("e1")},
+	}
+	// One failed execution: Bacalhau retries it; keep waiting (until the pending deadline here).
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1", PendingTimeout: 50 * time.Millisecond})
+	assert.Equal(t, ErrTypePendingTimeout, appErrType(t, err))
+
+	f.execs = append(f.execs, failedExec("e2"))
+	f.stopped = nil
+	_, err = runActivity(t, f, "Await", AwaitInput{JobID: "j1", PendingTimeout: time.Hour})
+	assert.Equal(t, ErrTypeTaskFailed, appErrType(t, err))
+	assert.Contains(t, err.Error(), "HEAD 403")
+	assert.Equal(t, []string{"j1"}, f.stopped)
+}

@@ -9,6 +9,15 @@
 //	-bacalhau-host      BACALHAU_API_HOST   Bacalhau API host (default 127.0.0.1)
 //	-bacalhau-port      BACALHAU_API_PORT   Bacalhau API port (default 1234)
 //	-max-activities     CONNECT_MAX_ACTIVITIES  activities at once in this worker (default: SDK's)
+//	-gateway-listen     CONNECT_GATEWAY_LISTEN  input gateway address (default 127.0.0.1:8470; "off" to disable)
+//	-gateway-url        CONNECT_GATEWAY_URL     public base URL compute nodes reach the gateway at
+//	                                            (default http://<gateway-listen>)
+//	                    CONNECT_GATEWAY_SECRET  HMAC secret for capability URLs, at least 32 bytes; every
+//	                                            replica needs the same one (default: random, one replica only)
+//
+// The input gateway signs its S3 requests with the worker's own AWS
+// credentials from the standard chain (AWS_ACCESS_KEY_ID…, shared config,
+// instance roles); no key ever enters a workflow or a job.
 //
 // The worker stops gracefully on SIGINT or SIGTERM: running activities get
 // the SDK's stop timeout and Bacalhau jobs keep running for the next worker.
@@ -16,6 +25,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +38,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -39,6 +50,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
+}
+
+// startGateway binds and serves the input gateway.
+func startGateway(listen, publicURL, secret string, logger *slog.Logger) (*inputgateway.Server, *inputgateway.Gateway, error) {
+	key := []byte(secret)
+	if secret == "" {
+		key = make([]byte, inputgateway.MinSecretBytes)
+		if _, err := rand.Read(key); err != nil {
+			return nil, nil, err
+		}
+		logger.Warn("CONNECT_GATEWAY_SECRET not set: using a random one; other worker replicas cannot answer this worker's URLs")
+	}
+	srv, err := inputgateway.Listen(listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-gateway-listen: %w", err)
+	}
+	if publicURL == "" {
+		publicURL = srv.URL()
+	}
+	gw, err := inputgateway.New(inputgateway.Options{Secret: key, PublicURL: publicURL})
+	if err != nil {
+		_ = srv.Stop()
+		return nil, nil, fmt.Errorf("input gateway (CONNECT_GATEWAY_SECRET, -gateway-url): %w", err)
+	}
+	srv.Serve(gw)
+	logger.Info("input gateway serving", "listen", srv.URL(), "public_url", publicURL)
+	return srv, gw, nil
 }
 
 func env(name, def string) string {
@@ -57,6 +95,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	bacHost := fs.String("bacalhau-host", env("BACALHAU_API_HOST", "127.0.0.1"), "Bacalhau API host [BACALHAU_API_HOST]")
 	bacPort := fs.String("bacalhau-port", env("BACALHAU_API_PORT", "1234"), "Bacalhau API port [BACALHAU_API_PORT]")
 	maxActs := fs.String("max-activities", env("CONNECT_MAX_ACTIVITIES", "0"), "activities at once in this worker, 0 for the SDK default [CONNECT_MAX_ACTIVITIES]")
+	gwListen := fs.String("gateway-listen", env("CONNECT_GATEWAY_LISTEN", "127.0.0.1:8470"), `input gateway address, "off" to disable [CONNECT_GATEWAY_LISTEN]`)
+	gwURL := fs.String("gateway-url", env("CONNECT_GATEWAY_URL", ""), "public base URL compute nodes reach the gateway at (default http://<gateway-listen>) [CONNECT_GATEWAY_URL]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,11 +119,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer c.Close()
 
-	w := workerapp.New(c, workerapp.Options{
+	opts := workerapp.Options{
 		TaskQueue:               *queue,
 		BacalhauAddress:         "http://" + *bacHost + ":" + *bacPort,
 		MaxConcurrentActivities: maxActivities,
-	})
+	}
+	if *gwListen != "off" {
+		srv, gw, err := startGateway(*gwListen, *gwURL, os.Getenv("CONNECT_GATEWAY_SECRET"), logger)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = srv.Stop() }()
+		opts.Gateway = gw
+	}
+	w := workerapp.New(c, opts)
 	logger.Info("worker starting", "temporal", *address, "namespace", *namespace, "task_queue", *queue, "bacalhau", *bacHost+":"+*bacPort)
 	interrupt := make(chan interface{})
 	go func() {

@@ -23,8 +23,13 @@ type RunTaskInput struct {
 	// Template is the Bacalhau job YAML, placeholders already rendered.
 	Template string
 	Inputs   []tasktemplate.Input `json:",omitempty"`
-	Env      map[string]string    `json:",omitempty"`
-	Labels   map[string]string    `json:",omitempty"`
+	// Objects are S3 objects the task reads, by reference; Submit turns them
+	// into inputs (gateway URLs minted then, or s3 input sources).
+	Objects  []activities.ObjectInput `json:",omitempty"`
+	Delivery string                   `json:",omitempty"`
+	URLTTL   time.Duration            `json:",omitempty"`
+	Env      map[string]string        `json:",omitempty"`
+	Labels   map[string]string        `json:",omitempty"`
 	// QueueTimeout and ExecutionTimeout bound the job (defaults: the
 	// template's, else tasktemplate.DefaultQueueTimeout/DefaultExecutionTimeout).
 	QueueTimeout     time.Duration `json:",omitempty"`
@@ -179,6 +184,7 @@ func runAttempt(ctx workflow.Context, in RunTaskInput, attempt int, status *RunT
 			Inputs: in.Inputs, Env: in.Env, Labels: in.Labels,
 			QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
 		},
+		Objects: in.Objects, Delivery: in.Delivery, URLTTL: in.URLTTL,
 	}).Get(ctx, &sub)
 	if err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ func TestBackpressureKeepsJobsInFlightWithinTheBudget(t *testing.T) {
 	const tasks = 20
 	queue := startWorker(t)
 	budgetID := "budget-" + queue
-	capacity, err := activities.NewBacalhau(env.Bacalhau.Address()).Capacity(context.Background(), 0)
+	capacity, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).Capacity(context.Background(), 0)
 	require.NoError(t, err)
 	t.Logf("node capacity: %d at once, suggested budget %d", capacity.RunAtOnce, capacity.SuggestedBudget)
 	require.Less(t, capacity.RunAtOnce, tasks, "the test needs more tasks than the node runs at once")
@@ -40,7 +40,7 @@ func TestBackpressureKeepsJobsInFlightWithinTheBudget(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			jobs, err := activities.NewBacalhau(env.Bacalhau.Address()).ListJobs(context.Background(), tasktemplate.LabelConnector+"=e2e-bp")
+			jobs, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).ListJobs(context.Background(), tasktemplate.LabelConnector+"=e2e-bp")
 			if err != nil {
 				continue
 			}

@@ -67,7 +67,7 @@ func startRunTask(t *testing.T, queue string, in workflows.RunTaskInput) client.
 
 func jobsWithLabel(t *testing.T, selector string) []*models.Job {
 	t.Helper()
-	jobs, err := activities.NewBacalhau(env.Bacalhau.Address()).ListJobs(context.Background(), selector)
+	jobs, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).ListJobs(context.Background(), selector)
 	require.NoError(t, err)
 	return jobs
 }
@@ -191,7 +191,7 @@ func TestSubmitIsIdempotentWhenTheWorkerDies(t *testing.T) {
 }
 
 func TestSubmitActivityReusesTheJobOfARetriedSubmit(t *testing.T) {
-	b := activities.NewBacalhau(env.Bacalhau.Address())
+	b := activities.NewBacalhau(env.Bacalhau.Address(), nil)
 	in := activities.SubmitInput{
 		Template: sampleTemplate(t),
 		Batch: tasktemplate.Batch{Connector: "e2e-resubmit", ID: "b1", Attempt: 1,

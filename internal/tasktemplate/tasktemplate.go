@@ -123,6 +123,17 @@ type Input struct {
 	// Inline is small data carried in the job itself (a data: URL). Keep it
 	// small: the whole job must stay under MaxJobBytes.
 	Inline []byte `json:"inline,omitempty"`
+	// S3 is read by the compute node with its own credentials (Bacalhau's
+	// s3 input source).
+	S3 *S3Object `json:"s3,omitempty"`
+}
+
+// S3Object is an object for Bacalhau's s3 input source.
+type S3Object struct {
+	Bucket   string `json:"bucket"`
+	Key      string `json:"key"`
+	Region   string `json:"region,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // Batch is what Build adds to a template for one run.
@@ -234,9 +245,27 @@ func inputSource(i int, in Input) (*models.InputSource, error) {
 	if !path.IsAbs(in.Target) {
 		return nil, fieldErr(field+".target", "%q must be an absolute path such as /inputs/batch.jsonl", in.Target)
 	}
+	set := 0
+	for _, b := range []bool{in.URL != "", in.Inline != nil, in.S3 != nil} {
+		if b {
+			set++
+		}
+	}
 	switch {
-	case in.URL != "" && in.Inline != nil:
-		return nil, fieldErr(field, "set url or inline, not both")
+	case set > 1:
+		return nil, fieldErr(field, "set one of url, inline and s3")
+	case in.S3 != nil:
+		if in.S3.Bucket == "" || in.S3.Key == "" {
+			return nil, fieldErr(field+".s3", "bucket and key are required")
+		}
+		params := map[string]any{"Bucket": in.S3.Bucket, "Key": in.S3.Key}
+		if in.S3.Region != "" {
+			params["Region"] = in.S3.Region
+		}
+		if in.S3.Endpoint != "" {
+			params["Endpoint"] = in.S3.Endpoint
+		}
+		return &models.InputSource{Source: &models.SpecConfig{Type: models.StorageSourceS3, Params: params}, Target: in.Target}, nil
 	case in.URL != "":
 		return &models.InputSource{
 			Source: &models.SpecConfig{Type: models.StorageSourceURL, Params: map[string]any{"URL": in.URL}},
@@ -248,7 +277,7 @@ func inputSource(i int, in Input) (*models.InputSource, error) {
 			Target: in.Target,
 		}, nil
 	default:
-		return nil, fieldErr(field, "needs url or inline")
+		return nil, fieldErr(field, "needs url, inline or s3")
 	}
 }
 

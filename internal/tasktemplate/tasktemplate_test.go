@@ -86,7 +86,7 @@ func TestBuildRefusesBadTemplatesNamingTheField(t *testing.T) {
 		"daemon job":     {strings.Replace(good, "Type: batch", "Type: daemon", 1), Batch{}, "Type", "never finish"},
 		"unknown field":  {good + "Bogus: 1\n", Batch{}, "template", "not a valid Bacalhau job"},
 		"relative input": {good, Batch{Inputs: []Input{{Target: "inputs/a", URL: "http://x"}}}, "inputs[0].target", "absolute path"},
-		"empty input":    {good, Batch{Inputs: []Input{{Target: "/inputs/a"}}}, "inputs[0]", "needs url or inline"},
+		"empty input":    {good, Batch{Inputs: []Input{{Target: "/inputs/a"}}}, "inputs[0]", "needs url, inline or s3"},
 		"oversize job": {good, Batch{Inputs: []Input{{Target: "/inputs/big", Inline: make([]byte, 600<<10)}}},
 			"job size", "over the 786432-byte limit"},
 	}

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
 )
 
@@ -29,7 +32,12 @@ type Env struct {
 	Temporal *devstack.Temporal
 	Bacalhau *devstack.Bacalhau
 	Modules  *devstack.ModuleServer
-	Client   client.Client
+	S3       *devstack.S3
+	// Gateway is the input gateway workers of this environment mint URLs
+	// with; GatewayServer serves it.
+	Gateway       *inputgateway.Gateway
+	GatewayServer *inputgateway.Server
+	Client        client.Client
 }
 
 // RepoRoot finds the repository root (the folder with go.mod) above the
@@ -91,6 +99,24 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if e.S3, err = devstack.StartS3(ctx, devstack.S3Options{Dir: filepath.Join(dir, "s3")}); err != nil {
+		return nil, err
+	}
+	secret := make([]byte, inputgateway.MinSecretBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	if e.GatewayServer, err = inputgateway.Listen("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	s3client := e.S3.Client()
+	if e.Gateway, err = inputgateway.New(inputgateway.Options{
+		Secret: secret, PublicURL: e.GatewayServer.URL(),
+		Clients: func(context.Context, string, string) (*s3.Client, error) { return s3client, nil },
+	}); err != nil {
+		return nil, err
+	}
+	e.GatewayServer.Serve(e.Gateway)
 	ok = true
 	return e, nil
 }
@@ -98,7 +124,13 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 // StartWorker starts a worker on taskQueue (default queue when empty).
 // Stop it with Stop(); stopping it is how tests "kill" a worker.
 func (e *Env) StartWorker(taskQueue string) (worker.Worker, error) {
-	w := workerapp.New(e.Client, workerapp.Options{TaskQueue: taskQueue, BacalhauAddress: e.Bacalhau.Address()})
+	return e.StartWorkerWith(workerapp.Options{TaskQueue: taskQueue, Gateway: e.Gateway})
+}
+
+// StartWorkerWith starts a worker with opts; BacalhauAddress is filled in.
+func (e *Env) StartWorkerWith(opts workerapp.Options) (worker.Worker, error) {
+	opts.BacalhauAddress = e.Bacalhau.Address()
+	w := workerapp.New(e.Client, opts)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting worker: %w", err)
 	}
@@ -124,6 +156,12 @@ func (e *Env) ServeFile(name string, data []byte) (string, error) {
 
 // Stop stops everything that started.
 func (e *Env) Stop() {
+	if e.GatewayServer != nil {
+		_ = e.GatewayServer.Stop()
+	}
+	if e.S3 != nil {
+		e.S3.Stop()
+	}
 	if e.Bacalhau != nil {
 		e.Bacalhau.Stop()
 	}

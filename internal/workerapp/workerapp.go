@@ -19,6 +19,9 @@ type Options struct {
 	TaskQueue string
 	// BacalhauAddress is the Bacalhau API base URL, e.g. http://127.0.0.1:1234.
 	BacalhauAddress string
+	// Gateway mints capability URLs for tasks that read S3 objects (an
+	// *inputgateway.Gateway); leave it nil when this worker serves none.
+	Gateway activities.URLMinter
 	// MaxConcurrentActivities caps activities running at once in this worker
 	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
 	// this number, caps Bacalhau jobs in flight.
@@ -33,7 +36,7 @@ func New(c client.Client, opts Options) worker.Worker {
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 	})
-	Register(w, activities.NewBacalhau(opts.BacalhauAddress), activities.NewTemporal(c))
+	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c))
 	return w
 }
 
