@@ -1,0 +1,305 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// Defaults of a cron connector.
+const (
+	DefaultTimezone      = "UTC"
+	DefaultLookback      = time.Hour
+	DefaultMaxObjects    = 100
+	MaxMaxObjects        = 1000
+	DefaultMaxBytes      = 256 << 20
+	DefaultOverlap       = OverlapSkip
+	DefaultCatchupWindow = time.Hour
+	DefaultMaxAttempts   = 3
+)
+
+// Problem is one thing wrong with a spec.
+type Problem struct {
+	// Path is the YAML path, e.g. source.s3.bucket.
+	Path string
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Message }
+
+// Error lists every problem found in one spec.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "spec %s: ", e.File)
+	if len(e.Problems) == 1 {
+		b.WriteString(e.Problems[0].String())
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%d problems:", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return b.String()
+}
+
+// Has reports whether a problem was found at path.
+func (e *Error) Has(path string) bool {
+	for _, p := range e.Problems {
+		if p.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadFile reads, decodes, validates and resolves a spec file.
+func LoadFile(path string) (*Spec, *workflows.CronConfig, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading spec: %w", err)
+	}
+	return Load(path, raw)
+}
+
+// Load decodes, validates and resolves a spec; path names it in errors and
+// anchors the task template's relative path.
+func Load(path string, raw []byte) (*Spec, *workflows.CronConfig, error) {
+	s, err := Decode(raw)
+	if err != nil {
+		return nil, nil, &Error{File: path, Problems: []Problem{{Path: "(yaml)", Message: err.Error()}}}
+	}
+	cfg, problems := s.resolve(filepath.Dir(path))
+	if len(problems) > 0 {
+		return nil, nil, &Error{File: path, Problems: problems}
+	}
+	return s, cfg, nil
+}
+
+// Decode strictly decodes one spec: unknown fields are errors.
+func Decode(raw []byte) (*Spec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		return nil, cleanYAMLError(err)
+	}
+	return &s, nil
+}
+
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, " in type spec.", " in ")
+	return errors.New(msg)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func dur(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}
+
+// resolve validates the spec and builds the workflow configuration. Template
+// paths are relative to dir.
+func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
+	var ps []Problem
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case s.Name == "":
+		add("name", "required: a connector name such as web-logs")
+	case !nameRE.MatchString(s.Name):
+		add("name", "%q: use lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit", s.Name)
+	}
+	switch s.Kind {
+	case KindCron:
+	case "":
+		add("kind", "required: cron")
+	default:
+		add("kind", "unknown %q: use cron", s.Kind)
+	}
+	tz := s.Timezone
+	if tz == "" {
+		tz = DefaultTimezone
+	}
+	if s.Schedule == "" {
+		add("schedule", `required: a 5-field cron expression such as "*/5 * * * *" or "@every 5m"`)
+	} else if _, err := workflows.ParseSchedule(s.Schedule, ""); err != nil {
+		add("schedule", "%q: %v; use 5 fields (minute hour day-of-month month day-of-week) or @every 5m, @hourly, @daily", s.Schedule, err)
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		add("timezone", "unknown time zone %q: use an IANA name such as UTC or Europe/Berlin", s.Timezone)
+	}
+
+	src := s.Source.S3
+	if src == nil {
+		add("source.s3", "required: the bucket and prefix to scan")
+		src = &S3Source{}
+	} else {
+		if src.Bucket == "" {
+			add("source.s3.bucket", "required: name the bucket to scan")
+		}
+		checkEndpoint(add, "source.s3.endpoint", src.Endpoint)
+		if src.StartAfter != "" && src.StartTime != nil {
+			add("source.s3.start_after", "set start_after or start_time, not both")
+		}
+		if src.StartAfter != "" && !strings.HasPrefix(src.StartAfter, src.Prefix) {
+			add("source.s3.start_after", "%q is not under prefix %q", src.StartAfter, src.Prefix)
+		}
+		if d := dur(src.Lookback, DefaultLookback); d < 0 {
+			add("source.s3.lookback", "%s is negative: use a duration such as 1h", d)
+		}
+	}
+
+	maxObjects := s.Batch.MaxObjects
+	switch {
+	case maxObjects == 0:
+		maxObjects = DefaultMaxObjects
+	case maxObjects < 0 || maxObjects > MaxMaxObjects:
+		add("batch.max_objects", "%d: use 1 to %d", maxObjects, MaxMaxObjects)
+	}
+	maxBytes := int64(s.Batch.MaxBytes)
+	switch {
+	case maxBytes == 0:
+		maxBytes = DefaultMaxBytes
+	case maxBytes < 0:
+		add("batch.max_bytes", "%d is negative: use a size such as 256MiB", maxBytes)
+	}
+
+	cfg := &workflows.CronConfig{
+		Name: s.Name, Schedule: s.Schedule, Timezone: tz,
+		MaxObjects: maxObjects, MaxBytes: maxBytes,
+		Overlap: s.Overlap, CatchupWindow: dur(s.CatchupWindow, DefaultCatchupWindow),
+	}
+	cfg.Source = workflows.S3Source{Bucket: src.Bucket, Prefix: src.Prefix, Region: src.Region, Endpoint: src.Endpoint,
+		StartAfter: src.StartAfter, Lookback: dur(src.Lookback, DefaultLookback)}
+	if src.StartTime != nil {
+		cfg.Source.StartTime = src.StartTime.UTC()
+	}
+	if cfg.Overlap == "" {
+		cfg.Overlap = DefaultOverlap
+	}
+	if cfg.Overlap != OverlapSkip && cfg.Overlap != OverlapBufferOne {
+		add("overlap", "unknown %q: use skip or buffer_one", s.Overlap)
+	}
+	if cfg.CatchupWindow < 0 {
+		add("catchup_window", "%s is negative: use 0s to never catch up, or a duration such as 1h", cfg.CatchupWindow)
+	}
+
+	s.resolveTask(dir, cfg, add)
+	s.resolveRetry(cfg, add)
+	if dl := s.DeadLetter; dl != nil {
+		switch {
+		case dl.S3 == nil:
+			add("dead_letter.s3", "required when dead_letter is set: the bucket and prefix for failed batches")
+		case dl.S3.Bucket == "":
+			add("dead_letter.s3.bucket", "required: name the bucket for failed-batch manifests")
+		default:
+			checkEndpoint(add, "dead_letter.s3.endpoint", dl.S3.Endpoint)
+			cfg.DeadLetter = &workflows.S3Location{Bucket: dl.S3.Bucket, Prefix: dl.S3.Prefix, Region: dl.S3.Region, Endpoint: dl.S3.Endpoint}
+		}
+	}
+	return cfg, ps
+}
+
+func checkEndpoint(add func(string, string, ...any), path, endpoint string) {
+	if endpoint == "" {
+		return
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add(path, "%q: use a URL such as https://s3.example.com or http://127.0.0.1:9000", endpoint)
+	}
+}
+
+func (s *Spec) resolveTask(dir string, cfg *workflows.CronConfig, add func(string, string, ...any)) {
+	t := s.Task
+	cfg.QueueTimeout = dur(t.QueueTimeout, 0)
+	cfg.ExecutionTimeout = dur(t.ExecutionTimeout, 0)
+	cfg.URLTTL = dur(t.Input.URLTTL, 0)
+	if cfg.QueueTimeout < 0 {
+		add("task.queue_timeout", "%s is negative: use a duration such as 10m", cfg.QueueTimeout)
+	}
+	if cfg.ExecutionTimeout < 0 {
+		add("task.execution_timeout", "%s is negative: use a duration such as 5m", cfg.ExecutionTimeout)
+	}
+	if cfg.URLTTL < 0 {
+		add("task.input.url_ttl", "%s is negative: use a duration such as 1h", cfg.URLTTL)
+	}
+	switch t.Input.Delivery {
+	case "", DeliveryPresigned:
+		cfg.Delivery = activities.DeliveryGateway
+	case DeliveryS3:
+		cfg.Delivery = activities.DeliveryS3
+	default:
+		add("task.input.delivery", "unknown %q: use presigned (capability URLs from the worker's gateway) or s3 (nodes with their own credentials)", t.Input.Delivery)
+	}
+	if t.Template == "" {
+		add("task.template", "required: the path of a Bacalhau job YAML, relative to this spec")
+		return
+	}
+	p := t.Template
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		add("task.template", "cannot read %s: %v", p, errors.Unwrap(err))
+		return
+	}
+	text, err := tasktemplate.Render(string(raw), t.Vars)
+	if err != nil {
+		add("task.vars", "%s: %v: add it under task.vars", t.Template, err)
+		return
+	}
+	if _, err := tasktemplate.Build(text, tasktemplate.Batch{Connector: "check", ID: "check", Attempt: 1,
+		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}); err != nil {
+		add("task.template", "%s: %v", t.Template, err)
+		return
+	}
+	cfg.Template = text
+}
+
+func (s *Spec) resolveRetry(cfg *workflows.CronConfig, add func(string, string, ...any)) {
+	r := s.Retry
+	cfg.Retry = workflows.TaskRetryPolicy{
+		MaxAttempts:     r.MaxAttempts,
+		InitialInterval: dur(r.InitialInterval, 5*time.Second),
+		MaxInterval:     dur(r.MaxInterval, 5*time.Minute),
+	}
+	switch {
+	case r.MaxAttempts == 0:
+		cfg.Retry.MaxAttempts = DefaultMaxAttempts
+	case r.MaxAttempts < 0:
+		add("retry.max_attempts", "%d: use 1 (no retries) or more", r.MaxAttempts)
+	}
+	if cfg.Retry.InitialInterval <= 0 {
+		add("retry.initial_interval", "%s: use a positive duration such as 5s", cfg.Retry.InitialInterval)
+	}
+	if cfg.Retry.MaxInterval < cfg.Retry.InitialInterval {
+		add("retry.max_interval", "%s is below initial_interval %s", cfg.Retry.MaxInterval, cfg.Retry.InitialInterval)
+	}
+}

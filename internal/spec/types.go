@@ -1,0 +1,202 @@
+package spec
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// Kinds of connector.
+const (
+	KindCron = "cron"
+)
+
+// Overlap policies of a cron connector.
+const (
+	// OverlapSkip drops ticks that come due while one runs.
+	OverlapSkip = workflows.OverlapSkip
+	// OverlapBufferOne runs one more tick right after, if any came due.
+	OverlapBufferOne = workflows.OverlapBufferOne
+)
+
+// Input deliveries.
+const (
+	// DeliveryPresigned hands tasks capability URLs from the worker's input
+	// gateway (which redirects to presigned S3 URLs).
+	DeliveryPresigned = "presigned"
+	// DeliveryS3 hands tasks Bacalhau s3 input sources; compute nodes need
+	// their own credentials.
+	DeliveryS3 = "s3"
+)
+
+// Spec is a connector spec as written in YAML.
+type Spec struct {
+	// Name identifies the connector (workflow IDs derive from it):
+	// lowercase letters, digits and '-', at most 63.
+	Name string `yaml:"name"`
+	// Kind is the connector family: cron.
+	Kind string `yaml:"kind"`
+	// Schedule is a 5-field cron expression or a descriptor such as
+	// "@every 5m" or "@hourly". Cron connectors only.
+	Schedule string `yaml:"schedule"`
+	// Timezone is an IANA zone for Schedule. Default UTC.
+	Timezone string `yaml:"timezone"`
+	// Source says what to read.
+	Source Source `yaml:"source"`
+	// Batch bounds each task's input.
+	Batch Batch `yaml:"batch"`
+	// Task is what runs for each batch.
+	Task Task `yaml:"task"`
+	// Retry is how often a failed batch's task runs again.
+	Retry Retry `yaml:"retry"`
+	// Overlap: skip (default) or buffer_one.
+	Overlap string `yaml:"overlap"`
+	// CatchupWindow: after downtime, a missed tick younger than this runs at
+	// once; older ones are skipped. Default 1h; 0s never catches up.
+	CatchupWindow *Duration `yaml:"catchup_window"`
+	// DeadLetter records batches that failed every attempt. Optional: without
+	// it a failing batch stops the connector's cursor until it succeeds.
+	DeadLetter *DeadLetter `yaml:"dead_letter"`
+}
+
+// Source is the connector's input.
+type Source struct {
+	S3 *S3Source `yaml:"s3"`
+}
+
+// S3Source scans objects under a prefix.
+type S3Source struct {
+	Bucket   string `yaml:"bucket"`
+	Prefix   string `yaml:"prefix"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	// StartAfter skips keys up to and including this one at first start.
+	StartAfter string `yaml:"start_after"`
+	// StartTime skips objects last modified before this time at first start.
+	StartTime *time.Time `yaml:"start_time"`
+	// Lookback is how late an object may arrive (by LastModified, behind
+	// the newest one processed) and still be found if its key sorts before
+	// the cursor. Default 1h.
+	Lookback *Duration `yaml:"lookback"`
+}
+
+// Batch bounds one task's input.
+type Batch struct {
+	// MaxObjects per task. Default 100, at most 1000.
+	MaxObjects int `yaml:"max_objects"`
+	// MaxBytes per task ("64MiB", "1GB" or a number of bytes). Default 256MiB.
+	// An object larger than this runs alone.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// Task is what runs for each batch.
+type Task struct {
+	// Template is the path of a Bacalhau job YAML, relative to the spec file.
+	Template string `yaml:"template"`
+	// Vars fill the template's {{.NAME}} placeholders.
+	Vars map[string]string `yaml:"vars"`
+	// Input is how tasks receive the batch's objects.
+	Input TaskInput `yaml:"input"`
+	// QueueTimeout bounds waiting for a node. Default: template's, else 10m.
+	QueueTimeout *Duration `yaml:"queue_timeout"`
+	// ExecutionTimeout bounds the task's run. Default: template's, else 5m.
+	ExecutionTimeout *Duration `yaml:"execution_timeout"`
+}
+
+// TaskInput is how a task receives its objects.
+type TaskInput struct {
+	// Delivery: presigned (default) or s3.
+	Delivery string `yaml:"delivery"`
+	// URLTTL is how long presigned capability URLs live. Default: queue +
+	// execution timeout + 10m.
+	URLTTL *Duration `yaml:"url_ttl"`
+}
+
+// Retry is a task retry policy.
+type Retry struct {
+	// MaxAttempts per batch. Default 3.
+	MaxAttempts int `yaml:"max_attempts"`
+	// InitialInterval before the second attempt. Default 5s.
+	InitialInterval *Duration `yaml:"initial_interval"`
+	// MaxInterval caps the backoff. Default 5m.
+	MaxInterval *Duration `yaml:"max_interval"`
+}
+
+// DeadLetter is where failed batches are recorded.
+type DeadLetter struct {
+	S3 *DeadLetterS3 `yaml:"s3"`
+}
+
+// DeadLetterS3 writes one JSON manifest per failed batch under Prefix.
+type DeadLetterS3 struct {
+	Bucket   string `yaml:"bucket"`
+	Prefix   string `yaml:"prefix"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+}
+
+// Duration is a time.Duration written as "90s", "5m", "1h30m".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as 30s, 5m or 1h", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s, 5m or 1h", n.Line, s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// ByteSize is a size written as 1048576, "64KiB", "256MiB", "1GB".
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1},
+}
+
+// ParseByteSize reads a size such as "64MiB".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	for _, u := range byteUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil {
+				return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
+			}
+			return ByteSize(n * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size such as 64MiB or a number of bytes", s)
+	}
+	return ByteSize(n), nil
+}
+
+// UnmarshalYAML reads a number of bytes or a size with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a size such as 64MiB", n.Line)
+	}
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*b = v
+	return nil
+}
