@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	// Embedded zone data: a schedule resolves the same on every worker and on replay.
+	_ "time/tzdata"
 
 	"github.com/robfig/cron/v3"
 

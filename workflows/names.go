@@ -26,3 +26,31 @@ const (
 	// QueryRunTaskStatus returns a RunTask's RunTaskStatus.
 	QueryRunTaskStatus = "status"
 )
+
+// Cron connector names.
+const (
+	// CronWorkflowType is the registered name of Cron.
+	CronWorkflowType = "Cron"
+	// CronBackfillWorkflowType is the registered name of CronBackfill.
+	CronBackfillWorkflowType = "CronBackfill"
+	// CronWorkflowIDPrefix + connector name is a cron connector's workflow ID.
+	CronWorkflowIDPrefix = "cron-"
+
+	// SignalPause stops ticks until SignalResume; a running tick finishes.
+	SignalPause = "pause"
+	// SignalResume resumes ticks from the cursor.
+	SignalResume = "resume"
+	// SignalTrigger runs a tick now (also when paused).
+	SignalTrigger = "trigger"
+	// UpdateSpec replaces the connector's CronConfig (validated; applied
+	// between ticks).
+	UpdateSpec = "update-spec"
+	// UpdateBackfill starts a backfill of a time range (argument
+	// BackfillRequest) and returns its workflow ID.
+	UpdateBackfill = "backfill"
+	// QueryCronStatus returns a CronStatus.
+	QueryCronStatus = "status"
+)
+
+// CronWorkflowID is the workflow ID of the cron connector called name.
+func CronWorkflowID(name string) string { return CronWorkflowIDPrefix + name }

@@ -12,6 +12,7 @@ import (
 // summary mirrors the sample task's output contract.
 type summary struct {
 	Files     int            `json:"files"`
+	Inputs    []string       `json:"inputs"`
 	Requests  int            `json:"requests"`
 	Bytes     int64          `json:"bytes"`
 	ByStatus  map[string]int `json:"by_status"`
@@ -57,7 +58,9 @@ func logFiles(seed uint64, n, linesPerFile int) (map[string][]byte, summary) {
 			want.ByStatus[strconv.Itoa(status)]++
 			counts[path]++
 		}
-		files[fmt.Sprintf("access-%03d.log", f)] = []byte(b.String())
+		name := fmt.Sprintf("access-%03d.log", f)
+		files[name] = []byte(b.String())
+		want.Inputs = append(want.Inputs, name)
 	}
 	for p, c := range counts {
 		want.TopPaths = append(want.TopPaths, pathCount{p, c})

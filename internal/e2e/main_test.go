@@ -57,3 +57,4 @@ func recordHistory(t *testing.T, workflowID, name string) {
 		t.Errorf("recording history of %s: %v", workflowID, err)
 	}
 }
+

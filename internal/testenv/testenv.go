@@ -127,9 +127,17 @@ func (e *Env) StartWorker(taskQueue string) (worker.Worker, error) {
 	return e.StartWorkerWith(workerapp.Options{TaskQueue: taskQueue, Gateway: e.Gateway})
 }
 
+// S3Clients hands out the stand-in's client, whatever endpoint is asked.
+func (e *Env) S3Clients(context.Context, string, string) (*s3.Client, error) {
+	return e.S3.Client(), nil
+}
+
 // StartWorkerWith starts a worker with opts; BacalhauAddress is filled in.
 func (e *Env) StartWorkerWith(opts workerapp.Options) (worker.Worker, error) {
 	opts.BacalhauAddress = e.Bacalhau.Address()
+	if opts.S3Clients == nil {
+		opts.S3Clients = e.S3Clients
+	}
 	w := workerapp.New(e.Client, opts)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting worker: %w", err)

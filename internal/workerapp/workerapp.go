@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -22,6 +23,9 @@ type Options struct {
 	// Gateway mints capability URLs for tasks that read S3 objects (an
 	// *inputgateway.Gateway); leave it nil when this worker serves none.
 	Gateway activities.URLMinter
+	// S3Clients makes the S3 clients of scans and dead letters (nil: the
+	// standard AWS chain).
+	S3Clients inputgateway.ClientFactory
 	// MaxConcurrentActivities caps activities running at once in this worker
 	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
 	// this number, caps Bacalhau jobs in flight.
@@ -36,16 +40,19 @@ func New(c client.Client, opts Options) worker.Worker {
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 	})
-	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c))
+	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c), activities.NewS3(opts.S3Clients))
 	return w
 }
 
 // Register registers every workflow and activity on r. Activity names are
 // their method names, so methods of different activity structs must not share
 // a name.
-func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal) {
+func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.CronBackfill, workflow.RegisterOptions{Name: workflows.CronBackfillWorkflowType})
 	r.RegisterActivity(b)
 	r.RegisterActivity(t)
+	r.RegisterActivity(s)
 }

@@ -38,7 +38,10 @@ import (
 
 // Summary is what the task reports. Its JSON form is the task's output contract.
 type Summary struct {
-	Files     int            `json:"files"`
+	Files int `json:"files"`
+	// Inputs lists the files read, relative to the inputs folder, sorted:
+	// connectors build exactly-once ledgers from it.
+	Inputs    []string       `json:"inputs"`
 	Requests  int            `json:"requests"`
 	Bytes     int64          `json:"bytes"`
 	ByStatus  map[string]int `json:"by_status"`
@@ -100,6 +103,11 @@ func summarize(root string, top int) (*Summary, error) {
 		}
 		defer f.Close()
 		sum.Files++
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			rel = p
+		}
+		sum.Inputs = append(sum.Inputs, filepath.ToSlash(rel))
 		return scan(f, sum, paths)
 	})
 	if err != nil {
@@ -108,6 +116,7 @@ func summarize(root string, top int) (*Summary, error) {
 	if sum.Files == 0 {
 		return nil, errors.New("no input files under " + root)
 	}
+	sort.Strings(sum.Inputs)
 	for p, n := range paths {
 		sum.TopPaths = append(sum.TopPaths, PathCount{Path: p, Count: n})
 	}

@@ -1,0 +1,223 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+)
+
+// S3 scans buckets and writes dead-letter manifests with the worker's own
+// credentials. Create it with NewS3.
+type S3 struct {
+	clients inputgateway.ClientFactory
+}
+
+// NewS3 returns the S3 activities; clients nil means the standard AWS chain.
+func NewS3(clients inputgateway.ClientFactory) *S3 {
+	if clients == nil {
+		clients = inputgateway.DefaultClientFactory
+	}
+	return &S3{clients: clients}
+}
+
+// Object is one listed S3 object: metadata only, never its content.
+type Object struct {
+	Key          string
+	Size         int64
+	LastModified time.Time
+}
+
+// DoneKey is an object already processed, kept while it is inside the
+// cursor's look-back window.
+type DoneKey struct {
+	Key          string
+	LastModified time.Time
+}
+
+// Cursor is a cron connector's durable position in a bucket prefix. See the
+// README ("The S3 cursor") for why it is more than a StartAfter key.
+type Cursor struct {
+	// Key is the greatest key processed (or the spec's start_after).
+	Key string `json:",omitempty"`
+	// Time is the newest LastModified processed.
+	Time time.Time `json:",omitempty"`
+	// Done holds the keys processed whose LastModified is within the
+	// look-back window behind Time, sorted by key.
+	Done []DoneKey `json:",omitempty"`
+}
+
+// Advance records a processed batch and drops Done entries older than the window.
+func (c Cursor) Advance(objs []Object, lookback time.Duration) Cursor {
+	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...)}
+	for _, o := range objs {
+		if o.Key > next.Key {
+			next.Key = o.Key
+		}
+		if o.LastModified.After(next.Time) {
+			next.Time = o.LastModified
+		}
+		next.Done = append(next.Done, DoneKey{Key: o.Key, LastModified: o.LastModified})
+	}
+	floor := next.Time.Add(-lookback)
+	kept := next.Done[:0]
+	for _, d := range next.Done {
+		if !d.LastModified.Before(floor) {
+			kept = append(kept, d)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Key < kept[j].Key })
+	next.Done = kept
+	return next
+}
+
+// Candidate reports whether an object listed now is still to be processed:
+// it is newer than the start time and either sorts after the cursor's key
+// or arrived within the look-back window and is not done.
+func (c Cursor) Candidate(o Object, startTime time.Time, lookback time.Duration) bool {
+	if !startTime.IsZero() && o.LastModified.Before(startTime) {
+		return false
+	}
+	if o.Key > c.Key {
+		return !c.isDone(o.Key)
+	}
+	return !o.LastModified.Before(c.Time.Add(-lookback)) && !c.isDone(o.Key)
+}
+
+func (c Cursor) isDone(key string) bool {
+	i := sort.Search(len(c.Done), func(i int) bool { return c.Done[i].Key >= key })
+	return i < len(c.Done) && c.Done[i].Key == key
+}
+
+// ScanInput asks for the next objects to process.
+type ScanInput struct {
+	Bucket, Prefix, Endpoint, Region string
+	// Cursor and the rules it applies with. Ignored for a backfill.
+	Cursor    Cursor
+	StartTime time.Time
+	Lookback  time.Duration
+	// Backfill, when set, scans objects last modified in [From, To) with
+	// keys after AfterKey instead of applying the cursor.
+	Backfill *BackfillRange `json:",omitempty"`
+	// MaxObjects and MaxBytes cut batches; MaxBatches bounds one answer.
+	MaxObjects int
+	MaxBytes   int64
+	MaxBatches int
+}
+
+// BackfillRange is a time range to reprocess.
+type BackfillRange struct {
+	From, To time.Time
+	AfterKey string `json:",omitempty"`
+}
+
+// ScanResult is the next batches, in key order.
+type ScanResult struct {
+	Batches [][]Object
+	// More is true when candidates remain beyond these batches.
+	More bool
+	// Listed is how many objects the scan saw.
+	Listed int
+}
+
+// Scan lists the prefix and cuts the objects still to process into batches
+// of at most MaxObjects objects and MaxBytes bytes (an object larger than
+// MaxBytes forms a batch alone). It heartbeats once per listed page.
+func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
+	c, err := a.clients(ctx, in.Endpoint, in.Region)
+	if err != nil {
+		return nil, err
+	}
+	if in.MaxObjects <= 0 || in.MaxBytes <= 0 || in.MaxBatches <= 0 {
+		return nil, nonRetryable(ErrTypeInvalidTask, nil, "scan: MaxObjects, MaxBytes and MaxBatches must be positive")
+	}
+	res := &ScanResult{}
+	var batch []Object
+	var batchBytes int64
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(in.Bucket), Prefix: aws.String(in.Prefix)})
+	pages := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing s3://%s/%s: %w", in.Bucket, in.Prefix, err)
+		}
+		pages++
+		activity.RecordHeartbeat(ctx, pages)
+		for _, o := range page.Contents {
+			res.Listed++
+			obj := Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified).UTC()}
+			if strings.HasSuffix(obj.Key, "/") {
+				continue // folder marker
+			}
+			if !in.wanted(obj) {
+				continue
+			}
+			if len(res.Batches) == in.MaxBatches {
+				res.More = true
+				return res, nil
+			}
+			if len(batch) > 0 && (len(batch) == in.MaxObjects || batchBytes+obj.Size > in.MaxBytes) {
+				res.Batches = append(res.Batches, batch)
+				batch, batchBytes = nil, 0
+				if len(res.Batches) == in.MaxBatches {
+					res.More = true
+					return res, nil
+				}
+			}
+			batch = append(batch, obj)
+			batchBytes += obj.Size
+		}
+	}
+	if len(batch) > 0 {
+		res.Batches = append(res.Batches, batch)
+	}
+	return res, nil
+}
+
+func (in ScanInput) wanted(o Object) bool {
+	if b := in.Backfill; b != nil {
+		return o.Key > b.AfterKey && !o.LastModified.Before(b.From) && o.LastModified.Before(b.To)
+	}
+	return in.Cursor.Candidate(o, in.StartTime, in.Lookback)
+}
+
+// DeadLetterInput records a batch that failed every attempt.
+type DeadLetterInput struct {
+	Bucket, Prefix, Endpoint, Region string
+	Connector, BatchID               string
+	Source                           string
+	Objects                          []Object
+	Error                            string
+	JobIDs                           []string `json:",omitempty"`
+}
+
+// WriteDeadLetter writes the batch's manifest (objects and error) as JSON
+// to <prefix><batch>.json and returns the key. Rewriting it is harmless.
+func (a *S3) WriteDeadLetter(ctx context.Context, in DeadLetterInput) (string, error) {
+	c, err := a.clients(ctx, in.Endpoint, in.Region)
+	if err != nil {
+		return "", err
+	}
+	body, err := json.MarshalIndent(map[string]any{
+		"connector": in.Connector, "batch": in.BatchID, "source": in.Source,
+		"objects": in.Objects, "error": in.Error, "jobs": in.JobIDs,
+	}, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	key := in.Prefix + in.BatchID + ".json"
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), ContentType: aws.String("application/json")}); err != nil {
+		return "", fmt.Errorf("writing dead letter s3://%s/%s: %w", in.Bucket, key, err)
+	}
+	return key, nil
+}

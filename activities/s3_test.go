@@ -1,0 +1,55 @@
+package activities
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func at(min int) time.Time { return time.Date(2026, 11, 27, 10, min, 0, 0, time.UTC) }
+
+func TestCursorFindsLateObjectsThatSortBeforeIt(t *testing.T) {
+	var c Cursor
+	lookback := 30 * time.Minute
+	first := []Object{{Key: "10/a", LastModified: at(0)}, {Key: "10/b", LastModified: at(1)}}
+	for _, o := range first {
+		assert.True(t, c.Candidate(o, time.Time{}, lookback))
+	}
+	c = c.Advance(first, lookback)
+	assert.Equal(t, "10/b", c.Key)
+	for _, o := range first {
+		assert.False(t, c.Candidate(o, time.Time{}, lookback), "done: %s", o.Key)
+	}
+	late := Object{Key: "09/z", LastModified: at(5)} // sorts before the cursor, arrived after it
+	assert.True(t, c.Candidate(late, time.Time{}, lookback))
+	old := Object{Key: "09/y", LastModified: at(0).Add(-time.Hour)} // before the window: processed long ago or before start
+	assert.False(t, c.Candidate(old, time.Time{}, lookback))
+	newer := Object{Key: "10/c", LastModified: at(2)}
+	assert.True(t, c.Candidate(newer, time.Time{}, lookback))
+
+	c = c.Advance([]Object{late, newer}, lookback)
+	assert.False(t, c.Candidate(late, time.Time{}, lookback), "a late object is processed once")
+	assert.Equal(t, "10/c", c.Key)
+	assert.Len(t, c.Done, 4)
+
+	// The window moves on: entries older than Time - lookback are dropped,
+	// and their keys, all at or before the cursor, stay excluded.
+	c = c.Advance([]Object{{Key: "11/a", LastModified: at(50)}}, lookback)
+	assert.Equal(t, []DoneKey{{Key: "11/a", LastModified: at(50)}}, c.Done)
+	assert.False(t, c.Candidate(Object{Key: "10/a", LastModified: at(0)}, time.Time{}, lookback))
+}
+
+func TestCursorStartTime(t *testing.T) {
+	var c Cursor
+	assert.False(t, c.Candidate(Object{Key: "a", LastModified: at(0)}, at(1), time.Hour))
+	assert.True(t, c.Candidate(Object{Key: "a", LastModified: at(1)}, at(1), time.Hour))
+}
+
+func TestScanWantsBackfillRangeOnly(t *testing.T) {
+	in := ScanInput{Backfill: &BackfillRange{From: at(10), To: at(20), AfterKey: "b"}}
+	assert.False(t, in.wanted(Object{Key: "c", LastModified: at(9)}))
+	assert.True(t, in.wanted(Object{Key: "c", LastModified: at(10)}))
+	assert.False(t, in.wanted(Object{Key: "c", LastModified: at(20)}))
+	assert.False(t, in.wanted(Object{Key: "a", LastModified: at(15)}), "at or before AfterKey")
+}

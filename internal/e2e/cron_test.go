@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/bacalhau-project/bacalhau/pkg/models"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// cronConfig resolves a cron spec for this stack through internal/spec, as
+// `starter apply` does. extra is appended to the spec's top level.
+func cronConfig(t *testing.T, name, bucket, prefix, schedule, extra string) workflows.CronConfig {
+	t.Helper()
+	text := fmt.Sprintf(`name: %s
+kind: cron
+schedule: "%s"
+source:
+  s3:
+    bucket: %s
+    prefix: %s
+    endpoint: %s
+    region: %s
+batch:
+  max_objects: 15
+task:
+  template: %s
+  vars: {MODULES_URL: "%s"}
+  queue_timeout: 5m
+  execution_timeout: 1m
+retry:
+  max_attempts: 2
+  initial_interval: 1s
+%s`, name, schedule, bucket, prefix, env.S3.Endpoint(), env.S3.Region(),
+		filepath.Join(env.Root, "examples/jobs/logsummary.yaml"), env.Modules.URL(), extra)
+	_, cfg, err := spec.Load(filepath.Join(t.TempDir(), name+".yaml"), []byte(text))
+	require.NoError(t, err)
+	return *cfg
+}
+
+func startCron(t *testing.T, queue string, cfg workflows.CronConfig) client.WorkflowRun {
+	t.Helper()
+	run, err := env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.CronWorkflowID(cfg.Name), TaskQueue: queue,
+	}, workflows.CronWorkflowType, workflows.CronInput{Config: cfg})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = env.Client.TerminateWorkflow(context.Background(), run.GetID(), "", "test over")
+	})
+	return run
+}
+
+func cronStatus(t *testing.T, name string) workflows.CronStatus {
+	t.Helper()
+	v, err := env.Client.QueryWorkflow(context.Background(), workflows.CronWorkflowID(name), "", workflows.QueryCronStatus)
+	require.NoError(t, err)
+	var st workflows.CronStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func waitObjects(t *testing.T, name string, want int64, timeout time.Duration) workflows.CronStatus {
+	t.Helper()
+	var st workflows.CronStatus
+	require.NoError(t, testenv.Eventually(timeout, func() error {
+		st = cronStatus(t, name)
+		if st.Counters.Objects < want {
+			return fmt.Errorf("%d of %d objects processed (ticks %d, last error %q)", st.Counters.Objects, want, st.Counters.Ticks, st.LastError)
+		}
+		return nil
+	}))
+	return st
+}
+
+// putLog uploads a small log object and returns its key.
+func putLog(t *testing.T, bucket, key string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"status":200,"bytes":10,"path":"/%s"}`+"\n", key)
+	_, err := env.S3.Client().PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader([]byte(body))})
+	require.NoError(t, err)
+}
+
+func createBucket(t *testing.T, bucket string) {
+	t.Helper()
+	_, err := env.S3.Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	require.NoError(t, err)
+}
+
+// ledger reads the outputs of every completed job of a connector and counts,
+// per input file, how many successful tasks read it.
+func ledger(t *testing.T, connector string) (map[string]int, int) {
+	t.Helper()
+	seen := map[string]int{}
+	jobs := jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector)
+	completed := 0
+	for _, j := range jobs {
+		if j.State.StateType != models.JobStateTypeCompleted {
+			continue
+		}
+		completed++
+		res, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).Results(context.Background(), j.ID)
+		require.NoError(t, err)
+		files, err := activities.FetchPublished(context.Background(), nil, res.ResultURL, 1<<20)
+		require.NoError(t, err)
+		s, err := decodeSummary(files["outputs/summary.json"])
+		require.NoError(t, err)
+		for _, in := range s.Inputs {
+			seen[in]++
+		}
+	}
+	return seen, completed
+}
+
+func TestCronProcessesEveryObjectExactlyOnce(t *testing.T) {
+	queue := startWorker(t)
+	const bucket, name = "cron-exactly-once", "e2e-cron"
+	createBucket(t, bucket)
+	cfg := cronConfig(t, name, bucket, "app/", "@every 2s", "")
+	startCron(t, queue, cfg)
+
+	// 300 objects in 6 waves. From wave 2 on, a tenth of each wave has keys
+	// that sort before the cursor (hour 09 < hour 10) but arrive late.
+	var want []string
+	lastTicks := int64(-1)
+	for wave := 0; wave < 6; wave++ {
+		// Each wave goes in after a new tick began: the waves span at least
+		// six ticks, and most land while that tick's batches run.
+		require.NoError(t, testenv.Eventually(time.Minute, func() error {
+			if st := cronStatus(t, name); st.Counters.Ticks > lastTicks {
+				lastTicks = st.Counters.Ticks
+				return nil
+			}
+			return fmt.Errorf("waiting for tick %d", lastTicks+1)
+		}))
+		for i := 0; i < 50; i++ {
+			key := fmt.Sprintf("app/2026/11/27/10/w%d-%03d.log", wave, i)
+			if wave > 0 && i%10 == 0 {
+				key = fmt.Sprintf("app/2026/11/27/09/late-w%d-%03d.log", wave, i)
+			}
+			putLog(t, bucket, key)
+			want = append(want, key)
+		}
+	}
+	st := waitObjects(t, name, 300, 3*time.Minute)
+	t.Logf("status: ticks %d, batches %d, objects %d, done in window %d", st.Counters.Ticks, st.Counters.Batches, st.Counters.Objects, st.DoneInWindow)
+	assert.GreaterOrEqual(t, st.Counters.Ticks, int64(6))
+	assert.Equal(t, int64(300), st.Counters.Objects)
+	assert.Zero(t, st.Counters.DeadLettered)
+	assert.Equal(t, "app/2026/11/27/10/w5-049.log", st.Cursor.Key)
+
+	seen, completed := ledger(t, name)
+	assert.Equal(t, int(st.Counters.Batches), completed, "one successful job per batch")
+	for _, k := range want {
+		assert.Equal(t, 1, seen[k], "object %s must be in exactly one successful task's output", k)
+	}
+	assert.Len(t, seen, len(want), "no object outside the ones written")
+	// A further tick finds nothing new.
+	time.Sleep(4 * time.Second)
+	assert.Equal(t, int64(300), cronStatus(t, name).Counters.Objects)
+}

@@ -1,0 +1,327 @@
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+)
+
+// CronInput starts a cron connector, or continues one (State set).
+type CronInput struct {
+	Config CronConfig
+	State  *CronState `json:",omitempty"`
+}
+
+// CronState is the connector's durable state, carried across continue-as-new.
+type CronState struct {
+	Cursor activities.Cursor
+	Paused bool `json:",omitempty"`
+	// LastScheduled is the schedule time of the last tick that ran.
+	LastScheduled time.Time `json:",omitempty"`
+	Counters      CronCounters
+	LastBatch     *BatchRecord `json:",omitempty"`
+	LastError     string       `json:",omitempty"`
+	Backfills     int          `json:",omitempty"`
+	// Triggered is a trigger received before continue-as-new, not yet run.
+	Triggered bool `json:",omitempty"`
+}
+
+// CronCounters count what the connector did.
+type CronCounters struct {
+	Ticks, Batches, Objects, DeadLettered, FailedTicks int64
+}
+
+// BatchRecord describes one batch.
+type BatchRecord struct {
+	ID       string
+	FirstKey string
+	LastKey  string
+	Objects  int
+	JobID    string `json:",omitempty"`
+	Outcome  string // succeeded | dead-lettered | failed
+}
+
+// CronStatus answers QueryCronStatus.
+type CronStatus struct {
+	Name     string
+	Schedule string
+	Paused   bool
+	Running  bool
+	NextTick time.Time `json:",omitempty"`
+	CronState
+	DoneInWindow int
+}
+
+// BackfillRequest is the argument of UpdateBackfill.
+type BackfillRequest struct {
+	From, To time.Time
+}
+
+// Limits of one tick's work between continue-as-new checks.
+const (
+	scanBatches         = 20
+	cronEventsBeforeCAN = 8000
+)
+
+// Cron is a cron connector: on its schedule it scans an S3 prefix for
+// objects it has not processed, cuts them into batches and runs one
+// Bacalhau task per batch through RunTask, advancing its cursor only after
+// a batch succeeded or was dead-lettered.
+func Cron(ctx workflow.Context, in CronInput) error {
+	cfg := in.Config
+	if err := cfg.Validate(); err != nil {
+		return temporal.NewNonRetryableApplicationError("invalid cron config: "+err.Error(), "InvalidConfig", nil)
+	}
+	st := in.State
+	if st == nil {
+		st = &CronState{Cursor: activities.Cursor{Key: cfg.Source.StartAfter}}
+	}
+	logger := workflow.GetLogger(ctx)
+	running := false
+	var nextTick time.Time
+
+	if err := workflow.SetQueryHandler(ctx, QueryCronStatus, func() (CronStatus, error) {
+		return CronStatus{Name: cfg.Name, Schedule: cfg.Schedule, Paused: st.Paused, Running: running,
+			NextTick: nextTick, CronState: *st, DoneInWindow: len(st.Cursor.Done)}, nil
+	}); err != nil {
+		return err
+	}
+	wake := workflow.NewBufferedChannel(ctx, 1)
+	poke := func() { wake.SendAsync(true) }
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec,
+		func(ctx workflow.Context, next CronConfig) (string, error) {
+			cfg = next
+			poke()
+			return "updated", nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(next CronConfig) error {
+			if next.Name != cfg.Name {
+				return fmt.Errorf("name: %q cannot change to %q; apply a new connector instead", cfg.Name, next.Name)
+			}
+			if next.Source.Bucket != cfg.Source.Bucket || next.Source.Prefix != cfg.Source.Prefix {
+				return errors.New("source.s3: bucket and prefix cannot change under a running cursor; delete and re-apply the connector")
+			}
+			return next.Validate()
+		}},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateBackfill,
+		func(ctx workflow.Context, req BackfillRequest) (string, error) {
+			st.Backfills++
+			id := CronWorkflowID(cfg.Name) + "-backfill-" + strconv.Itoa(st.Backfills)
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID:        id,
+				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			})
+			f := workflow.ExecuteChildWorkflow(cctx, CronBackfill, CronBackfillInput{Config: cfg, Range: req, Seq: st.Backfills})
+			if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+				return "", fmt.Errorf("starting backfill %s: %w", id, err)
+			}
+			return id, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req BackfillRequest) error {
+			if req.From.IsZero() || req.To.IsZero() || !req.From.Before(req.To) {
+				return fmt.Errorf("backfill: --from (%s) must be before --to (%s)", req.From.Format(time.RFC3339), req.To.Format(time.RFC3339))
+			}
+			return nil
+		}},
+	); err != nil {
+		return err
+	}
+
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	triggerCh := workflow.GetSignalChannel(ctx, SignalTrigger)
+	triggered := st.Triggered
+	drain := func() {
+		for pauseCh.ReceiveAsync(nil) {
+			st.Paused = true
+		}
+		for resumeCh.ReceiveAsync(nil) {
+			st.Paused = false
+		}
+		for triggerCh.ReceiveAsync(nil) {
+			triggered = true
+		}
+	}
+
+	// After downtime: run a missed tick at once if it is inside the catch-up window.
+	catchUp := false
+	if sched, err := ParseSchedule(cfg.Schedule, cfg.Timezone); err == nil && !st.LastScheduled.IsZero() {
+		missed := sched.Next(st.LastScheduled)
+		now := workflow.Now(ctx)
+		catchUp = missed.Before(now) && now.Sub(missed) <= cfg.CatchupWindow
+	}
+
+	for {
+		sched, err := ParseSchedule(cfg.Schedule, cfg.Timezone)
+		if err != nil {
+			return temporal.NewNonRetryableApplicationError("schedule: "+err.Error(), "InvalidConfig", nil)
+		}
+		now := workflow.Now(ctx)
+		nextTick = sched.Next(now)
+		scheduled := nextTick
+		fire := false
+		switch {
+		case triggered:
+			triggered, fire, scheduled = false, true, now
+		case catchUp && !st.Paused:
+			catchUp, fire, scheduled = false, true, sched.Next(st.LastScheduled)
+		default:
+			catchUp = false
+			timerCtx, cancelTimer := workflow.WithCancel(ctx)
+			sel := workflow.NewSelector(ctx)
+			if !st.Paused {
+				sel.AddFuture(workflow.NewTimer(timerCtx, nextTick.Sub(now)), func(workflow.Future) { fire = true })
+			}
+			sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); st.Paused = true })
+			sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); st.Paused = false })
+			sel.AddReceive(triggerCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); triggered = true })
+			sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+			sel.Select(ctx)
+			cancelTimer()
+			if ctx.Err() != nil {
+				return temporal.NewCanceledError("cron connector deleted")
+			}
+		}
+		if !fire {
+			continue
+		}
+
+		running = true
+		st.LastScheduled = scheduled
+		st.Counters.Ticks++
+		tickErr := runTick(ctx, cfg, st)
+		running = false
+		if ctx.Err() != nil {
+			return temporal.NewCanceledError("cron connector deleted")
+		}
+		if tickErr != nil {
+			st.Counters.FailedTicks++
+			st.LastError = tickErr.Error()
+			logger.Warn("Tick stopped; the cursor stays at the failed batch", "Error", tickErr)
+		}
+		drain()
+		// Overlap: ticks that came due while this one ran.
+		if missed := sched.Next(scheduled); cfg.Overlap == OverlapBufferOne && !st.Paused && !missed.After(workflow.Now(ctx)) {
+			triggered = true
+		}
+
+		info := workflow.GetInfo(ctx)
+		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > cronEventsBeforeCAN {
+			st.Triggered = triggered
+			return workflow.NewContinueAsNewError(ctx, Cron, CronInput{Config: cfg, State: st})
+		}
+	}
+}
+
+// runTick scans and runs batches until nothing is left to process.
+func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
+	var s3 *activities.S3
+	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 10},
+	})
+	for {
+		var scan activities.ScanResult
+		err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{
+			Bucket: cfg.Source.Bucket, Prefix: cfg.Source.Prefix, Endpoint: cfg.Source.Endpoint, Region: cfg.Source.Region,
+			Cursor: st.Cursor, StartTime: cfg.Source.StartTime, Lookback: cfg.Source.Lookback,
+			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches,
+		}).Get(ctx, &scan)
+		if err != nil {
+			return fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
+		}
+		for _, batch := range scan.Batches {
+			rec, err := runBatch(ctx, cfg, batch, "t"+strconv.FormatInt(st.Counters.Ticks, 10))
+			st.LastBatch = rec
+			if err != nil {
+				return err
+			}
+			st.Cursor = st.Cursor.Advance(batch, cfg.Source.Lookback)
+			st.Counters.Batches++
+			st.Counters.Objects += int64(len(batch))
+			if rec.Outcome == "dead-lettered" {
+				st.Counters.DeadLettered++
+			}
+			st.LastError = ""
+		}
+		if !scan.More {
+			return nil
+		}
+	}
+}
+
+// batchID names a batch by its source range and the tick (or backfill)
+// that cut it: deterministic on replay, new when a later tick retries it.
+func batchID(cfg CronConfig, batch []activities.Object, round string) string {
+	sum := sha256.Sum256([]byte("s3://" + cfg.Source.Bucket + "/" + batch[0].Key + "\x00" + batch[len(batch)-1].Key +
+		"\x00" + round + "\x00" + strconv.Itoa(len(batch))))
+	return round + "-" + hex.EncodeToString(sum[:])[:16]
+}
+
+// runBatch runs one batch as a RunTask child. A batch that fails every
+// attempt is dead-lettered when the spec has a dead letter destination;
+// otherwise its error stops the tick.
+func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, round string) (*BatchRecord, error) {
+	id := batchID(cfg, batch, round)
+	rec := &BatchRecord{ID: id, FirstKey: batch[0].Key, LastKey: batch[len(batch)-1].Key, Objects: len(batch)}
+	objs := make([]activities.ObjectInput, len(batch))
+	for i, o := range batch {
+		objs[i] = activities.ObjectInput{Target: "/inputs/" + o.Key,
+			Object: inputRef(cfg.Source, o.Key)}
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: CronWorkflowID(cfg.Name) + "-" + id,
+	})
+	var res RunTaskResult
+	err := workflow.ExecuteChildWorkflow(cctx, RunTask, RunTaskInput{
+		Connector: cfg.Name, BatchID: id, Template: cfg.Template, Objects: objs,
+		Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
+		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
+		Retry:  cfg.Retry,
+		Labels: map[string]string{"connect-kind": "cron"},
+	}).Get(ctx, &res)
+	if err == nil {
+		rec.JobID, rec.Outcome = res.JobID, "succeeded"
+		return rec, nil
+	}
+	if ctx.Err() != nil || cfg.DeadLetter == nil {
+		rec.Outcome = "failed"
+		return rec, fmt.Errorf("batch %s (%s … %s): %w", id, rec.FirstKey, rec.LastKey, err)
+	}
+	dl := cfg.DeadLetter
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	var s3 *activities.S3
+	if derr := workflow.ExecuteActivity(actx, s3.WriteDeadLetter, activities.DeadLetterInput{
+		Bucket: dl.Bucket, Prefix: dl.Prefix, Endpoint: dl.Endpoint, Region: dl.Region,
+		Connector: cfg.Name, BatchID: id, Source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
+		Objects: batch, Error: err.Error(),
+	}).Get(ctx, nil); derr != nil {
+		rec.Outcome = "failed"
+		return rec, fmt.Errorf("batch %s failed (%v) and could not be dead-lettered: %w", id, err, derr)
+	}
+	rec.Outcome = "dead-lettered"
+	workflow.GetLogger(ctx).Warn("Batch dead-lettered", "Batch", id, "Error", err)
+	return rec, nil
+}
+
+func inputRef(src S3Source, key string) inputgateway.ObjectRef {
+	return inputgateway.ObjectRef{Bucket: src.Bucket, Key: key, Endpoint: src.Endpoint, Region: src.Region}
+}
