@@ -57,4 +57,3 @@ func recordHistory(t *testing.T, workflowID, name string) {
 		t.Errorf("recording history of %s: %v", workflowID, err)
 	}
 }
-
