@@ -16,12 +16,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmd := newRootCommand(os.Stdout, os.Stderr)
+	cmd := cli.NewRootCommand(os.Stdout, os.Stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "starter:", err)
 		os.Exit(1)

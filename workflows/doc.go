@@ -14,7 +14,7 @@
 //
 // # Budget
 //
-// Budget is a singleton workflow (ID BudgetWorkflowID) that caps the number
+// Budget is a singleton per task queue (ID BudgetWorkflowIDFor) that caps the number
 // of Bacalhau jobs in flight across every connector and every worker
 // replica. RunTask asks it for a lease by signal and waits durably for the
 // grant; leases are released by signal and reclaimed after their TTL if their

@@ -10,7 +10,8 @@ const (
 	RunTaskWorkflowType = "RunTask"
 	// BudgetWorkflowType is the registered name of Budget.
 	BudgetWorkflowType = "Budget"
-	// BudgetWorkflowID is the ID of the singleton in-flight job budget.
+	// BudgetWorkflowID is the ID of the in-flight job budget of the default
+	// task queue; see BudgetWorkflowIDFor.
 	BudgetWorkflowID = "bacalhau-connect-budget"
 
 	// SignalAcquireLease asks the budget for a lease (payload LeaseRequest).
@@ -26,6 +27,18 @@ const (
 	// QueryRunTaskStatus returns a RunTask's RunTaskStatus.
 	QueryRunTaskStatus = "status"
 )
+
+// BudgetWorkflowIDFor is the ID of the budget shared by the workers of a
+// task queue. The budget runs on that queue, so a deployment keeps all its
+// workers on one queue and gets one budget; a second queue (another
+// deployment, or a test) gets a budget of its own instead of leasing from
+// one that no worker of it polls.
+func BudgetWorkflowIDFor(taskQueue string) string {
+	if taskQueue == "" || taskQueue == TaskQueue {
+		return BudgetWorkflowID
+	}
+	return BudgetWorkflowID + "-" + taskQueue
+}
 
 // Cron connector names.
 const (

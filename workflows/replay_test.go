@@ -34,6 +34,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(RunTask, workflowOptions(RunTaskWorkflowType))
 			r.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
+			r.RegisterWorkflowWithOptions(Cron, workflowOptions(CronWorkflowType))
+			r.RegisterWorkflowWithOptions(CronBackfill, workflowOptions(CronBackfillWorkflowType))
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
 			}))

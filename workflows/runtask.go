@@ -75,7 +75,7 @@ func (p TaskRetryPolicy) withDefaults() TaskRetryPolicy {
 type BudgetRef struct {
 	// Disabled runs the task without a lease.
 	Disabled bool `json:",omitempty"`
-	// WorkflowID of the budget. Default BudgetWorkflowID.
+	// WorkflowID of the budget. Default BudgetWorkflowIDFor(TaskQueue).
 	WorkflowID string `json:",omitempty"`
 	// TaskQueue where the budget runs if it has to be started. Default: this workflow's.
 	TaskQueue string `json:",omitempty"`
@@ -260,11 +260,11 @@ type leaseClient struct {
 }
 
 func newLeaseClient(ctx workflow.Context, ref BudgetRef) *leaseClient {
-	if ref.WorkflowID == "" {
-		ref.WorkflowID = BudgetWorkflowID
-	}
 	if ref.TaskQueue == "" {
 		ref.TaskQueue = workflow.GetInfo(ctx).TaskQueueName
+	}
+	if ref.WorkflowID == "" {
+		ref.WorkflowID = BudgetWorkflowIDFor(ref.TaskQueue)
 	}
 	return &leaseClient{ref: ref, granted: workflow.GetSignalChannel(ctx, SignalLeaseGranted)}
 }

@@ -172,4 +172,5 @@ func TestCronProcessesEveryObjectExactlyOnce(t *testing.T) {
 	// A further tick finds nothing new.
 	time.Sleep(4 * time.Second)
 	assert.Equal(t, int64(300), cronStatus(t, name).Counters.Objects)
+	recordHistory(t, workflows.CronWorkflowID(name), "cron-exactly-once")
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 func runStarter(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	cmd := newRootCommand(&out, &errOut)
+	cmd := NewRootCommand(&out, &errOut)
 	cmd.SetArgs(append(args, "--temporal-address", "127.0.0.1:1"))
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), err
@@ -31,7 +31,7 @@ func writeTemplate(t *testing.T, text string) string {
 }
 
 func TestRunTaskChecksTheTemplateBeforeStarting(t *testing.T) {
-	sample, err := os.ReadFile("../examples/jobs/logsummary.yaml")
+	sample, err := os.ReadFile("../../examples/jobs/logsummary.yaml")
 	require.NoError(t, err)
 	cases := map[string]struct {
 		args []string

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -26,9 +26,9 @@ func newBudgetCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			v, err := c.QueryWorkflow(cmd.Context(), workflows.BudgetWorkflowID, "", workflows.QueryBudgetStatus)
+			v, err := c.QueryWorkflow(cmd.Context(), workflows.BudgetWorkflowIDFor(g.taskQueue), "", workflows.QueryBudgetStatus)
 			if err != nil {
-				return fmt.Errorf("querying %s (it starts with the first task): %w", workflows.BudgetWorkflowID, err)
+				return fmt.Errorf("querying %s (it starts with the first task): %w", workflows.BudgetWorkflowIDFor(g.taskQueue), err)
 			}
 			var st workflows.BudgetStatus
 			if err := v.Get(&st); err != nil {
@@ -54,15 +54,15 @@ func newBudgetCommand(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: workflows.BudgetWorkflowID, UpdateName: workflows.UpdateBudgetResize,
+				WorkflowID: workflows.BudgetWorkflowIDFor(g.taskQueue), UpdateName: workflows.UpdateBudgetResize,
 				Args: []interface{}{size}, WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			if err != nil {
-				return fmt.Errorf("resizing %s: %w", workflows.BudgetWorkflowID, err)
+				return fmt.Errorf("resizing %s: %w", workflows.BudgetWorkflowIDFor(g.taskQueue), err)
 			}
 			var got int
 			if err := h.Get(cmd.Context(), &got); err != nil {
-				return fmt.Errorf("resizing %s: %w", workflows.BudgetWorkflowID, err)
+				return fmt.Errorf("resizing %s: %w", workflows.BudgetWorkflowIDFor(g.taskQueue), err)
 			}
 			return g.print(map[string]int{"size": got}, fmt.Sprintf("budget size is now %d\n", got))
 		},

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -27,7 +27,8 @@ func envOr(name, def string) string {
 	return def
 }
 
-func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+// NewRootCommand returns the starter CLI writing to stdout and stderr.
+func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "starter",
@@ -49,6 +50,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.taskQueue, "task-queue", envOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
+	root.AddCommand(newConnectorCommands(g)...)
 	return root
 }
 

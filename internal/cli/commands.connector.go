@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+func newConnectorCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		newApplyCommand(g), newListCommand(g), newDescribeCommand(g),
+		newSignalCommand(g, "pause", workflows.SignalPause, "Stop a connector's ticks (a running tick finishes)", "paused"),
+		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor", "resumed"),
+		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a connector's tick now, even when paused", "triggered"),
+		newBackfillCommand(g), newDeleteCommand(g),
+	}
+}
+
+func newApplyCommand(g *globals) *cobra.Command {
+	var file string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply -f SPEC",
+		Short: "Validate a connector spec, then start the connector or update it",
+		Long: `Validate a connector spec (every problem is reported with its YAML path and
+the fix), then start the connector, or, when it runs already, update it in place
+through a validated Update: a rejected update changes nothing.`,
+		Example: "  starter apply -f examples/connectors/web-logs.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return errors.New(`-f: required: the connector spec to apply`)
+			}
+			s, cfg, err := spec.LoadFile(file)
+			if err != nil {
+				return err
+			}
+			id := workflows.CronWorkflowID(s.Name)
+			if dryRun {
+				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "valid"},
+					fmt.Sprintf("connector %s: spec is valid (workflow %s)\n", s.Name, id))
+			}
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
+				WorkflowExecutionErrorWhenAlreadyStarted: true},
+				workflows.CronWorkflowType, workflows.CronInput{Config: *cfg})
+			var started *serviceerror.WorkflowExecutionAlreadyStarted
+			switch {
+			case err == nil:
+				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "started"},
+					fmt.Sprintf("connector %s started (workflow %s)\n", s.Name, id))
+			case errors.As(err, &started):
+			default:
+				return fmt.Errorf("starting %s: %w", id, err)
+			}
+			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+				WorkflowID: id, UpdateName: workflows.UpdateSpec, Args: []interface{}{*cfg},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			if err == nil {
+				err = h.Get(cmd.Context(), nil)
+			}
+			if err != nil {
+				return fmt.Errorf("updating connector %s: %w", s.Name, err)
+			}
+			return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "updated"},
+				fmt.Sprintf("connector %s updated (workflow %s)\n", s.Name, id))
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "connector spec (YAML)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; start nothing")
+	return cmd
+}
+
+func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*workflows.CronStatus, error) {
+	v, err := c.QueryWorkflow(cmd.Context(), workflows.CronWorkflowID(name), "", workflows.QueryCronStatus)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("connector %s: not found (starter list shows the running ones)", name)
+		}
+		return nil, fmt.Errorf("connector %s: %w", name, err)
+	}
+	var st workflows.CronStatus
+	if err := v.Get(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func newListCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List running connectors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var execs []*workflowpb.WorkflowExecutionInfo
+			req := &workflowservice.ListWorkflowExecutionsRequest{
+				Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.CronWorkflowType),
+			}
+			for {
+				resp, err := c.ListWorkflow(cmd.Context(), req)
+				if err != nil {
+					return fmt.Errorf("listing connectors: %w", err)
+				}
+				execs = append(execs, resp.Executions...)
+				if len(resp.NextPageToken) == 0 {
+					break
+				}
+				req.NextPageToken = resp.NextPageToken
+			}
+			var rows []workflows.CronStatus
+			for _, e := range execs {
+				name := strings.TrimPrefix(e.Execution.WorkflowId, workflows.CronWorkflowIDPrefix)
+				st, err := g.status(cmd, c, name)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, *st)
+			}
+			var b strings.Builder
+			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tSCHEDULE\tNEXT TICK\tOBJECTS\tBATCHES\tLAST ERROR")
+			for _, st := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", st.Name, state(st), st.Schedule, when(st.NextTick),
+					st.Counters.Objects, st.Counters.Batches, st.LastError)
+			}
+			_ = tw.Flush()
+			return g.print(rows, b.String())
+		},
+	}
+}
+
+func state(st workflows.CronStatus) string {
+	switch {
+	case st.Running:
+		return "running"
+	case st.Paused:
+		return "paused"
+	default:
+		return "waiting"
+	}
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func newDescribeCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a connector's cursor, counters, last batch and last error",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := g.status(cmd, c, args[0])
+			if err != nil {
+				return err
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "connector   %s (workflow %s)\nstate       %s\nschedule    %s, next tick %s\n",
+				st.Name, workflows.CronWorkflowID(st.Name), state(*st), st.Schedule, when(st.NextTick))
+			fmt.Fprintf(&b, "cursor      key %q, time %s, %d keys in the look-back window\n", st.Cursor.Key, when(st.Cursor.Time), st.DoneInWindow)
+			fmt.Fprintf(&b, "counters    %d ticks, %d batches, %d objects, %d dead-lettered, %d failed ticks\n",
+				st.Counters.Ticks, st.Counters.Batches, st.Counters.Objects, st.Counters.DeadLettered, st.Counters.FailedTicks)
+			if lb := st.LastBatch; lb != nil {
+				fmt.Fprintf(&b, "last batch  %s: %d objects %s … %s, %s, job %s\n", lb.ID, lb.Objects, lb.FirstKey, lb.LastKey, lb.Outcome, lb.JobID)
+			}
+			if st.LastError != "" {
+				fmt.Fprintf(&b, "last error  %s\n", st.LastError)
+			}
+			return g.print(st, b.String())
+		},
+	}
+}
+
+func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.SignalWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "", signal, nil); err != nil {
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("connector %s: not found (starter list shows the running ones)", args[0])
+				}
+				return fmt.Errorf("%s %s: %w", use, args[0], err)
+			}
+			return g.print(map[string]string{"name": args[0], "result": done}, fmt.Sprintf("connector %s %s\n", args[0], done))
+		},
+	}
+}
+
+func newBackfillCommand(g *globals) *cobra.Command {
+	var from, to string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "backfill NAME --from TIME --to TIME",
+		Short: "Process the objects last modified in [from, to) again, beside the live schedule",
+		Long: `Start a backfill: the objects under the connector's prefix whose LastModified
+is in [--from, --to) run again in batches of their own. The live schedule and
+its cursor are untouched.`,
+		Example: "  starter backfill web-logs --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := time.Parse(time.RFC3339, from)
+			if err != nil {
+				return fmt.Errorf("--from: %q is not an RFC 3339 time such as 2026-11-26T00:00:00Z", from)
+			}
+			t, err := time.Parse(time.RFC3339, to)
+			if err != nil {
+				return fmt.Errorf("--to: %q is not an RFC 3339 time such as 2026-11-27T00:00:00Z", to)
+			}
+			if !f.Before(t) {
+				return fmt.Errorf("--from (%s) must be before --to (%s)", from, to)
+			}
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+				WorkflowID: workflows.CronWorkflowID(args[0]), UpdateName: workflows.UpdateBackfill,
+				Args: []interface{}{workflows.BackfillRequest{From: f, To: t}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			var id string
+			if err == nil {
+				err = h.Get(cmd.Context(), &id)
+			}
+			if err != nil {
+				return fmt.Errorf("backfill %s: %w", args[0], err)
+			}
+			if !wait {
+				return g.print(map[string]string{"name": args[0], "backfill_workflow_id": id},
+					fmt.Sprintf("backfill started (workflow %s)\n", id))
+			}
+			var res workflows.BackfillResult
+			if err := c.GetWorkflow(cmd.Context(), id, "").Get(cmd.Context(), &res); err != nil {
+				return fmt.Errorf("backfill %s: %w", id, err)
+			}
+			return g.print(res, fmt.Sprintf("backfill %s done: %d batches, %d objects, %d dead-lettered\n", id, res.Batches, res.Objects, res.DeadLettered))
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "start of the range, RFC 3339 (inclusive)")
+	cmd.Flags().StringVar(&to, "to", "", "end of the range, RFC 3339 (exclusive)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the backfill to finish and print its counts")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func newDeleteCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Stop a connector: its workflow is cancelled and its running task stopped",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.CancelWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), ""); err != nil {
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("connector %s: not found", args[0])
+				}
+				return fmt.Errorf("delete %s: %w", args[0], err)
+			}
+			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
+		},
+	}
+}

@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bacalhau-project/bacalhau/pkg/models"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// starter runs the starter CLI in-process against the test stack.
+func starter(t *testing.T, queue string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := cli.NewRootCommand(&out, &errOut)
+	cmd.SetArgs(append(args, "--temporal-address", env.Temporal.HostPort(), "--task-queue", queue))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+// specFile writes a cron spec for this stack and returns its path.
+func specFile(t *testing.T, name, bucket, prefix, schedule, extra string) string {
+	t.Helper()
+	text := fmt.Sprintf(`name: %s
+kind: cron
+schedule: "%s"
+source:
+  s3: {bucket: %s, prefix: %s, endpoint: "%s", region: %s}
+batch: {max_objects: 10}
+task:
+  template: %s
+  vars: {MODULES_URL: "%s"}
+  execution_timeout: 1m
+retry: {max_attempts: 2, initial_interval: 1s}
+%s`, name, schedule, bucket, prefix, env.S3.Endpoint(), env.S3.Region(),
+		filepath.Join(env.Root, "examples/jobs/logsummary.yaml"), env.Modules.URL(), extra)
+	p := filepath.Join(t.TempDir(), name+".yaml")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	return p
+}
+
+func putLogs(t *testing.T, bucket string, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		putLog(t, bucket, k)
+	}
+}
+
+func keys(prefix string, n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, fmt.Sprintf("%s%03d.log", prefix, i))
+	}
+	return out
+}
+
+func TestStarterApplyRejectsMalformedSpecsAndStartsNothing(t *testing.T) {
+	queue := startWorker(t)
+	good, err := os.ReadFile(specFile(t, "e2e-malformed", "nowhere", "p/", "@every 1m", ""))
+	require.NoError(t, err)
+	cases := []struct{ old, new, field string }{
+		{`schedule: "@every 1m"`, `schedule: "* * *"`, "schedule"},
+		{`schedule: "@every 1m"`, `schedule: "@every never"`, "schedule"},
+		{`schedule: "@every 1m"`, `schedule: ""`, "schedule"},
+		{`bucket: nowhere, `, ``, "source.s3.bucket"},
+		{`batch: {max_objects: 10}`, `batch: {max_objects: -10}`, "batch.max_objects"},
+		{`batch: {max_objects: 10}`, `batch: {max_bytes: 12 parsecs}`, "not a size"},
+		{`batch: {max_objects: 10}`, `batch: {max_objekts: 10}`, "field max_objekts not found"},
+		{`kind: cron`, `kind: crontab`, "kind"},
+		{`kind: cron`, `kind: cron` + "\ntimezone: Atlantis/Capital", "timezone"},
+		{"logsummary.yaml", "missing.yaml", "task.template"},
+		{`vars: {MODULES_URL:`, `vars: {OTHER:`, "task.vars"},
+		{`execution_timeout: 1m`, `execution_timeout: forever`, "not a duration"},
+		{`execution_timeout: 1m`, `execution_timeout: -1m`, "task.execution_timeout"},
+		{`retry: {max_attempts: 2, initial_interval: 1s}`, `retry: {max_attempts: -2}`, "retry.max_attempts"},
+		{`retry: {max_attempts: 2, initial_interval: 1s}`, `retry: {initial_interval: 1m, max_interval: 1s}`, "retry.max_interval"},
+		{`name: e2e-malformed`, `name: E2E Malformed`, "name"},
+		{`endpoint: "http`, `endpoint: "ftp`, "source.s3.endpoint"},
+		{`kind: cron`, `kind: cron` + "\noverlap: stack", "overlap"},
+	}
+	for i, tc := range cases {
+		t.Run(fmt.Sprintf("%02d-%s", i, tc.field), func(t *testing.T) {
+			require.Contains(t, string(good), tc.old)
+			p := filepath.Join(t.TempDir(), "spec.yaml")
+			require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(good), tc.old, tc.new, 1)), 0o644))
+			_, err := starter(t, queue, "apply", "-f", p)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.field)
+			assert.Contains(t, err.Error(), "spec "+p)
+		})
+	}
+	// Nothing started.
+	_, err = env.Client.DescribeWorkflowExecution(context.Background(), workflows.CronWorkflowID("e2e-malformed"), "")
+	var nf *serviceerror.NotFound
+	assert.True(t, errors.As(err, &nf), "no connector may start from a malformed spec, got %v", err)
+}
+
+func TestCronControls(t *testing.T) {
+	queue := startWorker(t)
+	const bucket, name = "cron-controls", "e2e-ctl"
+	createBucket(t, bucket)
+	t.Cleanup(func() { _ = env.Client.TerminateWorkflow(context.Background(), workflows.CronWorkflowID(name), "", "test over") })
+
+	out, err := starter(t, queue, "apply", "-f", specFile(t, name, bucket, "in/", "@every 2s", ""))
+	require.NoError(t, err)
+	assert.Contains(t, out, "connector e2e-ctl started")
+
+	// A is processed by the schedule.
+	tA0 := time.Now().Add(-time.Second).Truncate(time.Second)
+	setA := keys("in/a-", 10)
+	putLogs(t, bucket, setA...)
+	waitObjects(t, name, 10, time.Minute)
+	time.Sleep(1100 * time.Millisecond)
+	tA1 := time.Now().Truncate(time.Second) // A's LastModified are before this
+	time.Sleep(1100 * time.Millisecond)
+
+	// Pause: B waits through several scheduled ticks.
+	_, err = starter(t, queue, "pause", name)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		if st := cronStatus(t, name); !st.Paused || st.Running {
+			return fmt.Errorf("not paused yet")
+		}
+		return nil
+	}))
+	before := cronStatus(t, name)
+	setB := keys("in/b-", 10)
+	putLogs(t, bucket, setB...)
+	time.Sleep(5 * time.Second)
+	paused := cronStatus(t, name)
+	assert.Equal(t, before.Counters.Ticks, paused.Counters.Ticks, "no tick while paused")
+	assert.Equal(t, int64(10), paused.Counters.Objects)
+
+	// Resume continues from the cursor.
+	_, err = starter(t, queue, "resume", name)
+	require.NoError(t, err)
+	waitObjects(t, name, 20, time.Minute)
+
+	// An invalid update is rejected and changes nothing.
+	_, err = starter(t, queue, "apply", "-f", specFile(t, name, bucket, "other/", "@every 1h", ""))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bucket and prefix cannot change")
+	assert.Equal(t, "@every 2s", cronStatus(t, name).Schedule)
+	h, err := env.Client.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
+		WorkflowID: workflows.CronWorkflowID(name), UpdateName: workflows.UpdateSpec,
+		Args: []interface{}{workflows.CronConfig{Name: name, Schedule: "not a schedule", Source: workflows.S3Source{Bucket: bucket, Prefix: "in/"}}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(context.Background(), nil)
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "schedule")
+	assert.Equal(t, "@every 2s", cronStatus(t, name).Schedule)
+
+	// A valid update: hourly. Trigger runs a tick now.
+	out, err = starter(t, queue, "apply", "-f", specFile(t, name, bucket, "in/", "@every 1h", ""))
+	require.NoError(t, err)
+	assert.Contains(t, out, "updated")
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		if s := cronStatus(t, name).Schedule; s != "@every 1h" {
+			return fmt.Errorf("schedule still %s", s)
+		}
+		return nil
+	}))
+	setC := keys("in/c-", 5)
+	putLogs(t, bucket, setC...)
+	_, err = starter(t, queue, "trigger", name)
+	require.NoError(t, err)
+	afterTrigger := waitObjects(t, name, 25, 30*time.Second)
+
+	// Backfill A's time range: only A runs again; the cursor does not move.
+	out, err = starter(t, queue, "backfill", name, "--from", tA0.UTC().Format(time.RFC3339), "--to", tA1.UTC().Format(time.RFC3339), "--wait")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "10 objects")
+	after := cronStatus(t, name)
+	assert.Equal(t, afterTrigger.Cursor.Key, after.Cursor.Key)
+	assert.Equal(t, afterTrigger.Counters.Objects, after.Counters.Objects)
+
+	seen, _ := ledger(t, name)
+	for _, k := range setA {
+		assert.Equal(t, 2, seen[k], "%s: once by the schedule, once by the backfill", k)
+	}
+	for _, k := range append(setB, setC...) {
+		assert.Equal(t, 1, seen[k], k)
+	}
+
+	out, err = starter(t, queue, "describe", name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "25 objects")
+	out, err = starter(t, queue, "list")
+	require.NoError(t, err)
+	assert.Contains(t, out, name)
+
+	_, err = starter(t, queue, "delete", name)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		d, err := env.Client.DescribeWorkflowExecution(context.Background(), workflows.CronWorkflowID(name), "")
+		if err != nil {
+			return err
+		}
+		if s := d.WorkflowExecutionInfo.Status.String(); s != "Canceled" {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	}))
+	recordHistory(t, workflows.CronWorkflowID(name), "cron-controls")
+	recordHistory(t, workflows.CronWorkflowID(name)+"-backfill-1", "cron-backfill")
+}
+
+func TestCronWorkerKilledMidBatch(t *testing.T) {
+	queue := "e2e-cron-kill"
+	const bucket, name = "cron-kill", "e2e-kill"
+	createBucket(t, bucket)
+	w1, err := env.StartWorker(queue)
+	require.NoError(t, err)
+	cfg := cronConfig(t, name, bucket, "k/", "@every 1s", "")
+	cfg.MaxObjects = 10
+	cfg.Template = strings.Replace(cfg.Template, "          - -outputs=/outputs\n", "          - -outputs=/outputs\n          - -delay=3s\n", 1)
+	require.Contains(t, cfg.Template, "-delay=3s")
+	startCron(t, queue, cfg)
+	want := keys("k/x-", 30)
+	putLogs(t, bucket, want...)
+
+	// Kill the worker while a batch's job runs.
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+name) {
+			if j.State.StateType == models.JobStateTypeRunning {
+				return nil
+			}
+		}
+		return fmt.Errorf("no running job yet; status %+v", cronStatus(t, name))
+	}))
+	w1.Stop()
+	time.Sleep(time.Second)
+	w2, err := env.StartWorker(queue)
+	require.NoError(t, err)
+	defer w2.Stop()
+
+	st := waitObjects(t, name, 30, 2*time.Minute)
+	assert.Equal(t, int64(3), st.Counters.Batches)
+	seen, completed := ledger(t, name)
+	assert.Equal(t, 3, completed)
+	for _, k := range want {
+		assert.Equal(t, 1, seen[k], k)
+	}
+	// Exactly one Bacalhau job per batch label.
+	jobs := jobsWithLabel(t, tasktemplate.LabelConnector+"="+name)
+	assert.Len(t, jobs, 3)
+	perBatch := map[string]int{}
+	for _, j := range jobs {
+		perBatch[j.Labels[tasktemplate.LabelBatch]]++
+	}
+	for label, n := range perBatch {
+		assert.Equal(t, 1, n, label)
+	}
+}
