@@ -114,7 +114,9 @@ func TestCronControls(t *testing.T) {
 	queue := startWorker(t)
 	const bucket, name = "cron-controls", "e2e-ctl"
 	createBucket(t, bucket)
-	t.Cleanup(func() { _ = env.Client.TerminateWorkflow(context.Background(), workflows.CronWorkflowID(name), "", "test over") })
+	t.Cleanup(func() {
+		_ = env.Client.TerminateWorkflow(context.Background(), workflows.CronWorkflowID(name), "", "test over")
+	})
 
 	out, err := starter(t, queue, "apply", "-f", specFile(t, name, bucket, "in/", "@every 2s", ""))
 	require.NoError(t, err)
@@ -158,7 +160,7 @@ func TestCronControls(t *testing.T) {
 	assert.Equal(t, "@every 2s", cronStatus(t, name).Schedule)
 	h, err := env.Client.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
 		WorkflowID: workflows.CronWorkflowID(name), UpdateName: workflows.UpdateSpec,
-		Args: []interface{}{workflows.CronConfig{Name: name, Schedule: "not a schedule", Source: workflows.S3Source{Bucket: bucket, Prefix: "in/"}}},
+		Args:         []interface{}{workflows.CronConfig{Name: name, Schedule: "not a schedule", Source: workflows.S3Source{Bucket: bucket, Prefix: "in/"}}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
