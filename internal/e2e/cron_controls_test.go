@@ -105,7 +105,7 @@ func TestStarterApplyRejectsMalformedSpecsAndStartsNothing(t *testing.T) {
 		})
 	}
 	// Nothing started.
-	_, err = env.Client.DescribeWorkflowExecution(context.Background(), workflows.CronWorkflowID("e2e-malformed"), "")
+	_, err = env.Client.DescribeWorkflow(context.Background(), workflows.CronWorkflowID("e2e-malformed"), "")
 	var nf *serviceerror.NotFound
 	assert.True(t, errors.As(err, &nf), "no connector may start from a malformed spec, got %v", err)
 }
@@ -212,11 +212,11 @@ func TestCronControls(t *testing.T) {
 	_, err = starter(t, queue, "delete", name)
 	require.NoError(t, err)
 	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
-		d, err := env.Client.DescribeWorkflowExecution(context.Background(), workflows.CronWorkflowID(name), "")
+		d, err := env.Client.DescribeWorkflow(context.Background(), workflows.CronWorkflowID(name), "")
 		if err != nil {
 			return err
 		}
-		if s := d.WorkflowExecutionInfo.Status.String(); s != "Canceled" {
+		if s := d.RawResponse.WorkflowExecutionInfo.Status.String(); s != "Canceled" {
 			return fmt.Errorf("status %s", s)
 		}
 		return nil
