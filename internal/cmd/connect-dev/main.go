@@ -6,7 +6,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,14 +17,21 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
@@ -39,9 +49,15 @@ func main() {
 type options struct {
 	runDir                             string
 	temporalPort, uiPort, bacalhauPort int
-	modulesPort                        int
+	modulesPort, s3Port, gatewayPort   int
 	once                               bool
 }
+
+// Ports the example connector spec (examples/connectors/web-logs.yaml) names.
+const (
+	exampleModulesURL = "http://127.0.0.1:8480"
+	exampleS3URL      = "http://127.0.0.1:9090"
+)
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	var o options
@@ -51,6 +67,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.uiPort, "ui-port", 8233, "Temporal UI port (0: free port)")
 	fs.IntVar(&o.bacalhauPort, "bacalhau-port", 1234, "Bacalhau API port (0: free port)")
 	fs.IntVar(&o.modulesPort, "modules-port", 8480, "module server port (0: free port)")
+	fs.IntVar(&o.s3Port, "s3-port", 9090, "S3 stand-in (versitygw) port (0: free port)")
+	fs.IntVar(&o.gatewayPort, "gateway-port", 8470, "input gateway port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -150,6 +168,36 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(out, "done")
 	}()
 
+	var store *devstack.S3
+	if err := step("starting S3 (versitygw)", func() error {
+		var err error
+		store, err = devstack.StartS3(ctx, devstack.S3Options{Dir: filepath.Join(runDir, "s3"), Port: o.s3Port})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer store.Stop()
+	s3Clients := func(context.Context, string, string) (*s3.Client, error) { return store.Client(), nil }
+
+	var gateway *inputgateway.Gateway
+	if err := step("starting the input gateway", func() error {
+		srv, err := inputgateway.Listen(fmt.Sprintf("127.0.0.1:%d", o.gatewayPort))
+		if err != nil {
+			return err
+		}
+		secret := make([]byte, inputgateway.MinSecretBytes)
+		if _, err := rand.Read(secret); err != nil {
+			return err
+		}
+		if gateway, err = inputgateway.New(inputgateway.Options{Secret: secret, PublicURL: srv.URL(), Clients: s3Clients}); err != nil {
+			return err
+		}
+		srv.Serve(gateway)
+		return nil
+	}); err != nil {
+		return err
+	}
+
 	wlog, err := logFile("worker.log")
 	if err != nil {
 		return err
@@ -162,7 +210,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("connecting to Temporal: %w", err)
 	}
 	defer c.Close()
-	w := workerapp.New(c, workerapp.Options{BacalhauAddress: bacalhau.Address()})
+	w := workerapp.New(c, workerapp.Options{BacalhauAddress: bacalhau.Address(), Gateway: gateway, S3Clients: s3Clients})
 	if err := step("starting the worker", w.Start); err != nil {
 		return err
 	}
@@ -171,15 +219,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runSample(ctx, out, c, root, modules); err != nil {
 		return err
 	}
+	if err := runCron(ctx, out, c, root, modules, store); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
 Temporal        %s   (temporal workflow list --address %s)
 Bacalhau API    %s
 Modules         %s
+S3 (versitygw)  %s   (key %s; bucket logs)
 Task queue      %s
 
-`, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), workflows.TaskQueue)
+Try:  go run ./starter describe web-logs
+      go run ./starter trigger web-logs
+      go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
+`, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
+		workflows.TaskQueue, modules.URL(), modules.URL())
 	if o.once {
 		return nil
 	}
@@ -228,4 +284,113 @@ func runSample(ctx context.Context, out io.Writer, c client.Client, root string,
 	}
 	fmt.Fprintf(out, "job %s, exit %d, outputs %s\nsummary.json: %s\n", res.JobID, res.ExitCode, res.ResultURL, files["outputs/summary.json"])
 	return nil
+}
+
+func accessKey(s *devstack.S3) string {
+	k, _ := s.Credentials()
+	return k
+}
+
+// seedLogs puts sample nginx logs into s3://logs/nginx/ unless some are there.
+func seedLogs(ctx context.Context, store *devstack.S3, sample []byte) (int, error) {
+	c := store.Client()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("logs")}); err != nil {
+		var owned *s3types.BucketAlreadyOwnedByYou
+		var exists *s3types.BucketAlreadyExists
+		if !errors.As(err, &owned) && !errors.As(err, &exists) {
+			return 0, fmt.Errorf("creating bucket logs: %w", err)
+		}
+	}
+	listed, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("logs"), Prefix: aws.String("nginx/")})
+	if err != nil {
+		return 0, err
+	}
+	if len(listed.Contents) > 0 {
+		return 0, nil
+	}
+	lines := bytes.SplitAfter(sample, []byte("\n"))
+	const objects = 12
+	for i := 0; i < objects; i++ {
+		var body []byte
+		for j := i; j < len(lines); j += objects {
+			body = append(body, lines[j]...)
+		}
+		key := fmt.Sprintf("nginx/2026/11/27/%02d/access-%02d.log", 8+i/4, i)
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("logs"), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
+			return 0, err
+		}
+	}
+	return objects, nil
+}
+
+// runCron seeds the bucket, applies the example cron connector (started, or
+// updated when it runs from an earlier `make dev`), triggers a tick and
+// waits for its batches.
+func runCron(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, store *devstack.S3) error {
+	sample, err := os.ReadFile(filepath.Join(root, "examples/data/access.log"))
+	if err != nil {
+		return err
+	}
+	seeded, err := seedLogs(ctx, store, sample)
+	if err != nil {
+		return fmt.Errorf("seeding s3://logs/nginx/: %w", err)
+	}
+	if seeded > 0 {
+		fmt.Fprintf(out, "seeded s3://logs/nginx/ with %d log objects\n", seeded)
+	}
+	specPath := filepath.Join(root, "examples/connectors/web-logs.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	// The example names the default ports; follow the ones in use.
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleS3URL, store.Endpoint()), exampleModulesURL, modules.URL())
+	s, cfg, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	id := workflows.CronWorkflowID(s.Name)
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true},
+		workflows.CronWorkflowType, workflows.CronInput{Config: *cfg})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		fmt.Fprintf(out, "applied cron connector %s (workflow %s, schedule %s)\n", s.Name, id, s.Schedule)
+	case errors.As(err, &started):
+		fmt.Fprintf(out, "cron connector %s runs from an earlier make dev (workflow %s)\n", s.Name, id)
+	default:
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	if err := c.SignalWorkflow(ctx, id, "", workflows.SignalTrigger, nil); err != nil {
+		return fmt.Errorf("triggering %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "triggered a tick of %s… ", s.Name)
+	start := time.Now()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryCronStatus)
+		if err != nil {
+			return err
+		}
+		var st workflows.CronStatus
+		if err := v.Get(&st); err != nil {
+			return err
+		}
+		if !st.Running && st.Counters.Ticks > 0 && st.Counters.Objects >= int64(seeded) {
+			fmt.Fprintf(out, "done in %.1f s\ncron connector %s: processed %d objects in %d batches (%d ticks); cursor at %s\n",
+				time.Since(start).Seconds(), s.Name, st.Counters.Objects, st.Counters.Batches, st.Counters.Ticks, st.Cursor.Key)
+			if st.LastBatch != nil {
+				fmt.Fprintf(out, "last batch %s: %d objects, job %s, %s\n", st.LastBatch.ID, st.LastBatch.Objects, st.LastBatch.JobID, st.LastBatch.Outcome)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cron connector %s: %d of %d objects after 3 min (last error %q)", s.Name, st.Counters.Objects, seeded, st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
