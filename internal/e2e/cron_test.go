@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,4 +175,42 @@ func TestCronProcessesEveryObjectExactlyOnce(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	assert.Equal(t, int64(300), cronStatus(t, name).Counters.Objects)
 	recordHistory(t, workflows.CronWorkflowID(name), "cron-exactly-once")
+}
+
+func TestCronDeadLettersABatchThatKeepsFailing(t *testing.T) {
+	queue := startWorker(t)
+	const bucket, name = "cron-dlq", "e2e-dlq"
+	createBucket(t, bucket)
+	cfg := cronConfig(t, name, bucket, "in/", "@every 1s", fmt.Sprintf(
+		"dead_letter:\n  s3: {bucket: %s, prefix: dead/, endpoint: \"%s\", region: %s}\n", bucket, env.S3.Endpoint(), env.S3.Region()))
+	// The task reads a folder that does not exist: it exits 2 every time.
+	cfg.Template = strings.Replace(cfg.Template, "-inputs=/inputs", "-inputs=/nowhere", 1)
+	cfg.Retry.MaxAttempts = 2
+	startCron(t, queue, cfg)
+	putLogs(t, bucket, keys("in/x-", 3)...)
+
+	st := waitObjects(t, name, 3, time.Minute)
+	assert.Equal(t, int64(1), st.Counters.DeadLettered)
+	require.NotNil(t, st.LastBatch)
+	assert.Equal(t, "dead-lettered", st.LastBatch.Outcome)
+	assert.Equal(t, "in/x-002.log", st.Cursor.Key, "the cursor moves past a dead-lettered batch")
+
+	obj, err := env.S3.Client().GetObject(context.Background(), &s3.GetObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String("dead/" + st.LastBatch.ID + ".json")})
+	require.NoError(t, err)
+	defer func() { _ = obj.Body.Close() }()
+	var manifest struct {
+		Connector string
+		Batch     string
+		Error     string
+		Objects   []activities.Object
+	}
+	require.NoError(t, json.NewDecoder(obj.Body).Decode(&manifest))
+	assert.Equal(t, name, manifest.Connector)
+	assert.Contains(t, manifest.Error, "no input files under /nowhere")
+	assert.Contains(t, manifest.Error, "after 2 attempt(s)")
+	require.Len(t, manifest.Objects, 3)
+	assert.Equal(t, "in/x-000.log", manifest.Objects[0].Key)
+	// Exactly the policy's attempts ran.
+	assert.Len(t, jobsWithLabel(t, tasktemplate.LabelConnector+"="+name), 2)
 }
