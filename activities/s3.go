@@ -56,11 +56,24 @@ type Cursor struct {
 	Done []DoneKey `json:",omitempty"`
 }
 
-// Advance records a processed batch and drops Done entries older than the window.
+// Advance records a processed batch that follows every batch before it:
+// Key moves up to its last key. Done entries older than the window are
+// dropped.
 func (c Cursor) Advance(objs []Object, lookback time.Duration) Cursor {
+	return c.record(objs, lookback, true)
+}
+
+// MarkDone records a processed batch while an earlier batch is unfinished
+// (it failed and will run again): Key stays, and the batch's keys stay in
+// Done, whatever their age, until Key passes them.
+func (c Cursor) MarkDone(objs []Object, lookback time.Duration) Cursor {
+	return c.record(objs, lookback, false)
+}
+
+func (c Cursor) record(objs []Object, lookback time.Duration, moveKey bool) Cursor {
 	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...)}
 	for _, o := range objs {
-		if o.Key > next.Key {
+		if moveKey && o.Key > next.Key {
 			next.Key = o.Key
 		}
 		if o.LastModified.After(next.Time) {
@@ -71,7 +84,7 @@ func (c Cursor) Advance(objs []Object, lookback time.Duration) Cursor {
 	floor := next.Time.Add(-lookback)
 	kept := next.Done[:0]
 	for _, d := range next.Done {
-		if !d.LastModified.Before(floor) {
+		if !d.LastModified.Before(floor) || d.Key > next.Key {
 			kept = append(kept, d)
 		}
 	}

@@ -53,3 +53,18 @@ func TestScanWantsBackfillRangeOnly(t *testing.T) {
 	assert.False(t, in.wanted(Object{Key: "c", LastModified: at(20)}))
 	assert.False(t, in.wanted(Object{Key: "a", LastModified: at(15)}), "at or before AfterKey")
 }
+
+func TestMarkDoneKeepsTheKeyBehindAFailedBatch(t *testing.T) {
+	lookback := time.Minute
+	c := Cursor{}.Advance([]Object{{Key: "a", LastModified: at(0)}}, lookback)
+	// Batch "b" failed; batch "c" after it succeeded.
+	c = c.MarkDone([]Object{{Key: "c", LastModified: at(0)}}, lookback)
+	assert.Equal(t, "a", c.Key)
+	assert.True(t, c.Candidate(Object{Key: "b", LastModified: at(0)}, time.Time{}, lookback), "the failed batch runs again")
+	assert.False(t, c.Candidate(Object{Key: "c", LastModified: at(0)}, time.Time{}, lookback), "the succeeded one does not")
+	// Much later, c is still remembered while the key has not passed it.
+	c = c.MarkDone([]Object{{Key: "d", LastModified: at(50)}}, lookback)
+	assert.False(t, c.Candidate(Object{Key: "c", LastModified: at(0)}, time.Time{}, lookback))
+	c = c.Advance([]Object{{Key: "b", LastModified: at(0)}}, lookback)
+	assert.Equal(t, "b", c.Key)
+}

@@ -227,7 +227,11 @@ func Cron(ctx workflow.Context, in CronInput) error {
 	}
 }
 
-// runTick scans and runs batches until nothing is left to process.
+// runTick scans and runs batches until nothing is left to process, up to
+// cfg.Concurrency batches at once. Outcomes are committed in key order: the
+// cursor's key only moves over a run of finished batches, so a failure stops
+// it at the failed batch while the batches after it that succeeded are kept
+// in Done and not run again.
 func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 	var s3 *activities.S3
 	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -235,6 +239,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 10},
 	})
+	round := "t" + strconv.FormatInt(st.Counters.Ticks, 10)
 	for {
 		var scan activities.ScanResult
 		err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{
@@ -245,22 +250,76 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 		if err != nil {
 			return fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
 		}
-		for _, batch := range scan.Batches {
-			rec, err := runBatch(ctx, cfg, batch, "t"+strconv.FormatInt(st.Counters.Ticks, 10))
+		var stopErr error
+		commit := func(batch []activities.Object, rec *BatchRecord, err error) {
 			st.LastBatch = rec
-			if err != nil {
-				return err
+			switch {
+			case err != nil:
+				if stopErr == nil {
+					stopErr = err
+				}
+				return
+			case stopErr == nil:
+				st.Cursor = st.Cursor.Advance(batch, cfg.Source.Lookback)
+				st.LastError = ""
+			default:
+				st.Cursor = st.Cursor.MarkDone(batch, cfg.Source.Lookback)
 			}
-			st.Cursor = st.Cursor.Advance(batch, cfg.Source.Lookback)
 			st.Counters.Batches++
 			st.Counters.Objects += int64(len(batch))
 			if rec.Outcome == "dead-lettered" {
 				st.Counters.DeadLettered++
 			}
-			st.LastError = ""
+		}
+		runBatches(ctx, cfg, scan.Batches, round, commit, func() bool { return stopErr != nil })
+		if stopErr != nil {
+			return stopErr
 		}
 		if !scan.More {
 			return nil
+		}
+	}
+}
+
+// runBatches runs batches, at most cfg.Concurrency at once, and hands each
+// outcome to commit in batch order. Once stop reports true, no new batch
+// starts; those running finish and are committed.
+func runBatches(ctx workflow.Context, cfg CronConfig, batches [][]activities.Object, round string,
+	commit func([]activities.Object, *BatchRecord, error), stop func() bool) {
+	type outcome struct {
+		rec *BatchRecord
+		err error
+	}
+	conc := max(1, cfg.Concurrency)
+	results := make([]*outcome, len(batches))
+	next, committed, running := 0, 0, 0
+	sel := workflow.NewSelector(ctx)
+	launch := func(i int) {
+		f, set := workflow.NewFuture(ctx)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			rec, err := runBatch(ctx, cfg, batches[i], round)
+			set.Set(&outcome{rec: rec, err: err}, nil)
+		})
+		running++
+		sel.AddFuture(f, func(f workflow.Future) {
+			var o *outcome
+			_ = f.Get(ctx, &o)
+			results[i] = o
+			running--
+		})
+	}
+	for {
+		for next < len(batches) && running < conc && !stop() {
+			launch(next)
+			next++
+		}
+		if running == 0 {
+			return
+		}
+		sel.Select(ctx)
+		for committed < next && results[committed] != nil {
+			commit(batches[committed], results[committed].rec, results[committed].err)
+			committed++
 		}
 	}
 }

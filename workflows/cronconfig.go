@@ -23,6 +23,9 @@ type CronConfig struct {
 	// MaxObjects and MaxBytes bound one batch.
 	MaxObjects int
 	MaxBytes   int64
+	// Concurrency is how many batches of a tick run at once (0 or 1: one
+	// at a time). The shared budget still caps jobs in flight overall.
+	Concurrency int `json:",omitempty"`
 	// Template is the rendered Bacalhau job YAML.
 	Template         string
 	Delivery         string        `json:",omitempty"`
@@ -87,6 +90,9 @@ func (c CronConfig) Validate() error {
 	if c.MaxObjects < 1 || c.MaxBytes < 1 {
 		errs = append(errs, errors.New("batch: max_objects and max_bytes must be positive"))
 	}
+	if c.Concurrency < 0 || c.Concurrency > MaxCronConcurrency {
+		errs = append(errs, fmt.Errorf("batch.concurrency: %d: use 1 to %d", c.Concurrency, MaxCronConcurrency))
+	}
 	if c.Template == "" {
 		errs = append(errs, errors.New("task.template: required"))
 	}
@@ -101,6 +107,9 @@ func (c CronConfig) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MaxCronConcurrency bounds CronConfig.Concurrency.
+const MaxCronConcurrency = 32
 
 // Overlap policies.
 const (

@@ -195,3 +195,5 @@ func cpuModel() string {
 	}
 	return "unknown CPU"
 }
+
+func runtimeCPUs() int { return runtime.NumCPU() }

@@ -25,6 +25,7 @@ const (
 	DefaultMaxObjects    = 100
 	MaxMaxObjects        = 1000
 	DefaultMaxBytes      = 256 << 20
+	DefaultConcurrency   = 4
 	DefaultOverlap       = OverlapSkip
 	DefaultCatchupWindow = time.Hour
 	DefaultMaxAttempts   = 3
@@ -189,9 +190,17 @@ func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
 		add("batch.max_bytes", "%d is negative: use a size such as 256MiB", maxBytes)
 	}
 
+	concurrency := s.Batch.Concurrency
+	switch {
+	case concurrency == 0:
+		concurrency = DefaultConcurrency
+	case concurrency < 0 || concurrency > workflows.MaxCronConcurrency:
+		add("batch.concurrency", "%d: use 1 to %d", concurrency, workflows.MaxCronConcurrency)
+	}
+
 	cfg := &workflows.CronConfig{
 		Name: s.Name, Schedule: s.Schedule, Timezone: tz,
-		MaxObjects: maxObjects, MaxBytes: maxBytes,
+		MaxObjects: maxObjects, MaxBytes: maxBytes, Concurrency: concurrency,
 		Overlap: s.Overlap, CatchupWindow: dur(s.CatchupWindow, DefaultCatchupWindow),
 	}
 	cfg.Source = workflows.S3Source{Bucket: src.Bucket, Prefix: src.Prefix, Region: src.Region, Endpoint: src.Endpoint,

@@ -37,6 +37,7 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultMaxObjects, cfg.MaxObjects)
 	assert.Equal(t, int64(DefaultMaxBytes), cfg.MaxBytes)
+	assert.Equal(t, DefaultConcurrency, cfg.Concurrency)
 	assert.Equal(t, OverlapSkip, cfg.Overlap)
 	assert.Equal(t, DefaultCatchupWindow, cfg.CatchupWindow)
 	assert.Equal(t, DefaultLookback, cfg.Source.Lookback)
@@ -95,6 +96,7 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"huge batch", edit(t, "task:\n", "batch:\n  max_objects: 5000\ntask:\n"), "batch.max_objects", "use 1 to 1000"},
 		{"bad byte size", edit(t, "task:\n", "batch:\n  max_bytes: lots\ntask:\n"), "(yaml)", "not a size"},
 		{"negative bytes", edit(t, "task:\n", "batch:\n  max_bytes: -1\ntask:\n"), "batch.max_bytes", "negative"},
+		{"too much concurrency", edit(t, "task:\n", "batch:\n  concurrency: 100\ntask:\n"), "batch.concurrency", "use 1 to 32"},
 		{"unknown field", edit(t, "kind: cron\n", "kind: cron\nshedule: x\n"), "(yaml)", "field shedule not found"},
 		{"unknown nested field", edit(t, "    bucket: logs\n", "    bucket: logs\n    bukket: x\n"), "(yaml)", "field bukket not found"},
 		{"missing template", edit(t, "  template: ../jobs/logsummary.yaml\n", ""), "task.template", "required"},

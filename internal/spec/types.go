@@ -92,6 +92,9 @@ type Batch struct {
 	// MaxBytes per task ("64MiB", "1GB" or a number of bytes). Default 256MiB.
 	// An object larger than this runs alone.
 	MaxBytes ByteSize `yaml:"max_bytes"`
+	// Concurrency is how many batches of one tick run at once. Default 4,
+	// at most 32; the shared budget still caps jobs in flight overall.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // Task is what runs for each batch.
