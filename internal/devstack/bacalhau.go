@@ -41,10 +41,12 @@ type BacalhauOptions struct {
 
 // Bacalhau is a running in-process hybrid (orchestrator + compute) node.
 type Bacalhau struct {
-	node    *node.Node
-	cleanup *system.CleanupManager
-	cancel  context.CancelFunc
-	address string
+	// prevTMPDIR is restored on Stop.
+	prevTMPDIR *string
+	node       *node.Node
+	cleanup    *system.CleanupManager
+	cancel     context.CancelFunc
+	address    string
 }
 
 // StartBacalhau starts a hybrid Bacalhau node in this process and returns once
@@ -61,6 +63,10 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 	tmp := filepath.Join(opts.DataDir, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("bacalhau: creating %s: %w", tmp, err)
+	}
+	var prevTMPDIR *string
+	if v, ok := os.LookupEnv("TMPDIR"); ok {
+		prevTMPDIR = &v
 	}
 	if err := os.Setenv("TMPDIR", tmp); err != nil {
 		return nil, fmt.Errorf("bacalhau: setting TMPDIR: %w", err)
@@ -99,10 +105,11 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 		return nil, fmt.Errorf("bacalhau: starting node: %w", err)
 	}
 	b := &Bacalhau{
-		node:    n,
-		cleanup: cm,
-		cancel:  cancel,
-		address: "http://127.0.0.1:" + strconv.Itoa(cfg.API.Port),
+		prevTMPDIR: prevTMPDIR,
+		node:       n,
+		cleanup:    cm,
+		cancel:     cancel,
+		address:    "http://127.0.0.1:" + strconv.Itoa(cfg.API.Port),
 	}
 	if err := b.waitReady(ctx, 30*time.Second); err != nil {
 		b.Stop()
@@ -187,4 +194,10 @@ func (b *Bacalhau) Stop() {
 	defer cancel()
 	b.cleanup.Cleanup(ctx)
 	b.cancel()
+	// TMPDIR is process-wide: give it back.
+	if b.prevTMPDIR != nil {
+		_ = os.Setenv("TMPDIR", *b.prevTMPDIR)
+	} else {
+		_ = os.Unsetenv("TMPDIR")
+	}
 }

@@ -116,3 +116,25 @@ func TestARetriedBatchGetsFreshURLs(t *testing.T) {
 	assert.Equal(t, models.JobStateTypeStopped, first[0].State.StateType)
 	assert.NotEqual(t, first[0].Task().InputSources[1].Source.Params["URL"], second[0].Task().InputSources[1].Source.Params["URL"])
 }
+
+func TestNodesWithTheirOwnCredentialsReadS3InputsDirectly(t *testing.T) {
+	queue := startWorker(t)
+	files, want := logFiles(13, 2, 100)
+	objs := putObjects(t, "s3-delivery", "logs/", files)
+	run := startRunTask(t, queue, workflows.RunTaskInput{
+		Connector: "e2e-s3", BatchID: "b1", Template: sampleTemplate(t), Objects: objs, Delivery: activities.DeliveryS3,
+		QueueTimeout: time.Minute, ExecutionTimeout: time.Minute,
+	})
+	var res workflows.RunTaskResult
+	require.NoError(t, run.Get(context.Background(), &res))
+	published, err := activities.FetchPublished(context.Background(), nil, res.ResultURL, 1<<20)
+	require.NoError(t, err)
+	got, err := decodeSummary(published["outputs/summary.json"])
+	require.NoError(t, err)
+	assert.Equal(t, want.Requests, got.Requests)
+	jobs := jobsWithLabel(t, tasktemplate.LabelConnector+"=e2e-s3")
+	require.Len(t, jobs, 1)
+	src := jobs[0].Task().InputSources[1].Source
+	assert.Equal(t, models.StorageSourceS3, src.Type)
+	assert.Equal(t, env.S3.Endpoint(), src.Params["Endpoint"])
+}

@@ -90,6 +90,18 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 		return nil, err
 	}
 	e.Client = e.Temporal.Client()
+	if e.S3, err = devstack.StartS3(ctx, devstack.S3Options{Dir: filepath.Join(dir, "s3")}); err != nil {
+		return nil, err
+	}
+	// The node's s3 input source reads with the node's own credentials, from
+	// its environment: give it the stand-in's (tests only; connectors pass
+	// no keys anywhere).
+	access, secretKey := e.S3.Credentials()
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_REGION": e.S3.Region()} {
+		if err := os.Setenv(k, v); err != nil {
+			return nil, err
+		}
+	}
 	blog, err := os.Create(filepath.Join(dir, "bacalhau.log"))
 	if err != nil {
 		return nil, err
@@ -97,9 +109,6 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 	if e.Bacalhau, err = devstack.StartBacalhau(ctx, devstack.BacalhauOptions{
 		DataDir: filepath.Join(dir, "bacalhau"), Log: blog,
 	}); err != nil {
-		return nil, err
-	}
-	if e.S3, err = devstack.StartS3(ctx, devstack.S3Options{Dir: filepath.Join(dir, "s3")}); err != nil {
 		return nil, err
 	}
 	secret := make([]byte, inputgateway.MinSecretBytes)

@@ -1,0 +1,127 @@
+package workflows
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+func newCronEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Cron, workflowOptions(CronWorkflowType))
+	env.RegisterWorkflowWithOptions(RunTask, workflowOptions(RunTaskWorkflowType))
+	env.RegisterActivity(&activities.S3{})
+	env.RegisterActivity(&activities.Bacalhau{})
+	env.RegisterActivity(&activities.Temporal{})
+	return env
+}
+
+func unitCronConfig() CronConfig {
+	return CronConfig{Name: "unit", Schedule: "@every 1m", Source: S3Source{Bucket: "b", Lookback: time.Hour},
+		MaxObjects: 10, MaxBytes: 1 << 20, Template: "Type: batch", Overlap: OverlapSkip, CatchupWindow: time.Hour}
+}
+
+func (h *cronHarness) status() CronStatus {
+	v, err := h.env.QueryWorkflow(QueryCronStatus)
+	require.NoError(h.t, err)
+	var st CronStatus
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+type cronHarness struct {
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	scans int
+}
+
+// newCronHarness scans nothing new: only the tick logic runs.
+func newCronHarness(t *testing.T) *cronHarness {
+	h := &cronHarness{t: t, env: newCronEnv(t)}
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ScanInput) (*activities.ScanResult, error) {
+			h.scans++
+			return &activities.ScanResult{}, nil
+		})
+	return h
+}
+
+func TestCronCatchesUpAMissedTickInsideTheWindow(t *testing.T) {
+	h := newCronHarness(t)
+	var st CronStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Second)
+	start := h.env.Now()
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: unitCronConfig(), State: &CronState{LastScheduled: start.Add(-5 * time.Minute)}})
+	assert.Equal(t, int64(1), st.Counters.Ticks, "the missed tick runs at once")
+}
+
+func TestCronSkipsAMissedTickOutsideTheWindow(t *testing.T) {
+	h := newCronHarness(t)
+	cfg := unitCronConfig()
+	cfg.CatchupWindow = time.Minute
+	var st CronStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Second)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg, State: &CronState{LastScheduled: h.env.Now().Add(-time.Hour)}})
+	assert.Zero(t, st.Counters.Ticks)
+}
+
+func TestCronPauseHoldsTicksAndTriggerRunsOne(t *testing.T) {
+	h := newCronHarness(t)
+	var paused, triggered, resumed CronStatus
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 90*time.Second) // after 1 tick
+	h.env.RegisterDelayedCallback(func() { paused = h.status() }, 10*time.Minute)                    // no tick while paused
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalTrigger, nil) }, 10*time.Minute+time.Second)
+	h.env.RegisterDelayedCallback(func() { triggered = h.status() }, 11*time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, nil) }, 11*time.Minute+time.Second)
+	h.env.RegisterDelayedCallback(func() { resumed = h.status(); h.env.CancelWorkflow() }, 14*time.Minute+30*time.Second)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: unitCronConfig()})
+	assert.Equal(t, int64(1), paused.Counters.Ticks)
+	assert.True(t, paused.Paused)
+	assert.Equal(t, int64(2), triggered.Counters.Ticks, "trigger runs a tick even when paused")
+	assert.True(t, triggered.Paused)
+	assert.False(t, resumed.Paused)
+	assert.Equal(t, int64(5), resumed.Counters.Ticks, "ticks resume on the schedule")
+}
+
+func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
+	h := &cronHarness{t: t, env: newCronEnv(t)}
+	objs := func(keys ...string) []activities.Object {
+		var out []activities.Object
+		for _, k := range keys {
+			out = append(out, activities.Object{Key: k, Size: 1, LastModified: h.env.Now()})
+		}
+		return out
+	}
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{
+		Batches: [][]activities.Object{objs("a"), objs("b"), objs("c")}}, nil).Once()
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
+	// RunTask children: batch "b" fails, the others succeed.
+	h.env.OnWorkflow(RunTaskWorkflowType, mock.Anything, mock.Anything).Return(
+		func(_ workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
+			if in.Objects[0].Object.Key == "b" {
+				return nil, assert.AnError
+			}
+			return &RunTaskResult{JobID: "j-" + in.Objects[0].Object.Key}, nil
+		})
+	cfg := unitCronConfig()
+	cfg.Concurrency = 3
+	var st CronStatus
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalTrigger, nil) }, time.Second)
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 30*time.Second)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg})
+	assert.Equal(t, "a", st.Cursor.Key, "the key stops before the failed batch")
+	assert.Equal(t, int64(2), st.Counters.Batches, "a and c succeeded")
+	assert.Contains(t, st.LastError, "assert.AnError")
+	assert.True(t, st.Cursor.Candidate(objs("b")[0], time.Time{}, time.Hour), "b runs again next tick")
+	assert.False(t, st.Cursor.Candidate(objs("c")[0], time.Time{}, time.Hour), "c does not")
+}
