@@ -20,6 +20,9 @@ import (
 type CronInput struct {
 	Config CronConfig
 	State  *CronState `json:",omitempty"`
+	// TicksPerRun bounds the ticks of one run before continue-as-new
+	// (default 1000), besides the server's suggestion and an event bound.
+	TicksPerRun int `json:",omitempty"`
 }
 
 // CronState is the connector's durable state, carried across continue-as-new.
@@ -71,6 +74,7 @@ type BackfillRequest struct {
 const (
 	scanBatches         = 20
 	cronEventsBeforeCAN = 8000
+	defaultTicksPerRun  = 1000
 )
 
 // Cron is a cron connector: on its schedule it scans an S3 prefix for
@@ -87,6 +91,11 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		st = &CronState{Cursor: activities.Cursor{Key: cfg.Source.StartAfter}}
 	}
 	logger := workflow.GetLogger(ctx)
+	ticksPerRun := in.TicksPerRun
+	if ticksPerRun <= 0 {
+		ticksPerRun = defaultTicksPerRun
+	}
+	ticksThisRun := 0
 	running := false
 	var nextTick time.Time
 
@@ -203,6 +212,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		running = true
 		st.LastScheduled = scheduled
 		st.Counters.Ticks++
+		ticksThisRun++
 		tickErr := runTick(ctx, cfg, st)
 		running = false
 		if ctx.Err() != nil {
@@ -220,9 +230,9 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		}
 
 		info := workflow.GetInfo(ctx)
-		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > cronEventsBeforeCAN {
+		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > cronEventsBeforeCAN || ticksThisRun >= ticksPerRun {
 			st.Triggered = triggered
-			return workflow.NewContinueAsNewError(ctx, Cron, CronInput{Config: cfg, State: st})
+			return workflow.NewContinueAsNewError(ctx, Cron, CronInput{Config: cfg, State: st, TicksPerRun: in.TicksPerRun})
 		}
 	}
 }

@@ -2,12 +2,14 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -124,4 +126,23 @@ func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
 	assert.Contains(t, st.LastError, "assert.AnError")
 	assert.True(t, st.Cursor.Candidate(objs("b")[0], time.Time{}, time.Hour), "b runs again next tick")
 	assert.False(t, st.Cursor.Candidate(objs("c")[0], time.Time{}, time.Hour), "c does not")
+}
+
+func TestCronContinuesAsNewWithItsState(t *testing.T) {
+	h := newCronHarness(t)
+	cfg := unitCronConfig()
+	cfg.Schedule = "@every 1s"
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg, State: &CronState{Cursor: activities.Cursor{Key: "k"}}, TicksPerRun: 5})
+	require.True(t, h.env.IsWorkflowCompleted())
+	err := h.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(err, &can), "want continue-as-new, got %v", err)
+	assert.Equal(t, CronWorkflowType, can.WorkflowType.Name)
+	var next CronInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.State)
+	assert.Equal(t, "k", next.State.Cursor.Key, "the cursor is carried")
+	assert.Equal(t, int64(h.scans), next.State.Counters.Ticks, "counters are carried")
+	assert.Equal(t, 5, h.scans)
+	assert.Equal(t, 5, next.TicksPerRun)
 }
