@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check clean
+.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check tools clean
 
 all: build
 
@@ -26,7 +26,7 @@ dev: bin/temporal
 
 # The whole suite: gofmt, vet, staticcheck, compose validation, unit and end-to-end tests
 # on the real local stack (Temporal dev server, in-process Bacalhau node).
-test: bin/temporal compose-check lint dev-smoke
+test: bin/temporal tools compose-check lint dev-smoke
 	$(GO) test -count=1 -timeout 20m ./...
 
 # `make dev` end to end on free ports in a scratch folder, exiting after the
@@ -62,13 +62,19 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION) ./workflows/...
 
+# System tools the tests use, from Debian's packages: docker-compose (to
+# validate docker-compose.yml; no engine runs) and kcat (the third-party
+# Kafka client). Installed when missing, as root.
+TOOLS := docker-compose kcat
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing$$missing: sudo apt-get install$$missing"; exit 1; fi; fi
+
 # docker-compose.yml is for users (no Docker engine here): validate it parses.
-# Installs Debian's docker-compose when missing (as root) to do so.
-compose-check:
-	@command -v docker-compose >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then echo "installing docker-compose (Debian package)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
-	  else echo "docker-compose not found: sudo apt-get install docker-compose"; exit 1; fi; }
+compose-check: tools
 	docker-compose -f docker-compose.yml config -q
 
 clean:
