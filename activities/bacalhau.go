@@ -281,6 +281,14 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 			case models.JobStateTypeFailed:
 				return nil, b.failed(ctx, job)
 			case models.JobStateTypeStopped:
+				// A job this activity stopped itself (and then crashed before
+				// reporting) keeps its original verdict on the retry.
+				switch {
+				case strings.Contains(job.State.Message, stopExecutionsFailed):
+					return nil, b.failed(ctx, job)
+				case strings.Contains(job.State.Message, stopPendingDeadline):
+					return nil, nonRetryable(ErrTypePendingTimeout, nil, "job %s was stopped: still Pending past its deadline", job.ID)
+				}
 				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
 			case models.JobStateTypeQueued:
 				if err := b.failedWhileWaiting(ctx, job); err != nil {
@@ -291,7 +299,7 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 					return nil, err
 				}
 				if age := time.Since(time.Unix(0, job.CreateTime)); age > in.PendingTimeout {
-					b.stop(ctx, job.ID, "pending past deadline")
+					b.stop(ctx, job.ID, stopPendingDeadline)
 					return nil, nonRetryable(ErrTypePendingTimeout, nil,
 						"job %s still Pending %s after submission (deadline %s): Bacalhau accepted it but never scheduled it "+
 							"(no compute node connected, or a job over the NATS message limit is blocking the node); the job was stopped",
@@ -307,6 +315,12 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 		}
 	}
 }
+
+// Reasons Await stops jobs with; a retried Await recognises them.
+const (
+	stopExecutionsFailed = "bacalhau-connect: executions failed; no node will run it again"
+	stopPendingDeadline  = "bacalhau-connect: pending past deadline"
+)
 
 // waitingFailures is how many failed executions make a waiting job a failed
 // task. Measured on v1.7.0: Bacalhau runs a failed execution once more on
@@ -335,7 +349,7 @@ func (b *Bacalhau) failedWhileWaiting(ctx context.Context, job *models.Job) erro
 	if failed < waitingFailures {
 		return nil
 	}
-	b.stop(ctx, job.ID, "executions failed; no node will run it again")
+	b.stop(ctx, job.ID, stopExecutionsFailed)
 	err = b.failed(ctx, job)
 	return err
 }

@@ -220,3 +220,13 @@ func TestAwaitEndsAJobWaitingAgainAfterItsExecutionsFailed(t *testing.T) {
 	assert.Contains(t, err.Error(), "HEAD 403")
 	assert.Equal(t, []string{"j1"}, f.stopped)
 }
+
+func TestAwaitKeepsItsVerdictOnAJobItStoppedBeforeACrash(t *testing.T) {
+	f := &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeStopped, time.Now(), stopExecutionsFailed)}}
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	assert.Equal(t, ErrTypeTaskFailed, appErrType(t, err), "a task failure, retryable by the task policy")
+
+	f = &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeStopped, time.Now(), "stopped by an operator")}}
+	_, err = runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	assert.Equal(t, ErrTypeJobStopped, appErrType(t, err))
+}

@@ -42,10 +42,19 @@ through a validated Update: a rejected update changes nothing.`,
 			if file == "" {
 				return errors.New(`-f: required: the connector spec to apply`)
 			}
-			s, cfg, err := spec.LoadFile(file)
+			r, err := spec.LoadFile(file)
 			if err != nil {
 				return err
 			}
+			s := r.Spec
+			if r.Cron == nil {
+				if dryRun {
+					return g.print(map[string]string{"name": s.Name, "kind": s.Kind, "result": "valid"},
+						fmt.Sprintf("connector %s: %s spec is valid\n", s.Name, s.Kind))
+				}
+				return fmt.Errorf("kind %s: the spec is valid, but this version runs cron connectors only (the %s connector is not built yet); use --dry-run to validate", s.Kind, s.Kind)
+			}
+			cfg := r.Cron
 			id := workflows.CronWorkflowID(s.Name)
 			if dryRun {
 				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "valid"},

@@ -62,3 +62,22 @@ func TestBudgetResizeRejectsABadSize(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `SIZE: "0" must be a whole number >= 1`)
 }
+
+func TestApplyValidatesBeforeDialing(t *testing.T) {
+	out, err := runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/web-logs.yaml")
+	require.NoError(t, err)
+	assert.Contains(t, out, "connector web-logs: spec is valid")
+	out, err = runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/web-events.yaml", "-o", "json")
+	require.NoError(t, err)
+	assert.Contains(t, out, `"result": "valid"`)
+	_, err = runStarter(t, "apply", "-f", "../../examples/connectors/web-events.yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "runs cron connectors only")
+	_, err = runStarter(t, "apply")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "-f: required")
+	_, err = runStarter(t, "apply", "-f", writeTemplate(t, "name: x\nkind: cron\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "schedule: required")
+	assert.NotContains(t, err.Error(), "connecting to Temporal")
+}

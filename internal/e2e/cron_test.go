@@ -49,9 +49,10 @@ retry:
   initial_interval: 1s
 %s`, name, schedule, bucket, prefix, env.S3.Endpoint(), env.S3.Region(),
 		filepath.Join(env.Root, "examples/jobs/logsummary.yaml"), env.Modules.URL(), extra)
-	_, cfg, err := spec.Load(filepath.Join(t.TempDir(), name+".yaml"), []byte(text))
+	r, err := spec.Load(filepath.Join(t.TempDir(), name+".yaml"), []byte(text))
 	require.NoError(t, err)
-	return *cfg
+	require.NotNil(t, r.Cron)
+	return *r.Cron
 }
 
 func startCron(t *testing.T, queue string, cfg workflows.CronConfig) client.WorkflowRun {

@@ -114,6 +114,7 @@ func TestARetriedBatchGetsFreshURLs(t *testing.T) {
 	// Its executions failed (HEAD got 403); Await stopped it instead of
 	// waiting out the queue timeout.
 	assert.Equal(t, models.JobStateTypeStopped, first[0].State.StateType)
+	assert.Contains(t, first[0].State.Message, "executions failed", "a retried Await recognises the jobs it stopped by their reason")
 	assert.NotEqual(t, first[0].Task().InputSources[1].Source.Params["URL"], second[0].Task().InputSources[1].Source.Params["URL"])
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -71,27 +72,35 @@ func (e *Error) Has(path string) bool {
 	return false
 }
 
+// Resolved is a valid spec and the workflow configuration of its kind:
+// exactly one of Cron and Kafka is set.
+type Resolved struct {
+	Spec  *Spec
+	Cron  *workflows.CronConfig
+	Kafka *workflows.KafkaConfig
+}
+
 // LoadFile reads, decodes, validates and resolves a spec file.
-func LoadFile(path string) (*Spec, *workflows.CronConfig, error) {
+func LoadFile(path string) (*Resolved, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading spec: %w", err)
+		return nil, fmt.Errorf("reading spec: %w", err)
 	}
 	return Load(path, raw)
 }
 
 // Load decodes, validates and resolves a spec; path names it in errors and
 // anchors the task template's relative path.
-func Load(path string, raw []byte) (*Spec, *workflows.CronConfig, error) {
+func Load(path string, raw []byte) (*Resolved, error) {
 	s, err := Decode(raw)
 	if err != nil {
-		return nil, nil, &Error{File: path, Problems: []Problem{{Path: "(yaml)", Message: err.Error()}}}
+		return nil, &Error{File: path, Problems: []Problem{{Path: "(yaml)", Message: err.Error()}}}
 	}
-	cfg, problems := s.resolve(filepath.Dir(path))
+	r, problems := s.resolve(filepath.Dir(path))
 	if len(problems) > 0 {
-		return nil, nil, &Error{File: path, Problems: problems}
+		return nil, &Error{File: path, Problems: problems}
 	}
-	return s, cfg, nil
+	return r, nil
 }
 
 // Decode strictly decodes one spec: unknown fields are errors.
@@ -121,9 +130,11 @@ func dur(d *Duration, def time.Duration) time.Duration {
 	return d.Duration
 }
 
-// resolve validates the spec and builds the workflow configuration. Template
-// paths are relative to dir.
-func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
+type addFunc func(path, format string, args ...any)
+
+// resolve validates the spec and builds the workflow configuration of its
+// kind. Template paths are relative to dir.
+func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	var ps []Problem
 	add := func(path, format string, args ...any) {
 		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
@@ -135,13 +146,55 @@ func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
 	case !nameRE.MatchString(s.Name):
 		add("name", "%q: use lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit", s.Name)
 	}
+	r := &Resolved{Spec: s}
 	switch s.Kind {
 	case KindCron:
+		s.onlyFor(KindCron, add)
+		r.Cron = s.resolveCron(dir, add)
+	case KindKafka:
+		s.onlyFor(KindKafka, add)
+		r.Kafka = s.resolveKafka(dir, add)
 	case "":
-		add("kind", "required: cron")
+		add("kind", "required: cron or kafka")
 	default:
-		add("kind", "unknown %q: use cron", s.Kind)
+		add("kind", "unknown %q: use cron or kafka", s.Kind)
 	}
+	return r, ps
+}
+
+// onlyFor reports fields that belong to the other kind.
+func (s *Spec) onlyFor(kind string, add addFunc) {
+	cronOnly := map[string]bool{
+		"schedule": s.Schedule != "", "timezone": s.Timezone != "", "source.s3": s.Source.S3 != nil,
+		"overlap": s.Overlap != "", "catchup_window": s.CatchupWindow != nil, "dead_letter": s.DeadLetter != nil,
+		"batch.max_objects": s.Batch.MaxObjects != 0, "batch.concurrency": s.Batch.Concurrency != 0,
+	}
+	streamOnly := map[string]bool{
+		"source.kafka": s.Source.Kafka != nil, "mode": s.Mode != "", "staging": s.Staging != nil,
+		"on_failure": s.OnFailure != nil, "batch.max_records": s.Batch.MaxRecords != 0, "batch.max_wait": s.Batch.MaxWait != nil,
+	}
+	other, set := streamOnly, "kafka"
+	if kind == KindKafka {
+		other, set = cronOnly, "cron"
+	}
+	for _, path := range sortedTrue(other) {
+		add(path, "only for kind %s: remove it", set)
+	}
+}
+
+func sortedTrue(m map[string]bool) []string {
+	var out []string
+	for k, v := range m {
+		if v {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// resolveCron checks and resolves a cron connector's fields.
+func (s *Spec) resolveCron(dir string, add addFunc) *workflows.CronConfig {
 	tz := s.Timezone
 	if tz == "" {
 		tz = DefaultTimezone
@@ -218,8 +271,10 @@ func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
 		add("catchup_window", "%s is negative: use 0s to never catch up, or a duration such as 1h", cfg.CatchupWindow)
 	}
 
-	s.resolveTask(dir, cfg, add)
-	s.resolveRetry(cfg, add)
+	t := s.resolveTask(dir, add)
+	cfg.Template, cfg.Delivery, cfg.URLTTL = t.Template, t.Delivery, t.URLTTL
+	cfg.QueueTimeout, cfg.ExecutionTimeout = t.QueueTimeout, t.ExecutionTimeout
+	cfg.Retry = s.resolveRetry(add)
 	if dl := s.DeadLetter; dl != nil {
 		switch {
 		case dl.S3 == nil:
@@ -231,10 +286,10 @@ func (s *Spec) resolve(dir string) (*workflows.CronConfig, []Problem) {
 			cfg.DeadLetter = &workflows.S3Location{Bucket: dl.S3.Bucket, Prefix: dl.S3.Prefix, Region: dl.S3.Region, Endpoint: dl.S3.Endpoint}
 		}
 	}
-	return cfg, ps
+	return cfg
 }
 
-func checkEndpoint(add func(string, string, ...any), path, endpoint string) {
+func checkEndpoint(add addFunc, path, endpoint string) {
 	if endpoint == "" {
 		return
 	}
@@ -244,71 +299,78 @@ func checkEndpoint(add func(string, string, ...any), path, endpoint string) {
 	}
 }
 
-func (s *Spec) resolveTask(dir string, cfg *workflows.CronConfig, add func(string, string, ...any)) {
+// taskParts is the task section, resolved.
+type taskParts struct {
+	Template                               string
+	Delivery                               string
+	URLTTL, QueueTimeout, ExecutionTimeout time.Duration
+}
+
+func (s *Spec) resolveTask(dir string, add addFunc) taskParts {
 	t := s.Task
-	cfg.QueueTimeout = dur(t.QueueTimeout, 0)
-	cfg.ExecutionTimeout = dur(t.ExecutionTimeout, 0)
-	cfg.URLTTL = dur(t.Input.URLTTL, 0)
-	if cfg.QueueTimeout < 0 {
-		add("task.queue_timeout", "%s is negative: use a duration such as 10m", cfg.QueueTimeout)
+	p := taskParts{QueueTimeout: dur(t.QueueTimeout, 0), ExecutionTimeout: dur(t.ExecutionTimeout, 0), URLTTL: dur(t.Input.URLTTL, 0)}
+	if p.QueueTimeout < 0 {
+		add("task.queue_timeout", "%s is negative: use a duration such as 10m", p.QueueTimeout)
 	}
-	if cfg.ExecutionTimeout < 0 {
-		add("task.execution_timeout", "%s is negative: use a duration such as 5m", cfg.ExecutionTimeout)
+	if p.ExecutionTimeout < 0 {
+		add("task.execution_timeout", "%s is negative: use a duration such as 5m", p.ExecutionTimeout)
 	}
-	if cfg.URLTTL < 0 {
-		add("task.input.url_ttl", "%s is negative: use a duration such as 1h", cfg.URLTTL)
+	if p.URLTTL < 0 {
+		add("task.input.url_ttl", "%s is negative: use a duration such as 1h", p.URLTTL)
 	}
 	switch t.Input.Delivery {
 	case "", DeliveryPresigned:
-		cfg.Delivery = activities.DeliveryGateway
+		p.Delivery = activities.DeliveryGateway
 	case DeliveryS3:
-		cfg.Delivery = activities.DeliveryS3
+		p.Delivery = activities.DeliveryS3
 	default:
 		add("task.input.delivery", "unknown %q: use presigned (capability URLs from the worker's gateway) or s3 (nodes with their own credentials)", t.Input.Delivery)
 	}
 	if t.Template == "" {
 		add("task.template", "required: the path of a Bacalhau job YAML, relative to this spec")
-		return
+		return p
 	}
-	p := t.Template
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
+	path := t.Template
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
 	}
-	raw, err := os.ReadFile(p)
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		add("task.template", "cannot read %s: %v", p, errors.Unwrap(err))
-		return
+		add("task.template", "cannot read %s: %v", path, errors.Unwrap(err))
+		return p
 	}
 	text, err := tasktemplate.Render(string(raw), t.Vars)
 	if err != nil {
 		add("task.vars", "%s: %v: add it under task.vars", t.Template, err)
-		return
+		return p
 	}
 	if _, err := tasktemplate.Build(text, tasktemplate.Batch{Connector: "check", ID: "check", Attempt: 1,
-		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}); err != nil {
+		QueueTimeout: p.QueueTimeout, ExecutionTimeout: p.ExecutionTimeout}); err != nil {
 		add("task.template", "%s: %v", t.Template, err)
-		return
+		return p
 	}
-	cfg.Template = text
+	p.Template = text
+	return p
 }
 
-func (s *Spec) resolveRetry(cfg *workflows.CronConfig, add func(string, string, ...any)) {
+func (s *Spec) resolveRetry(add addFunc) workflows.TaskRetryPolicy {
 	r := s.Retry
-	cfg.Retry = workflows.TaskRetryPolicy{
+	p := workflows.TaskRetryPolicy{
 		MaxAttempts:     r.MaxAttempts,
 		InitialInterval: dur(r.InitialInterval, 5*time.Second),
 		MaxInterval:     dur(r.MaxInterval, 5*time.Minute),
 	}
 	switch {
 	case r.MaxAttempts == 0:
-		cfg.Retry.MaxAttempts = DefaultMaxAttempts
+		p.MaxAttempts = DefaultMaxAttempts
 	case r.MaxAttempts < 0:
 		add("retry.max_attempts", "%d: use 1 (no retries) or more", r.MaxAttempts)
 	}
-	if cfg.Retry.InitialInterval <= 0 {
-		add("retry.initial_interval", "%s: use a positive duration such as 5s", cfg.Retry.InitialInterval)
+	if p.InitialInterval <= 0 {
+		add("retry.initial_interval", "%s: use a positive duration such as 5s", p.InitialInterval)
 	}
-	if cfg.Retry.MaxInterval < cfg.Retry.InitialInterval {
-		add("retry.max_interval", "%s is below initial_interval %s", cfg.Retry.MaxInterval, cfg.Retry.InitialInterval)
+	if p.MaxInterval < p.InitialInterval {
+		add("retry.max_interval", "%s is below initial_interval %s", p.MaxInterval, p.InitialInterval)
 	}
+	return p
 }

@@ -17,9 +17,10 @@ import (
 const exampleSpec = "../../examples/connectors/web-logs.yaml"
 
 func TestTheExampleSpecIsValid(t *testing.T) {
-	s, cfg, err := LoadFile(exampleSpec)
+	r, err := LoadFile(exampleSpec)
 	require.NoError(t, err)
-	assert.Equal(t, "web-logs", s.Name)
+	assert.Equal(t, "web-logs", r.Spec.Name)
+	cfg := r.Cron
 	assert.Equal(t, "logs", cfg.Source.Bucket)
 	assert.Equal(t, "nginx/", cfg.Source.Prefix)
 	assert.Equal(t, time.Hour, cfg.Source.Lookback)
@@ -33,8 +34,9 @@ func TestTheExampleSpecIsValid(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	_, cfg, err := Load(exampleSpec, []byte(minimal()))
+	r, err := Load(exampleSpec, []byte(minimal()))
 	require.NoError(t, err)
+	cfg := r.Cron
 	assert.Equal(t, DefaultMaxObjects, cfg.MaxObjects)
 	assert.Equal(t, int64(DefaultMaxBytes), cfg.MaxBytes)
 	assert.Equal(t, DefaultConcurrency, cfg.Concurrency)
@@ -77,8 +79,9 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 	}{
 		{"missing name", edit(t, "name: web-logs\n", ""), "name", "required"},
 		{"bad name", edit(t, "name: web-logs", "name: Web_Logs"), "name", "lowercase"},
-		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron"},
+		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron or kafka"},
 		{"unknown kind", edit(t, "kind: cron", "kind: cronjob"), "kind", `unknown "cronjob"`},
+		{"kafka field on cron", edit(t, "task:\n", "mode: staged\ntask:\n"), "mode", "only for kind kafka"},
 		{"missing schedule", edit(t, "schedule: \"*/5 * * * *\"\n", ""), "schedule", "required"},
 		{"bad cron", edit(t, `"*/5 * * * *"`, `"*/5 * * *"`), "schedule", "5 fields"},
 		{"bad cron value", edit(t, `"*/5 * * * *"`, `"61 * * * *"`), "schedule", "above maximum (59)"},
@@ -116,9 +119,9 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, cfg, err := Load(exampleSpec, []byte(tc.spec))
+			r, err := Load(exampleSpec, []byte(tc.spec))
 			require.Error(t, err)
-			assert.Nil(t, cfg)
+			assert.Nil(t, r)
 			var serr *Error
 			require.True(t, errors.As(err, &serr), "%T %v", err, err)
 			assert.True(t, serr.Has(tc.path), "want a problem at %s, got: %v", tc.path, err)
@@ -128,7 +131,7 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 }
 
 func TestAllProblemsAreReportedAtOnce(t *testing.T) {
-	_, _, err := Load("x.yaml", []byte("name: X\nkind: cron\nschedule: nope\nsource: {s3: {}}\ntask: {}\n"))
+	_, err := Load("x.yaml", []byte("name: X\nkind: cron\nschedule: nope\nsource: {s3: {}}\ntask: {}\n"))
 	require.Error(t, err)
 	var serr *Error
 	require.True(t, errors.As(err, &serr))

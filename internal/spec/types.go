@@ -13,7 +13,8 @@ import (
 
 // Kinds of connector.
 const (
-	KindCron = "cron"
+	KindCron  = "cron"
+	KindKafka = "kafka"
 )
 
 // Overlap policies of a cron connector.
@@ -61,12 +62,66 @@ type Spec struct {
 	CatchupWindow *Duration `yaml:"catchup_window"`
 	// DeadLetter records batches that failed every attempt. Optional: without
 	// it a failing batch stops the connector's cursor until it succeeds.
+	// Cron connectors only; streams use on_failure.
 	DeadLetter *DeadLetter `yaml:"dead_letter"`
+
+	// Mode of a stream connector: inline (default) or staged.
+	Mode string `yaml:"mode"`
+	// Staging is where staged batches are written.
+	Staging *DeadLetter `yaml:"staging"`
+	// OnFailure says what a stream connector does with a batch that fails
+	// every attempt.
+	OnFailure *OnFailure `yaml:"on_failure"`
+}
+
+// OnFailure is a stream connector's failure policy.
+type OnFailure struct {
+	// Bisect splits a failing batch to isolate the failing records. Default true.
+	Bisect *bool `yaml:"bisect"`
+	// DeadLetter receives the records that still fail.
+	DeadLetter *StreamDeadLetter `yaml:"dead_letter"`
+}
+
+// StreamDeadLetter is a Kafka topic or an S3 prefix.
+type StreamDeadLetter struct {
+	Kafka *struct {
+		Topic string `yaml:"topic"`
+	} `yaml:"kafka"`
+	S3 *DeadLetterS3 `yaml:"s3"`
+}
+
+// KafkaSource is a topic to consume, one durable consumer per partition.
+type KafkaSource struct {
+	Brokers []string `yaml:"brokers"`
+	Topic   string   `yaml:"topic"`
+	// Group mirrors checkpoints as committed offsets. Default
+	// bacalhau-connect-<name>.
+	Group string `yaml:"group"`
+	// Start: earliest (default), latest, timestamp or offsets.
+	Start        string          `yaml:"start"`
+	StartTime    *time.Time      `yaml:"start_time"`
+	StartOffsets map[int32]int64 `yaml:"start_offsets"`
+	// OnOffsetOutOfRange: earliest (default) or fail, when retention deleted
+	// the checkpoint's offset.
+	OnOffsetOutOfRange string `yaml:"on_offset_out_of_range"`
+	TLS                *struct {
+		CAFile   string `yaml:"ca_file"`
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls"`
+	// SASL credentials by reference: names of environment variables the
+	// worker reads. A password in the spec is an unknown field.
+	SASL *struct {
+		Mechanism   string `yaml:"mechanism"`
+		UsernameEnv string `yaml:"username_env"`
+		PasswordEnv string `yaml:"password_env"`
+	} `yaml:"sasl"`
 }
 
 // Source is the connector's input.
 type Source struct {
-	S3 *S3Source `yaml:"s3"`
+	S3    *S3Source    `yaml:"s3"`
+	Kafka *KafkaSource `yaml:"kafka"`
 }
 
 // S3Source scans objects under a prefix.
@@ -94,7 +149,12 @@ type Batch struct {
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// Concurrency is how many batches of one tick run at once. Default 4,
 	// at most 32; the shared budget still caps jobs in flight overall.
+	// Cron connectors only.
 	Concurrency int `yaml:"concurrency"`
+	// MaxRecords per task of a stream connector. Default 1000.
+	MaxRecords int `yaml:"max_records"`
+	// MaxWait is how long a stream batch waits to fill up. Default 5s.
+	MaxWait *Duration `yaml:"max_wait"`
 }
 
 // Task is what runs for each batch.

@@ -345,10 +345,11 @@ func runCron(ctx context.Context, out io.Writer, c client.Client, root string, m
 	}
 	// The example names the default ports; follow the ones in use.
 	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleS3URL, store.Endpoint()), exampleModulesURL, modules.URL())
-	s, cfg, err := spec.Load(specPath, []byte(text))
+	r, err := spec.Load(specPath, []byte(text))
 	if err != nil {
 		return err
 	}
+	s, cfg := r.Spec, r.Cron
 	id := workflows.CronWorkflowID(s.Name)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true},
 		workflows.CronWorkflowType, workflows.CronInput{Config: *cfg})
