@@ -28,6 +28,9 @@ type KafkaRead struct {
 	// OnOutOfRange is "earliest" (resume at the oldest retained record when
 	// retention deleted From) or "fail".
 	OnOutOfRange string
+	// Until, when >= 0, is the last offset the batch may hold: a retried
+	// batch re-reads exactly the offsets it first held.
+	Until int64
 }
 
 // KafkaBatch is what a read found. Lines is the batch as JSON lines, for the
@@ -99,7 +102,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 
 	batch := &KafkaBatch{First: -1, Last: -1}
 	deadline := time.Now().Add(in.MaxWait)
-	for batch.Count < in.MaxRecords && time.Now().Before(deadline) {
+	for batch.Count < in.MaxRecords && time.Now().Before(deadline) && (in.Until < 0 || batch.Last < in.Until) {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		fetches := cl.PollRecords(pctx, in.MaxRecords-batch.Count)
 		cancel()
@@ -122,7 +125,8 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 		}
 		full := false
 		fetches.EachRecord(func(r *kgo.Record) {
-			if full {
+			if full || (in.Until >= 0 && r.Offset > in.Until) {
+				full = full || in.Until >= 0 && r.Offset > in.Until
 				return
 			}
 			line, err := EncodeRecord(r)

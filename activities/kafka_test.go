@@ -34,7 +34,7 @@ func TestReadPartition(t *testing.T) {
 
 	read := func(from int64, maxRecords int, maxBytes int64, wait time.Duration, policy string) (*KafkaBatch, error) {
 		return ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 0, From: from,
-			MaxRecords: maxRecords, MaxBytes: maxBytes, MaxWait: wait, OnOutOfRange: policy})
+			MaxRecords: maxRecords, MaxBytes: maxBytes, MaxWait: wait, OnOutOfRange: policy, Until: -1})
 	}
 
 	b, err := read(0, 20, 1<<20, 2*time.Second, "earliest")
@@ -56,6 +56,16 @@ func TestReadPartition(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, b.Count)
 	assert.Equal(t, int64(22), b.Last)
+
+	// A retried batch re-reads exactly its first offsets.
+	b, err = read(20, 1000, 1<<20, 2*time.Second, "earliest")
+	require.NoError(t, err)
+	assert.Equal(t, int64(49), b.Last)
+	b, err = ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 0, From: 20,
+		MaxRecords: 1000, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: 24})
+	require.NoError(t, err)
+	assert.Equal(t, int64(24), b.Last)
+	assert.Equal(t, 5, b.Count)
 
 	// Nothing new: an empty batch after MaxWait.
 	start := time.Now()
@@ -82,7 +92,7 @@ func TestReadPartition(t *testing.T) {
 	assert.Contains(t, err.Error(), "on_offset_out_of_range is fail")
 
 	// Binary values travel as base64.
-	b, err = ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 1, MaxRecords: 1, MaxBytes: 1 << 20, MaxWait: 2 * time.Second})
+	b, err = ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 1, MaxRecords: 1, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: -1})
 	require.NoError(t, err)
 	assert.Contains(t, string(b.Lines), `"value_base64":"//4="`)
 }

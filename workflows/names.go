@@ -67,3 +67,24 @@ const (
 
 // CronWorkflowID is the workflow ID of the cron connector called name.
 func CronWorkflowID(name string) string { return CronWorkflowIDPrefix + name }
+
+// Kafka connector names.
+const (
+	// KafkaConnectorWorkflowType is the registered name of KafkaConnector.
+	KafkaConnectorWorkflowType = "KafkaConnector"
+	// PartitionConsumerWorkflowType is the registered name of PartitionConsumer.
+	PartitionConsumerWorkflowType = "KafkaPartitionConsumer"
+	// KafkaWorkflowIDPrefix + connector name is a Kafka connector's workflow ID.
+	KafkaWorkflowIDPrefix = "kafka-"
+	// QueryPartitionStatus returns a PartitionStatus.
+	QueryPartitionStatus = "status"
+)
+
+// KafkaWorkflowID is the workflow ID of the Kafka connector called name.
+func KafkaWorkflowID(name string) string { return KafkaWorkflowIDPrefix + name }
+
+// PartitionWorkflowID is the ID of the consumer of one partition: Temporal
+// then guarantees one running consumer per partition.
+func PartitionWorkflowID(name, topic string, partition int32) string {
+	return KafkaWorkflowID(name) + "-" + topic + "-" + itoa32(partition)
+}

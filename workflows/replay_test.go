@@ -36,6 +36,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
 			r.RegisterWorkflowWithOptions(Cron, workflowOptions(CronWorkflowType))
 			r.RegisterWorkflowWithOptions(CronBackfill, workflowOptions(CronBackfillWorkflowType))
+			r.RegisterWorkflowWithOptions(KafkaConnector, workflowOptions(KafkaConnectorWorkflowType))
+			r.RegisterWorkflowWithOptions(PartitionConsumer, workflowOptions(PartitionConsumerWorkflowType))
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
 			}))

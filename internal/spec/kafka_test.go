@@ -28,7 +28,6 @@ func TestTheExampleKafkaSpecIsValid(t *testing.T) {
 	assert.Equal(t, 5*time.Second, cfg.MaxWait)
 	assert.Equal(t, workflows.ModeInline, cfg.Mode)
 	assert.True(t, cfg.Bisect)
-	assert.Equal(t, "web-logs-dlq", cfg.DeadLetterTopic)
 	require.NoError(t, cfg.Validate())
 }
 

@@ -148,6 +148,8 @@ type Batch struct {
 	Env map[string]string
 	// Labels are added to the job's labels.
 	Labels map[string]string
+	// Meta is added to the job's meta, e.g. the batch's offsets.
+	Meta map[string]string
 	// QueueTimeout and ExecutionTimeout override the template's; when both
 	// are zero the template's values apply, and then the defaults.
 	QueueTimeout, ExecutionTimeout time.Duration
@@ -210,6 +212,9 @@ func Build(template string, b Batch) (*models.Job, error) {
 	job.Labels[LabelConnector] = LabelValue(b.Connector)
 	if job.Meta == nil {
 		job.Meta = map[string]string{}
+	}
+	for k, v := range b.Meta {
+		job.Meta[k] = v
 	}
 	job.Meta[MetaConnector] = b.Connector
 	job.Meta[MetaBatch] = b.ID

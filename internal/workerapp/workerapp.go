@@ -40,19 +40,22 @@ func New(c client.Client, opts Options) worker.Worker {
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 	})
-	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c), activities.NewS3(opts.S3Clients))
+	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka())
 	return w
 }
 
 // Register registers every workflow and activity on r. Activity names are
 // their method names, so methods of different activity structs must not share
 // a name.
-func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3) {
+func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.CronBackfill, workflow.RegisterOptions{Name: workflows.CronBackfillWorkflowType})
 	r.RegisterActivity(b)
 	r.RegisterActivity(t)
+	r.RegisterWorkflowWithOptions(workflows.KafkaConnector, workflow.RegisterOptions{Name: workflows.KafkaConnectorWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.PartitionConsumer, workflow.RegisterOptions{Name: workflows.PartitionConsumerWorkflowType})
 	r.RegisterActivity(s)
+	r.RegisterActivity(k)
 }

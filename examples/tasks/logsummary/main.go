@@ -47,6 +47,10 @@ type Summary struct {
 	ByStatus  map[string]int `json:"by_status"`
 	TopPaths  []PathCount    `json:"top_paths"`
 	Malformed int            `json:"malformed"`
+	// KafkaOffsets lists, per partition, the offsets of the Kafka records
+	// read (JSON lines with partition, offset and value, as stream
+	// connectors deliver them), in the order read.
+	KafkaOffsets map[string][]int64 `json:"kafka_offsets,omitempty"`
 }
 
 // PathCount is one entry of Summary.TopPaths.
@@ -140,6 +144,13 @@ func scan(r io.Reader, sum *Summary, paths map[string]int) error {
 		if line == "" {
 			continue
 		}
+		if p, off, value, isRecord := kafkaRecord(line); isRecord {
+			if sum.KafkaOffsets == nil {
+				sum.KafkaOffsets = map[string][]int64{}
+			}
+			sum.KafkaOffsets[p] = append(sum.KafkaOffsets[p], off)
+			line = strings.TrimSpace(value)
+		}
 		status, size, path, ok := parseLine(line)
 		if !ok {
 			sum.Malformed++
@@ -151,6 +162,23 @@ func scan(r io.Reader, sum *Summary, paths map[string]int) error {
 		paths[path]++
 	}
 	return sc.Err()
+}
+
+// kafkaRecord unwraps a stream connector's record line:
+// {"partition":0,"offset":5,"value":"<log line>"}.
+func kafkaRecord(line string) (partition string, offset int64, value string, ok bool) {
+	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"offset"`) {
+		return "", 0, "", false
+	}
+	var rec struct {
+		Partition *int32  `json:"partition"`
+		Offset    *int64  `json:"offset"`
+		Value     *string `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Partition == nil || rec.Offset == nil || rec.Value == nil {
+		return "", 0, "", false
+	}
+	return strconv.Itoa(int(*rec.Partition)), *rec.Offset, *rec.Value, true
 }
 
 func parseLine(line string) (status int, size int64, path string, ok bool) {
