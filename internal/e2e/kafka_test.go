@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,7 +31,7 @@ func nginxLine(i int) string {
 	return fmt.Sprintf(`10.0.0.%d - - [27/Nov/2026:10:00:00 +0000] "GET /p%d HTTP/1.1" 200 %d "-" "curl/8"`, i%250, i%7, i)
 }
 
-func TestKafkaInlineConnectorProcessesEveryRecordOnceInOrder(t *testing.T) {
+func TestKafkaInlineConnectorProcessesEveryRecordOnceInOrderAndFollowsNewPartitions(t *testing.T) {
 	ctx := context.Background()
 	const topic, name, partitions, records = "web-events", "e2e-kafka", 4, 1600
 	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: partitions}})
@@ -101,10 +102,79 @@ retry: {max_attempts: 2, initial_interval: 1s}
 
 	// Ledger from the task outputs: each record in exactly one successful
 	// task, and in offset order within it.
+	seen, completed := kafkaLedger(t, name)
+	assert.Len(t, seen, records)
+	for key, n := range seen {
+		assert.Equal(t, 1, n, key)
+	}
+	t.Logf("%d records in %d successful jobs", len(seen), completed)
+
+	// The mirrored group offsets equal the checkpoints: lag 0.
+	committed, err := adm.FetchOffsets(ctx, r.Kafka.Group)
+	require.NoError(t, err)
+	for p := int32(0); p < partitions; p++ {
+		end, _ := ends.Lookup(topic, p)
+		got, ok := committed.Lookup(topic, p)
+		require.True(t, ok, "partition %d committed", p)
+		assert.Equal(t, end.Offset, got.At, "partition %d", p)
+	}
+
+	// Partitions raised from 4 to 6 while running: the new ones are consumed
+	// without a restart.
+	_, err = adm.CreatePartitions(ctx, 2, topic)
+	require.NoError(t, err)
+	c2, err := k.Client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MetadataMinAge(100*time.Millisecond))
+	require.NoError(t, err)
+	defer c2.Close()
+	for p := int32(partitions); p < partitions+2; p++ {
+		for i := 0; i < 20; i++ {
+			rec := &kgo.Record{Partition: p, Value: []byte(nginxLine(20000 + i))}
+			require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+				c2.ForceMetadataRefresh()
+				return c2.ProduceSync(ctx, rec).FirstErr()
+			}))
+		}
+	}
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		for p := int32(partitions); p < partitions+2; p++ {
+			v, err := env.Client.QueryWorkflow(ctx, workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			if err != nil {
+				return err
+			}
+			var st workflows.PartitionStatus
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			if st.Checkpoint != 20 {
+				return fmt.Errorf("new partition %d at %d of 20", p, st.Checkpoint)
+			}
+		}
+		return nil
+	}))
+	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-partition-consumer")
+	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector")
+}
+
+type kafkaSummary struct {
+	Malformed    int                `json:"malformed"`
+	KafkaOffsets map[string][]int64 `json:"kafka_offsets"`
+}
+
+func decodeKafkaSummary(raw []byte) (kafkaSummary, error) {
+	var s kafkaSummary
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// kafkaLedger reads the outputs of every completed job of a connector and
+// counts, per "partition:offset", how many successful tasks read the
+// record; it checks offsets are in order within each task.
+func kafkaLedger(t *testing.T, connector string) (map[string]int, int) {
+	t.Helper()
+	ctx := context.Background()
 	seen := map[string]int{}
-	jobs := jobsWithLabel(t, tasktemplate.LabelConnector+"="+name)
 	completed := 0
-	for _, j := range jobs {
+	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector) {
 		if j.State.StateType != models.JobStateTypeCompleted {
 			continue
 		}
@@ -125,32 +195,88 @@ retry: {max_attempts: 2, initial_interval: 1s}
 		}
 		assert.Zero(t, s.Malformed, "every record's value is a log line")
 	}
-	assert.Len(t, seen, records)
-	for key, n := range seen {
-		assert.Equal(t, 1, n, key)
-	}
-	t.Logf("%d records in %d successful jobs", len(seen), completed)
+	return seen, completed
+}
 
-	// The mirrored group offsets equal the checkpoints: lag 0.
-	committed, err := adm.FetchOffsets(ctx, r.Kafka.Group)
+func kafkaSpec(t *testing.T, name, broker, topic string, maxRecords int) workflows.KafkaConfig {
+	t.Helper()
+	text := fmt.Sprintf(`name: %s
+kind: kafka
+source:
+  kafka: {brokers: [%s], topic: %s}
+batch: {max_records: %d, max_wait: 1s}
+task:
+  template: %s
+  vars: {MODULES_URL: "%s"}
+  execution_timeout: 1m
+retry: {max_attempts: 2, initial_interval: 1s}
+`, name, broker, topic, maxRecords, filepath.Join(env.Root, "examples/jobs/logsummary.yaml"), env.Modules.URL())
+	r, err := spec.Load(filepath.Join(t.TempDir(), "k.yaml"), []byte(text))
 	require.NoError(t, err)
-	for p := int32(0); p < partitions; p++ {
-		end, _ := ends.Lookup(topic, p)
-		got, ok := committed.Lookup(topic, p)
-		require.True(t, ok, "partition %d committed", p)
-		assert.Equal(t, end.Offset, got.At, "partition %d", p)
+	return *r.Kafka
+}
+
+func TestKafkaWorkerKilledAtRandomPointsLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	const topic, name, partitions, records = "kill-events", "e2e-kafka-kill", 3, 900
+	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: partitions}})
+	require.NoError(t, err)
+	defer k.Stop()
+	c, err := k.Client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer c.Close()
+	for i := 0; i < records; i++ {
+		require.NoError(t, c.ProduceSync(ctx, &kgo.Record{Partition: int32(i % partitions), Value: []byte(nginxLine(i))}).FirstErr())
 	}
-	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-partition-consumer")
-	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector")
-}
 
-type kafkaSummary struct {
-	Malformed    int                `json:"malformed"`
-	KafkaOffsets map[string][]int64 `json:"kafka_offsets"`
-}
+	queue := "e2e-kafka-kill"
+	w, err := env.StartWorker(queue)
+	require.NoError(t, err)
+	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.KafkaWorkflowID(name), TaskQueue: queue},
+		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: kafkaSpec(t, name, k.Brokers()[0], topic, 60)})
+	require.NoError(t, err)
+	defer func() { _ = env.Client.CancelWorkflow(ctx, run.GetID(), "") }()
 
-func decodeKafkaSummary(raw []byte) (kafkaSummary, error) {
-	var s kafkaSummary
-	err := json.Unmarshal(raw, &s)
-	return s, err
+	// Stop the worker at 5 random points while batches are read, submitted
+	// and awaited, and start a new one each time.
+	rnd := rand.New(rand.NewPCG(7, 11))
+	for i := 0; i < 5; i++ {
+		time.Sleep(time.Duration(500+rnd.IntN(2000)) * time.Millisecond)
+		w.Stop()
+		w, err = env.StartWorker(queue)
+		require.NoError(t, err)
+	}
+	defer func() { w.Stop() }()
+
+	require.NoError(t, testenv.Eventually(3*time.Minute, func() error {
+		for p := int32(0); p < partitions; p++ {
+			v, err := env.Client.QueryWorkflow(ctx, workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			if err != nil {
+				return err
+			}
+			var st workflows.PartitionStatus
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			if st.Checkpoint != records/partitions {
+				return fmt.Errorf("partition %d at %d (%s %s)", p, st.Checkpoint, st.Phase, st.LastError)
+			}
+		}
+		return nil
+	}))
+	seen, _ := kafkaLedger(t, name)
+	assert.Len(t, seen, records, "no record lost")
+	for key, n := range seen {
+		assert.Equal(t, 1, n, "record %s in exactly one successful task", key)
+	}
+	// No second successful job for any batch identity.
+	perBatch := map[string]int{}
+	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+name) {
+		if j.State.StateType == models.JobStateTypeCompleted {
+			perBatch[j.Meta[tasktemplate.MetaBatch]]++
+		}
+	}
+	for batch, n := range perBatch {
+		assert.Equal(t, 1, n, batch)
+	}
 }
