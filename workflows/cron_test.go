@@ -30,7 +30,7 @@ func newCronEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 
 func unitCronConfig() CronConfig {
 	return CronConfig{Name: "unit", Schedule: "@every 1m", Source: S3Source{Bucket: "b", Lookback: time.Hour},
-		MaxObjects: 10, MaxBytes: 1 << 20, Template: "Type: batch", Overlap: OverlapSkip, CatchupWindow: time.Hour}
+		MaxObjects: 10, MaxBytes: 1 << 20, TaskConfig: TaskConfig{Template: "Type: batch"}, Overlap: OverlapSkip, CatchupWindow: time.Hour}
 }
 
 func (h *cronHarness) status() CronStatus {

@@ -26,6 +26,16 @@ type CronConfig struct {
 	// Concurrency is how many batches of a tick run at once (0 or 1: one
 	// at a time). The shared budget still caps jobs in flight overall.
 	Concurrency int `json:",omitempty"`
+	// TaskConfig is what runs per batch (its fields are promoted, in Go
+	// and in JSON).
+	TaskConfig
+	Overlap       string
+	CatchupWindow time.Duration
+	DeadLetter    *S3Location `json:",omitempty"`
+}
+
+// TaskConfig is what every connector runs for a batch.
+type TaskConfig struct {
 	// Template is the rendered Bacalhau job YAML.
 	Template         string
 	Delivery         string        `json:",omitempty"`
@@ -33,9 +43,6 @@ type CronConfig struct {
 	QueueTimeout     time.Duration `json:",omitempty"`
 	ExecutionTimeout time.Duration `json:",omitempty"`
 	Retry            TaskRetryPolicy
-	Overlap          string
-	CatchupWindow    time.Duration
-	DeadLetter       *S3Location `json:",omitempty"`
 }
 
 // S3Source is the objects a cron connector scans.

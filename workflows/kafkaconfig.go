@@ -30,14 +30,10 @@ type KafkaConfig struct {
 	MaxWait    time.Duration
 	// Mode is inline (records travel in the job) or staged (written to
 	// Staging first; the task reads the object through the gateway).
-	Mode             string
-	Staging          *S3Location `json:",omitempty"`
-	Template         string
-	Delivery         string        `json:",omitempty"`
-	URLTTL           time.Duration `json:",omitempty"`
-	QueueTimeout     time.Duration `json:",omitempty"`
-	ExecutionTimeout time.Duration `json:",omitempty"`
-	Retry            TaskRetryPolicy
+	Mode    string
+	Staging *S3Location `json:",omitempty"`
+	// TaskConfig is what runs per batch (fields promoted).
+	TaskConfig
 	// Bisect splits a failing batch to isolate the records that fail.
 	Bisect bool
 	// DeadLetterTopic or DeadLetterS3 receive records that fail every attempt.

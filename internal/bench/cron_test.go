@@ -218,8 +218,9 @@ func viaCron(b *testing.B, env *testenv.Env, template string, objects int) {
 	cfg := workflows.CronConfig{
 		Name: "bench-cron", Schedule: "@every 1h",
 		Source:     workflows.S3Source{Bucket: "bench", Prefix: "cron/", Endpoint: env.S3.Endpoint(), Region: env.S3.Region(), Lookback: time.Hour},
-		MaxObjects: 100, MaxBytes: 1 << 30, Concurrency: 5, Template: template, Delivery: activities.DeliveryGateway,
-		Retry: workflows.TaskRetryPolicy{MaxAttempts: 3}, Overlap: workflows.OverlapSkip, CatchupWindow: time.Hour,
+		MaxObjects: 100, MaxBytes: 1 << 30, Concurrency: 5,
+		TaskConfig: workflows.TaskConfig{Template: template, Delivery: activities.DeliveryGateway, Retry: workflows.TaskRetryPolicy{MaxAttempts: 3}},
+		Overlap:    workflows.OverlapSkip, CatchupWindow: time.Hour,
 	}
 	id := workflows.CronWorkflowID(cfg.Name)
 	if _, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},

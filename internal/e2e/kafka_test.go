@@ -82,23 +82,9 @@ retry: {max_attempts: 2, initial_interval: 1s}
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 	require.Equal(t, int64(records), total)
-	require.NoError(t, testenv.Eventually(3*time.Minute, func() error {
-		for p := int32(0); p < partitions; p++ {
-			v, err := env.Client.QueryWorkflow(ctx, workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
-			if err != nil {
-				return err
-			}
-			var st workflows.PartitionStatus
-			if err := v.Get(&st); err != nil {
-				return err
-			}
-			end, _ := ends.Lookup(topic, p)
-			if st.Checkpoint != end.Offset {
-				return fmt.Errorf("partition %d at %d of %d (%s %s)", p, st.Checkpoint, end.Offset, st.Phase, st.LastError)
-			}
-		}
-		return nil
-	}))
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
+	waitCheckpoints(t, name, topic, want, 3*time.Minute)
 
 	// Ledger from the task outputs: each record in exactly one successful
 	// task, and in offset order within it.
@@ -135,22 +121,7 @@ retry: {max_attempts: 2, initial_interval: 1s}
 			}))
 		}
 	}
-	require.NoError(t, testenv.Eventually(time.Minute, func() error {
-		for p := int32(partitions); p < partitions+2; p++ {
-			v, err := env.Client.QueryWorkflow(ctx, workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
-			if err != nil {
-				return err
-			}
-			var st workflows.PartitionStatus
-			if err := v.Get(&st); err != nil {
-				return err
-			}
-			if st.Checkpoint != 20 {
-				return fmt.Errorf("new partition %d at %d of 20", p, st.Checkpoint)
-			}
-		}
-		return nil
-	}))
+	waitCheckpoints(t, name, topic, map[int32]int64{partitions: 20, partitions + 1: 20}, time.Minute)
 	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-partition-consumer")
 	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector")
 }
@@ -248,22 +219,7 @@ func TestKafkaWorkerKilledAtRandomPointsLosesNothing(t *testing.T) {
 	}
 	defer func() { w.Stop() }()
 
-	require.NoError(t, testenv.Eventually(3*time.Minute, func() error {
-		for p := int32(0); p < partitions; p++ {
-			v, err := env.Client.QueryWorkflow(ctx, workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
-			if err != nil {
-				return err
-			}
-			var st workflows.PartitionStatus
-			if err := v.Get(&st); err != nil {
-				return err
-			}
-			if st.Checkpoint != records/partitions {
-				return fmt.Errorf("partition %d at %d (%s %s)", p, st.Checkpoint, st.Phase, st.LastError)
-			}
-		}
-		return nil
-	}))
+	waitCheckpoints(t, name, topic, map[int32]int64{0: records / partitions, 1: records / partitions, 2: records / partitions}, 3*time.Minute)
 	seen, _ := kafkaLedger(t, name)
 	assert.Len(t, seen, records, "no record lost")
 	for key, n := range seen {
@@ -279,4 +235,26 @@ func TestKafkaWorkerKilledAtRandomPointsLosesNothing(t *testing.T) {
 	for batch, n := range perBatch {
 		assert.Equal(t, 1, n, batch)
 	}
+}
+
+// waitCheckpoints waits until each partition's consumer has its checkpoint
+// at the wanted offset.
+func waitCheckpoints(t *testing.T, name, topic string, want map[int32]int64, timeout time.Duration) {
+	t.Helper()
+	require.NoError(t, testenv.Eventually(timeout, func() error {
+		for p, w := range want {
+			v, err := env.Client.QueryWorkflow(context.Background(), workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			if err != nil {
+				return err
+			}
+			var st workflows.PartitionStatus
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			if st.Checkpoint != w {
+				return fmt.Errorf("partition %d at %d of %d (%s %s)", p, st.Checkpoint, w, st.Phase, st.LastError)
+			}
+		}
+		return nil
+	}))
 }

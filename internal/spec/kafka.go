@@ -153,10 +153,7 @@ func (s *Spec) resolveKafka(dir string, add addFunc) *workflows.KafkaConfig {
 		add("batch.max_bytes", "%d is negative", cfg.MaxBytes)
 	}
 
-	t := s.resolveTask(dir, add)
-	cfg.Template, cfg.Delivery, cfg.URLTTL = t.Template, t.Delivery, t.URLTTL
-	cfg.QueueTimeout, cfg.ExecutionTimeout = t.QueueTimeout, t.ExecutionTimeout
-	cfg.Retry = s.resolveRetry(add)
+	cfg.TaskConfig = s.resolveTask(dir, add)
 
 	cfg.Bisect = true
 	if f := s.OnFailure; f != nil {

@@ -271,10 +271,7 @@ func (s *Spec) resolveCron(dir string, add addFunc) *workflows.CronConfig {
 		add("catchup_window", "%s is negative: use 0s to never catch up, or a duration such as 1h", cfg.CatchupWindow)
 	}
 
-	t := s.resolveTask(dir, add)
-	cfg.Template, cfg.Delivery, cfg.URLTTL = t.Template, t.Delivery, t.URLTTL
-	cfg.QueueTimeout, cfg.ExecutionTimeout = t.QueueTimeout, t.ExecutionTimeout
-	cfg.Retry = s.resolveRetry(add)
+	cfg.TaskConfig = s.resolveTask(dir, add)
 	if dl := s.DeadLetter; dl != nil {
 		switch {
 		case dl.S3 == nil:
@@ -299,16 +296,12 @@ func checkEndpoint(add addFunc, path, endpoint string) {
 	}
 }
 
-// taskParts is the task section, resolved.
-type taskParts struct {
-	Template                               string
-	Delivery                               string
-	URLTTL, QueueTimeout, ExecutionTimeout time.Duration
-}
-
-func (s *Spec) resolveTask(dir string, add addFunc) taskParts {
+// resolveTask checks the task and retry sections and reads, renders and
+// checks the template.
+func (s *Spec) resolveTask(dir string, add addFunc) workflows.TaskConfig {
 	t := s.Task
-	p := taskParts{QueueTimeout: dur(t.QueueTimeout, 0), ExecutionTimeout: dur(t.ExecutionTimeout, 0), URLTTL: dur(t.Input.URLTTL, 0)}
+	p := workflows.TaskConfig{QueueTimeout: dur(t.QueueTimeout, 0), ExecutionTimeout: dur(t.ExecutionTimeout, 0), URLTTL: dur(t.Input.URLTTL, 0),
+		Retry: s.resolveRetry(add)}
 	if p.QueueTimeout < 0 {
 		add("task.queue_timeout", "%s is negative: use a duration such as 10m", p.QueueTimeout)
 	}
