@@ -30,13 +30,14 @@ test: bin/temporal tools compose-check lint dev-smoke
 	$(GO) test -count=1 -timeout 20m ./...
 
 # `make dev` end to end on free ports in a scratch folder, exiting after the
-# sample task and the example cron connector's first tick: keeps the
-# README's first command working.
+# sample task, the example cron connector's first tick and the example
+# Kafka connector draining its topic: keeps the README's first command working.
 dev-smoke: bin/temporal
 	@d=$$(mktemp -d); \
 	if $(GO) run ./internal/cmd/connect-dev --once --run-dir $$d --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
-	     --modules-port 0 --s3-port 0 --gateway-port 0 > $$d/out.txt 2>&1 \
-	   && grep -q '"requests":200' $$d/out.txt && grep -q 'cron connector web-logs: processed 12 objects' $$d/out.txt; \
+	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 > $$d/out.txt 2>&1 \
+	   && grep -q '"requests":200' $$d/out.txt && grep -q 'cron connector web-logs: processed 12 objects' $$d/out.txt \
+	   && grep -q 'Kafka connector web-events: processed 201 records' $$d/out.txt; \
 	then echo "dev-smoke: ok"; rm -rf $$d; \
 	else cat $$d/out.txt; echo "dev-smoke: failed (logs in $$d)"; exit 1; fi
 

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -50,6 +51,7 @@ type options struct {
 	runDir                             string
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
+	kafkaPort                          int
 	once                               bool
 }
 
@@ -57,6 +59,7 @@ type options struct {
 const (
 	exampleModulesURL = "http://127.0.0.1:8480"
 	exampleS3URL      = "http://127.0.0.1:9090"
+	exampleKafka      = "127.0.0.1:9092"
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -69,6 +72,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.modulesPort, "modules-port", 8480, "module server port (0: free port)")
 	fs.IntVar(&o.s3Port, "s3-port", 9090, "S3 stand-in (versitygw) port (0: free port)")
 	fs.IntVar(&o.gatewayPort, "gateway-port", 8470, "input gateway port (0: free port)")
+	fs.IntVar(&o.kafkaPort, "kafka-port", 9092, "Kafka stand-in (kfake) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -222,6 +226,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runCron(ctx, out, c, root, modules, store); err != nil {
 		return err
 	}
+	var kafka *devstack.Kafka
+	if err := step("starting Kafka (kfake)", func() error {
+		var err error
+		kafka, err = devstack.StartKafka(ctx, devstack.KafkaOptions{Port: o.kafkaPort, Topics: map[string]int32{"web-logs": 8}})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer kafka.Stop()
+	if err := runKafka(ctx, out, c, root, modules, kafka); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -229,12 +245,14 @@ Temporal        %s   (temporal workflow list --address %s)
 Bacalhau API    %s
 Modules         %s
 S3 (versitygw)  %s   (key %s; bucket logs)
+Kafka (kfake)   %s   (topic web-logs; kcat -b %s -t web-logs -C -e)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
+		kafka.Brokers()[0], kafka.Brokers()[0],
 		workflows.TaskQueue, modules.URL(), modules.URL())
 	if o.once {
 		return nil
@@ -387,6 +405,83 @@ func runCron(ctx context.Context, out io.Writer, c client.Client, root string, m
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("cron connector %s: %d of %d objects after 3 min (last error %q)", s.Name, st.Counters.Objects, seeded, st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// runKafka produces sample log lines to web-logs (8 partitions; the broker
+// lives in memory, so every make dev starts empty), applies the example
+// Kafka connector and waits until every partition's checkpoint reaches the
+// end of the topic.
+func runKafka(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, k *devstack.Kafka) error {
+	sample, err := os.ReadFile(filepath.Join(root, "examples/data/access.log"))
+	if err != nil {
+		return err
+	}
+	pc, err := k.Client(kgo.DefaultProduceTopic("web-logs"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	for _, l := range lines {
+		if err := pc.ProduceSync(ctx, &kgo.Record{Value: []byte(l)}).FirstErr(); err != nil {
+			return fmt.Errorf("producing sample lines: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "produced %d sample log lines to web-logs (8 partitions)\n", len(lines))
+
+	specPath := filepath.Join(root, "examples/connectors/web-events.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleKafka, k.Brokers()[0]), exampleModulesURL, modules.URL())
+	r, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	cfg := r.Kafka
+	id := workflows.KafkaWorkflowID(cfg.Name)
+	// A connector from an earlier make dev points at a broker that is gone
+	// (kfake keeps nothing): start afresh.
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example Kafka connector")
+	for p := int32(0); p < 8; p++ {
+		_ = c.TerminateWorkflow(ctx, workflows.PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", "make dev restarts the example Kafka connector")
+	}
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
+		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: *cfg}); err != nil {
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "applied Kafka connector %s (workflow %s)… ", cfg.Name, id)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		var done, records, batches int64
+		for p := int32(0); p < 8; p++ {
+			v, err := c.QueryWorkflow(ctx, workflows.PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", workflows.QueryPartitionStatus)
+			if err != nil {
+				continue
+			}
+			var st workflows.PartitionStatus
+			if v.Get(&st) == nil {
+				done += st.Checkpoint
+				records += st.Records
+				batches += st.Batches
+			}
+		}
+		if done >= int64(len(lines)) {
+			fmt.Fprintf(out, "done in %.1f s\nKafka connector %s: processed %d records in %d batches over 8 partitions\n",
+				time.Since(start).Seconds(), cfg.Name, records, batches)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kafka connector %s: %d of %d records after 3 min", cfg.Name, done, len(lines))
 		}
 		select {
 		case <-ctx.Done():
