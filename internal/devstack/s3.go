@@ -33,8 +33,11 @@ type S3Options struct {
 
 // S3 is a running versitygw gateway over a posix folder: real SigV4 checks,
 // presigned URLs bound to their method and expiry, as AWS does (DESIGN.md §4).
-// versitygw allows one gateway per process.
+// versitygw allows one gateway per process, and its posix backend changes
+// the process's working directory to the bucket folder and works relative
+// to it: while it runs, use absolute paths. Stop restores the directory.
 type S3 struct {
+	prevDir              string
 	endpoint             string
 	accessKey, secretKey string
 	region               string
@@ -70,8 +73,13 @@ func StartS3(ctx context.Context, opts S3Options) (*S3, error) {
 	popts := posix.PosixOpts{SideCarDir: sidecar, Concurrency: 5000, IOBufferSize: 1 << 20}
 	popts.SetNewDirPerm(0o755)
 	popts.SetNewFilePerm(0o644)
-	be, err := posix.New(root, ms, popts)
+	prevDir, err := os.Getwd()
 	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	be, err := posix.New(root, ms, popts) // chdirs into root
+	if err != nil {
+		_ = os.Chdir(prevDir)
 		return nil, fmt.Errorf("s3: posix backend: %w", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -82,7 +90,7 @@ func StartS3(ctx context.Context, opts S3Options) (*S3, error) {
 		Quiet: true, KeepAlive: true,
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &S3{endpoint: "http://" + addr, accessKey: opts.AccessKey, secretKey: opts.SecretKey,
+	s := &S3{prevDir: prevDir, endpoint: "http://" + addr, accessKey: opts.AccessKey, secretKey: opts.SecretKey,
 		region: opts.Region, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- embedgw.RunVersityGW(gctx, be, cfg) }()
 	if err := waitHTTP(s.endpoint+"/", 10*time.Second); err != nil {
@@ -126,4 +134,5 @@ func (s *S3) Stop() {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
 	}
+	_ = os.Chdir(s.prevDir)
 }
