@@ -290,15 +290,11 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 					return nil, nonRetryable(ErrTypePendingTimeout, nil, "job %s was stopped: still Pending past its deadline", job.ID)
 				}
 				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
-			case models.JobStateTypeQueued:
+			case models.JobStateTypeQueued, models.JobStateTypePending:
 				if err := b.failedWhileWaiting(ctx, job); err != nil {
 					return nil, err
 				}
-			case models.JobStateTypePending:
-				if err := b.failedWhileWaiting(ctx, job); err != nil {
-					return nil, err
-				}
-				if age := time.Since(time.Unix(0, job.CreateTime)); age > in.PendingTimeout {
+				if age := time.Since(time.Unix(0, job.CreateTime)); job.State.StateType == models.JobStateTypePending && age > in.PendingTimeout {
 					b.stop(ctx, job.ID, stopPendingDeadline)
 					return nil, nonRetryable(ErrTypePendingTimeout, nil,
 						"job %s still Pending %s after submission (deadline %s): Bacalhau accepted it but never scheduled it "+

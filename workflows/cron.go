@@ -244,11 +244,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 // in Done and not run again.
 func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 	var s3 *activities.S3
-	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 10},
-	})
+	sctx := scanOptions(ctx)
 	round := "t" + strconv.FormatInt(st.Counters.Ticks, 10)
 	for {
 		var scan activities.ScanResult

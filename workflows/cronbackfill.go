@@ -3,9 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strconv"
-	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -37,11 +35,7 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 		done = &BackfillResult{}
 	}
 	var s3 *activities.S3
-	sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 10},
-	})
+	sctx := scanOptions(ctx)
 	round := "bf" + strconv.Itoa(in.Seq)
 	after := in.AfterKey
 	for {

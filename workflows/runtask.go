@@ -197,13 +197,7 @@ func runAttempt(ctx workflow.Context, in RunTaskInput, attempt int, status *RunT
 	}()
 
 	status.Phase = "running"
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// The job may queue and then run for its full timeouts.
-		StartToCloseTimeout: sub.QueueTimeout + sub.ExecutionTimeout + 2*time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
-		WaitForCancellation: true,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
+	actx := awaitOptions(ctx, sub.QueueTimeout, sub.ExecutionTimeout)
 	var done activities.AwaitResult
 	if err := workflow.ExecuteActivity(actx, b.Await, activities.AwaitInput{JobID: sub.JobID, PendingTimeout: in.PendingTimeout}).Get(ctx, &done); err != nil {
 		return nil, err
@@ -277,10 +271,7 @@ func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Dur
 		return nil
 	}
 	info := workflow.GetInfo(ctx)
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
+	actx := shortOptions(ctx)
 	var t *activities.Temporal
 	err := workflow.ExecuteActivity(actx, t.SignalWithStart, activities.SignalWithStartInput{
 		WorkflowID:   l.ref.WorkflowID,

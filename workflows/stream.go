@@ -50,10 +50,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		return err
 	}
 	var k *activities.Kafka
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
+	actx := shortOptions(ctx)
 	for rounds := 0; ; rounds++ {
 		var parts []int32
 		if err := workflow.ExecuteActivity(actx, k.Partitions, activities.TopicRef{Brokers: cfg.Brokers, Topic: cfg.Topic}).Get(ctx, &parts); err != nil {
@@ -135,10 +132,7 @@ func PartitionConsumer(ctx workflow.Context, in PartitionInput) error {
 	}
 	var k *activities.Kafka
 	var b *activities.Bacalhau
-	short := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
+	short := shortOptions(ctx)
 	topic := activities.TopicRef{Brokers: cfg.Brokers, Topic: cfg.Topic}
 	if st.Checkpoint < 0 {
 		start := activities.StartInput{TopicRef: topic, Partition: in.Partition, Start: cfg.Start, StartTime: cfg.StartTime}
@@ -205,12 +199,7 @@ func PartitionConsumer(ctx workflow.Context, in PartitionInput) error {
 		until = batch.Last
 		st.LastJob = batch.JobID
 		st.Phase = "running"
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: batch.QueueTimeout + batch.ExecutionTimeout + 2*time.Minute,
-			HeartbeatTimeout:    30 * time.Second,
-			WaitForCancellation: true,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-		})
+		actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
 		err = workflow.ExecuteActivity(actx, b.Await, activities.AwaitInput{JobID: batch.JobID}).Get(ctx, nil)
 		leases.release(ctx, leaseID)
 		if ctx.Err() != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -39,24 +38,8 @@ func BenchmarkCronObjects(b *testing.B) {
 	}
 	const perBatch, inFlight = 100, 5
 	ctx := context.Background()
-	env, err := testenv.Start(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	w, err := env.StartWorker("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
-	raw, err := os.ReadFile(filepath.Join(env.Root, "examples/jobs/logsummary.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	template, err := tasktemplate.Render(string(raw), env.TemplateVars())
-	if err != nil {
-		b.Fatal(err)
-	}
+	env, template, stop := startStack(b)
+	defer stop()
 
 	// Two prefixes with the same objects: one per contender.
 	s3c := env.S3.Client()

@@ -33,26 +33,8 @@ func BenchmarkSampleTaskLatency(b *testing.B) {
 		runs = v
 	}
 	ctx := context.Background()
-	dir := b.TempDir()
-	env, err := testenv.Start(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Stop()
-	w, err := env.StartWorker("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
-
-	raw, err := os.ReadFile(filepath.Join(env.Root, "examples/jobs/logsummary.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	template, err := tasktemplate.Render(string(raw), env.TemplateVars())
-	if err != nil {
-		b.Fatal(err)
-	}
+	env, template, stop := startStack(b)
+	defer stop()
 	sample, err := os.ReadFile(filepath.Join(env.Root, "examples/data/access.log"))
 	if err != nil {
 		b.Fatal(err)
@@ -197,3 +179,32 @@ func cpuModel() string {
 }
 
 func runtimeCPUs() int { return runtime.NumCPU() }
+
+// startStack starts the local stack and a worker on the default queue, and
+// returns the sample job template rendered for the stack and a function
+// that stops both (a benchmark function may run more than once, and
+// versitygw allows one gateway per process at a time).
+func startStack(b *testing.B) (*testenv.Env, string, func()) {
+	b.Helper()
+	env, err := testenv.Start(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := env.StartWorker("")
+	if err != nil {
+		env.Stop()
+		b.Fatal(err)
+	}
+	stop := func() { w.Stop(); env.Stop() }
+	raw, err := os.ReadFile(filepath.Join(env.Root, "examples/jobs/logsummary.yaml"))
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	template, err := tasktemplate.Render(string(raw), env.TemplateVars())
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	return env, template, stop
+}

@@ -95,11 +95,7 @@ through a validated Update: a rejected update changes nothing.`,
 func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*workflows.CronStatus, error) {
 	v, err := c.QueryWorkflow(cmd.Context(), workflows.CronWorkflowID(name), "", workflows.QueryCronStatus)
 	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("connector %s: not found (starter list shows the running ones)", name)
-		}
-		return nil, fmt.Errorf("connector %s: %w", name, err)
+		return nil, connectorError(name, "", err)
 	}
 	var st workflows.CronStatus
 	if err := v.Get(&st); err != nil {
@@ -218,11 +214,7 @@ func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Comman
 			}
 			defer c.Close()
 			if err := c.SignalWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "", signal, nil); err != nil {
-				var nf *serviceerror.NotFound
-				if errors.As(err, &nf) {
-					return fmt.Errorf("connector %s: not found (starter list shows the running ones)", args[0])
-				}
-				return fmt.Errorf("%s %s: %w", use, args[0], err)
+				return connectorError(args[0], use, err)
 			}
 			return g.print(map[string]string{"name": args[0], "result": done}, fmt.Sprintf("connector %s %s\n", args[0], done))
 		},
@@ -299,15 +291,11 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			err = c.CancelWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "")
-			var nf *serviceerror.NotFound
-			if errors.As(err, &nf) {
+			if isNotFound(err) {
 				err = c.CancelWorkflow(cmd.Context(), workflows.KafkaWorkflowID(args[0]), "")
 			}
 			if err != nil {
-				if errors.As(err, &nf) {
-					return fmt.Errorf("connector %s: not found", args[0])
-				}
-				return fmt.Errorf("delete %s: %w", args[0], err)
+				return connectorError(args[0], "delete", err)
 			}
 			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
 		},
@@ -354,4 +342,21 @@ func (g *globals) applyKafka(cmd *cobra.Command, cfg *workflows.KafkaConfig, dry
 	}
 	return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "started"},
 		fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic))
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
+
+// connectorError words an error of operation op on connector name, telling a
+// missing connector apart.
+func connectorError(name, op string, err error) error {
+	if isNotFound(err) {
+		return fmt.Errorf("connector %s: not found (starter list shows the running ones)", name)
+	}
+	if op == "" {
+		return fmt.Errorf("connector %s: %w", name, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, name, err)
 }

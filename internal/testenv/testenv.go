@@ -38,6 +38,7 @@ type Env struct {
 	Gateway       *inputgateway.Gateway
 	GatewayServer *inputgateway.Server
 	Client        client.Client
+	s3client      *s3.Client
 }
 
 // RepoRoot finds the repository root (the folder with go.mod) above the
@@ -118,10 +119,9 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 	if e.GatewayServer, err = inputgateway.Listen("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	s3client := e.S3.Client()
+	e.s3client = e.S3.Client()
 	if e.Gateway, err = inputgateway.New(inputgateway.Options{
-		Secret: secret, PublicURL: e.GatewayServer.URL(),
-		Clients: func(context.Context, string, string) (*s3.Client, error) { return s3client, nil },
+		Secret: secret, PublicURL: e.GatewayServer.URL(), Clients: e.S3Clients,
 	}); err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (e *Env) StartWorker(taskQueue string) (worker.Worker, error) {
 
 // S3Clients hands out the stand-in's client, whatever endpoint is asked.
 func (e *Env) S3Clients(context.Context, string, string) (*s3.Client, error) {
-	return e.S3.Client(), nil
+	return e.s3client, nil
 }
 
 // StartWorkerWith starts a worker with opts; BacalhauAddress is filled in.
