@@ -15,7 +15,7 @@ import (
 
 // KafkaRead asks for the next records of one partition.
 type KafkaRead struct {
-	Brokers   []string
+	KafkaCluster
 	Topic     string
 	Partition int32
 	// From is the checkpoint: the first offset not yet processed.
@@ -45,6 +45,10 @@ type KafkaBatch struct {
 	// Oversize is set when one record alone exceeds MaxBytes: it travels alone.
 	Oversize bool
 	Lines    []byte `json:"-"`
+	// End is the partition's high watermark as the fetches reported it.
+	End int64
+	// Records are the records read, for dead letters.
+	Records []*kgo.Record `json:"-"`
 }
 
 // kafkaLine is one record as the task sees it.
@@ -89,12 +93,15 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 	if in.OnOutOfRange == "fail" {
 		reset = kgo.NoResetOffset()
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(in.Brokers...),
+	base, err := in.Opts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(append(base,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{in.Topic: {in.Partition: kgo.NewOffset().At(in.From)}}),
 		kgo.ConsumeResetOffset(reset),
 		kgo.FetchMaxWait(min(in.MaxWait, time.Second)),
-	}, opts...)...)
+	), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: client for %s/%d: %w", in.Topic, in.Partition, err)
 	}
@@ -123,6 +130,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 			}
 			return nil, fmt.Errorf("kafka %s/%d: fetching: %w", in.Topic, in.Partition, fetchErr)
 		}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) { batch.End = max(batch.End, p.HighWatermark) })
 		full := false
 		fetches.EachRecord(func(r *kgo.Record) {
 			if full || (in.Until >= 0 && r.Offset > in.Until) {
@@ -147,6 +155,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 			batch.Count++
 			batch.Bytes += size
 			batch.Lines = append(batch.Lines, line...)
+			batch.Records = append(batch.Records, r)
 			if batch.Oversize {
 				full = true
 			}

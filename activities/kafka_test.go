@@ -33,7 +33,7 @@ func TestReadPartition(t *testing.T) {
 	require.NoError(t, c.ProduceSync(ctx, &kgo.Record{Partition: 1, Value: []byte{0xff, 0xfe}}).FirstErr())
 
 	read := func(from int64, maxRecords int, maxBytes int64, wait time.Duration, policy string) (*KafkaBatch, error) {
-		return ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 0, From: from,
+		return ReadPartition(ctx, KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "logs", Partition: 0, From: from,
 			MaxRecords: maxRecords, MaxBytes: maxBytes, MaxWait: wait, OnOutOfRange: policy, Until: -1})
 	}
 
@@ -61,7 +61,7 @@ func TestReadPartition(t *testing.T) {
 	b, err = read(20, 1000, 1<<20, 2*time.Second, "earliest")
 	require.NoError(t, err)
 	assert.Equal(t, int64(49), b.Last)
-	b, err = ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 0, From: 20,
+	b, err = ReadPartition(ctx, KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "logs", Partition: 0, From: 20,
 		MaxRecords: 1000, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: 24})
 	require.NoError(t, err)
 	assert.Equal(t, int64(24), b.Last)
@@ -92,7 +92,7 @@ func TestReadPartition(t *testing.T) {
 	assert.Contains(t, err.Error(), "on_offset_out_of_range is fail")
 
 	// Binary values travel as base64.
-	b, err = ReadPartition(ctx, KafkaRead{Brokers: k.Brokers(), Topic: "logs", Partition: 1, MaxRecords: 1, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: -1})
+	b, err = ReadPartition(ctx, KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "logs", Partition: 1, MaxRecords: 1, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: -1})
 	require.NoError(t, err)
 	assert.Contains(t, string(b.Lines), `"value_base64":"//4="`)
 }

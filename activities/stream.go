@@ -1,49 +1,60 @@
 package activities
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 )
 
-// Kafka holds the Kafka administration activities. Clients are made per
-// call (connections to loopback or a nearby cluster are cheap; sharing them
-// across partitions is future work for very many consumers).
-type Kafka struct{}
+// Kafka holds the Kafka stream activities: partition discovery, start
+// positions, reading and submitting batches, mirroring checkpoints to the
+// consumer group, and dead letters. Clients are shared (KafkaClients).
+// Create it with NewKafka.
+type Kafka struct {
+	clients  *KafkaClients
+	bacalhau *Bacalhau
+	s3       inputgateway.ClientFactory
+}
 
-// NewKafka returns the Kafka activities.
-func NewKafka() *Kafka { return &Kafka{} }
-
-func admin(brokers []string) (*kadm.Client, func(), error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, nil, fmt.Errorf("kafka: client: %w", err)
+// NewKafka returns the Kafka activities. b submits the batches; s3 makes the
+// clients that write staged batches and dead letters (nil: the standard AWS
+// chain); clients nil makes a private set.
+func NewKafka(clients *KafkaClients, b *Bacalhau, s3 inputgateway.ClientFactory) *Kafka {
+	if clients == nil {
+		clients = NewKafkaClients()
 	}
-	return kadm.NewClient(cl), cl.Close, nil
+	if s3 == nil {
+		s3 = inputgateway.DefaultClientFactory
+	}
+	return &Kafka{clients: clients, bacalhau: b, s3: s3}
 }
 
 // TopicRef names a topic on a cluster.
 type TopicRef struct {
-	Brokers []string
-	Topic   string
+	KafkaCluster
+	Topic string
 }
 
 // Partitions lists a topic's partitions, sorted.
 func (k *Kafka) Partitions(ctx context.Context, in TopicRef) ([]int32, error) {
-	adm, done, err := admin(in.Brokers)
+	adm, err := k.clients.admin(in.KafkaCluster)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
 	td, err := adm.ListTopics(ctx, in.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: listing topic %s: %w", in.Topic, err)
@@ -73,15 +84,15 @@ type StartInput struct {
 // ResolveStart turns a start position into a concrete offset once, so the
 // checkpoint is an offset from the first batch on.
 func (k *Kafka) ResolveStart(ctx context.Context, in StartInput) (int64, error) {
-	adm, done, err := admin(in.Brokers)
+	if in.Start == "offsets" {
+		return in.Offset, nil
+	}
+	adm, err := k.clients.admin(in.KafkaCluster)
 	if err != nil {
 		return 0, err
 	}
-	defer done()
 	var offs kadm.ListedOffsets
 	switch in.Start {
-	case "offsets":
-		return in.Offset, nil
 	case "latest":
 		offs, err = adm.ListEndOffsets(ctx, in.Topic)
 	case "timestamp":
@@ -99,6 +110,37 @@ func (k *Kafka) ResolveStart(ctx context.Context, in StartInput) (int64, error) 
 	return o.Offset, nil
 }
 
+// Offsets are a partition's retained range: Start is the oldest offset,
+// End the next one to be written.
+type Offsets struct {
+	Start, End int64
+}
+
+// PartitionOffsets lists the retained range of every partition of a topic
+// (for status and lag).
+func (k *Kafka) PartitionOffsets(ctx context.Context, in TopicRef) (map[int32]Offsets, error) {
+	adm, err := k.clients.admin(in.KafkaCluster)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListStartOffsets(ctx, in.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: listing offsets of %s: %w", in.Topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, in.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: listing offsets of %s: %w", in.Topic, err)
+	}
+	out := map[int32]Offsets{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			s, _ := starts.Lookup(in.Topic, o.Partition)
+			out[o.Partition] = Offsets{Start: s.Offset, End: o.Offset}
+		}
+	})
+	return out, nil
+}
+
 // CommitInput mirrors a checkpoint into a consumer group.
 type CommitInput struct {
 	TopicRef
@@ -112,11 +154,10 @@ type CommitInput struct {
 // tooling (kcat -Q, kafka-consumer-groups) shows the connector's lag. The
 // checkpoint itself lives in the workflow; the group only mirrors it.
 func (k *Kafka) CommitOffset(ctx context.Context, in CommitInput) error {
-	adm, done, err := admin(in.Brokers)
+	adm, err := k.clients.admin(in.KafkaCluster)
 	if err != nil {
 		return err
 	}
-	defer done()
 	var offs kadm.Offsets
 	offs.AddOffset(in.Topic, in.Partition, in.Offset, -1)
 	resp, err := adm.CommitOffsets(ctx, in.Group, offs)
@@ -129,14 +170,47 @@ func (k *Kafka) CommitOffset(ctx context.Context, in CommitInput) error {
 	return nil
 }
 
+// WaitInput asks whether a partition has records at or after From.
+type WaitInput struct {
+	TopicRef
+	Partition int32
+	From      int64
+	// Timeout bounds the wait. Default 30 s.
+	Timeout time.Duration
+}
+
+// WaitForRecords long-polls a partition's end offset, heartbeating, until
+// records exist at or after From (true) or Timeout passes (false). Idle
+// consumers wait here, holding no lease from the budget; all idle consumers
+// of a topic share one poller.
+func (k *Kafka) WaitForRecords(ctx context.Context, in WaitInput) (bool, error) {
+	if in.Timeout <= 0 {
+		in.Timeout = 30 * time.Second
+	}
+	return k.clients.waitForEnd(ctx, in.KafkaCluster, in.Topic, in.Partition, in.From, in.Timeout,
+		func() { activity.RecordHeartbeat(ctx, in.From) })
+}
+
+// S3Prefix is a bucket prefix on an S3 endpoint (staging, dead letters).
+type S3Prefix struct {
+	Bucket, Prefix, Region, Endpoint string `json:",omitempty"`
+}
+
 // StreamSubmitInput reads the next batch of a partition and submits it.
 type StreamSubmitInput struct {
-	Read      KafkaRead
+	Read KafkaRead
+	// BatchID is the batch identity; empty means StreamBatchID of the read.
+	BatchID   string `json:",omitempty"`
 	Connector string
 	Attempt   int
 	Template  string
 	// QueueTimeout and ExecutionTimeout bound the job.
 	QueueTimeout, ExecutionTimeout time.Duration
+	// Staging, when set, receives the batch as one object that the task
+	// reads through the worker's input gateway (mode staged); else the
+	// records travel inline in the job.
+	Staging *S3Prefix     `json:",omitempty"`
+	URLTTL  time.Duration `json:",omitempty"`
 }
 
 // StreamBatch is a submitted batch: offsets and the job, never records.
@@ -147,6 +221,14 @@ type StreamBatch struct {
 	Bytes, Skipped                 int64
 	Reused                         bool
 	QueueTimeout, ExecutionTimeout time.Duration
+	// StagedKey is the staged object's key (mode staged).
+	StagedKey string `json:",omitempty"`
+	// End is the partition's end offset (high watermark) seen by the read.
+	End int64 `json:",omitempty"`
+	// Rejected says why the batch could not be submitted at all (a record
+	// too large for an inline job): no job ran; bisection or the dead
+	// letter takes over.
+	Rejected string `json:",omitempty"`
 }
 
 // Job meta keys recording a stream batch's offsets.
@@ -156,28 +238,40 @@ const (
 	MetaCount = "connect.count"
 )
 
+// BatchInputTarget is where the task finds a stream batch (JSON lines).
+const BatchInputTarget = "/inputs/batch.jsonl"
+
 // StreamBatchID is a stream batch's identity: topic, partition and the
 // checkpoint it starts from.
 func StreamBatchID(topic string, partition int32, from int64) string {
 	return topic + "/" + strconv.Itoa(int(partition)) + "@" + strconv.FormatInt(from, 10)
 }
 
+// StreamRangeID is the identity of a part of a batch cut by bisection: the
+// offsets from..until of a partition.
+func StreamRangeID(topic string, partition int32, from, until int64) string {
+	return StreamBatchID(topic, partition, from) + ".." + strconv.FormatInt(until, 10)
+}
+
 // ReadAndSubmit reads a partition from its checkpoint and submits the batch
-// as one job carrying the records inline (JSON lines at
-// /inputs/batch.jsonl). It returns offsets, counts and the job ID only: the
-// records never enter workflow history. Idempotent: when a job for this
-// batch identity and attempt exists, it is returned with the offsets
-// recorded on it, so a retry after a crash never makes a bigger batch or a
-// second job. A batch with Count 0 means nothing arrived within MaxWait.
-func (b *Bacalhau) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*StreamBatch, error) {
-	id := StreamBatchID(in.Read.Topic, in.Read.Partition, in.Read.From)
-	key := tasktemplate.Key(in.Connector, id, in.Attempt)
-	existing, err := b.FindJob(ctx, key)
+// as one job: inline (JSON lines at /inputs/batch.jsonl inside the job) or
+// staged (one S3 object the task reads through the input gateway). It
+// returns offsets, counts and the job ID only: the records never enter
+// workflow history. Idempotent: when a job for this batch identity and
+// attempt exists, it is returned with the offsets recorded on it, so a retry
+// after a crash never makes a bigger batch or a second job. A batch with
+// Count 0 means nothing arrived within MaxWait.
+func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*StreamBatch, error) {
+	id := in.BatchID
+	if id == "" {
+		id = StreamBatchID(in.Read.Topic, in.Read.Partition, in.Read.From)
+	}
+	existing, err := k.bacalhau.FindJob(ctx, tasktemplate.Key(in.Connector, id, in.Attempt))
 	if err != nil {
 		return nil, err
 	}
 	if existing != nil {
-		sb := &StreamBatch{JobID: existing.ID, Reused: true, QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout}
+		sb := &StreamBatch{JobID: existing.ID, Reused: true}
 		sb.First, _ = strconv.ParseInt(existing.Meta[MetaFirst], 10, 64)
 		sb.Last, _ = strconv.ParseInt(existing.Meta[MetaLast], 10, 64)
 		sb.Count, _ = strconv.Atoi(existing.Meta[MetaCount])
@@ -192,9 +286,8 @@ func (b *Bacalhau) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*St
 	if batch.Count == 0 {
 		return &StreamBatch{First: -1, Last: in.Read.From - 1}, nil
 	}
-	job, err := tasktemplate.Build(in.Template, tasktemplate.Batch{
+	sub := SubmitInput{Template: in.Template, URLTTL: in.URLTTL, Batch: tasktemplate.Batch{
 		Connector: in.Connector, ID: id, Attempt: in.Attempt,
-		Inputs: []tasktemplate.Input{{Target: "/inputs/batch.jsonl", Inline: batch.Lines}},
 		Meta: map[string]string{
 			MetaFirst: strconv.FormatInt(batch.First, 10),
 			MetaLast:  strconv.FormatInt(batch.Last, 10),
@@ -202,56 +295,127 @@ func (b *Bacalhau) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*St
 		},
 		Labels:       map[string]string{"connect-kind": "kafka"},
 		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
-	})
-	if err != nil {
-		return nil, nonRetryable(ErrTypeInvalidTask, err, "batch %s: %v", id, err)
+	}}
+	var stagedKey string
+	if st := in.Staging; st != nil {
+		activity.RecordHeartbeat(ctx, "staging")
+		stagedKey = fmt.Sprintf("%s%s/%s/%d/%020d-%020d.jsonl", st.Prefix, in.Connector, in.Read.Topic, in.Read.Partition, batch.First, batch.Last)
+		if err := k.putObject(ctx, st, stagedKey, "application/x-ndjson", batch.Lines); err != nil {
+			return nil, fmt.Errorf("staging batch %s: %w", id, err)
+		}
+		sub.Objects = []ObjectInput{{Target: BatchInputTarget, Object: inputgateway.ObjectRef{
+			Bucket: st.Bucket, Key: stagedKey, Region: st.Region, Endpoint: st.Endpoint}}}
+	} else {
+		sub.Batch.Inputs = []tasktemplate.Input{{Target: BatchInputTarget, Inline: batch.Lines}}
 	}
-	resp, err := b.jobs.Put(ctx, &apimodels.PutJobRequest{Job: job})
-	if err != nil {
-		return nil, classify("submitting batch "+id, err)
+	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
+		StagedKey: stagedKey, End: batch.End}
+	res, err := k.bacalhau.Submit(ctx, sub)
+	var tooBig *tasktemplate.Error
+	if errors.As(err, &tooBig) && tooBig.Field == "job size" {
+		out.Rejected = fmt.Sprintf("offsets %d..%d (%d bytes) do not fit in one inline job: %v; use mode: staged for such records", batch.First, batch.Last, batch.Bytes, tooBig)
+		return out, nil
 	}
-	q, e := tasktemplate.Timeouts(job)
-	return &StreamBatch{JobID: resp.JobID, First: batch.First, Last: batch.Last, Count: batch.Count,
-		Bytes: batch.Bytes, Skipped: batch.Skipped, QueueTimeout: q, ExecutionTimeout: e}, nil
+	if err != nil {
+		return nil, err
+	}
+	out.JobID, out.Reused, out.QueueTimeout, out.ExecutionTimeout = res.JobID, res.Reused, res.QueueTimeout, res.ExecutionTimeout
+	return out, nil
 }
 
-// WaitInput asks whether a partition has records at or after From.
-type WaitInput struct {
-	TopicRef
-	Partition int32
-	From      int64
-	// Timeout bounds the wait. Default 30 s.
-	Timeout time.Duration
+func (k *Kafka) putObject(ctx context.Context, at *S3Prefix, key, contentType string, body []byte) error {
+	c, err := k.s3(ctx, at.Endpoint, at.Region)
+	if err != nil {
+		return err
+	}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(at.Bucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), ContentType: aws.String(contentType)}); err != nil {
+		return fmt.Errorf("writing s3://%s/%s: %w", at.Bucket, key, err)
+	}
+	return nil
 }
 
-// WaitForRecords long-polls a partition's end offset, heartbeating, until
-// records exist at or after From (true) or Timeout passes (false). Idle
-// consumers wait here, holding no lease from the budget.
-func (k *Kafka) WaitForRecords(ctx context.Context, in WaitInput) (bool, error) {
-	if in.Timeout <= 0 {
-		in.Timeout = 30 * time.Second
+// DeadLetterRecordsInput sends the records of one range of a partition,
+// which failed every attempt, to a dead-letter topic or S3 prefix.
+type DeadLetterRecordsInput struct {
+	// Read names the partition and the range (From..Until).
+	Read      KafkaRead
+	Connector string
+	Error     string
+	JobIDs    []string `json:",omitempty"`
+	// Topic or S3 receives the records.
+	Topic string    `json:",omitempty"`
+	S3    *S3Prefix `json:",omitempty"`
+}
+
+// DeadLettered says where dead-lettered records went.
+type DeadLettered struct {
+	Count int
+	// Where is topic name or s3://bucket/key.
+	Where string
+}
+
+// Dead-letter record headers (Kafka) and document fields (S3).
+const (
+	HeaderConnector = "connect-connector"
+	HeaderSource    = "connect-source"
+	HeaderError     = "connect-error"
+	HeaderJobs      = "connect-jobs"
+)
+
+// DeadLetterRecords reads the range again and writes its records to the
+// dead-letter topic (same key and value, with headers naming the connector,
+// the source topic/partition@offset, the error and the jobs) or as one JSON
+// document to the S3 prefix. Writing twice (a retry after a crash) may
+// repeat a record in a topic; the S3 document is simply rewritten.
+func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput) (*DeadLettered, error) {
+	read := in.Read
+	read.MaxRecords = int(read.Until-read.From) + 1
+	read.MaxBytes = 1 << 40
+	if read.MaxWait <= 0 {
+		read.MaxWait = 5 * time.Second
 	}
-	adm, done, err := admin(in.Brokers)
+	batch, err := ReadPartition(ctx, read)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	defer done()
-	deadline := time.Now().Add(in.Timeout)
-	for {
-		ends, err := adm.ListEndOffsets(ctx, in.Topic)
-		if err == nil {
-			if o, ok := ends.Lookup(in.Topic, in.Partition); ok && o.Err == nil && o.Offset > in.From {
-				return true, nil
-			}
+	jobs := ""
+	for i, j := range in.JobIDs {
+		if i > 0 {
+			jobs += ","
 		}
-		activity.RecordHeartbeat(ctx, in.From)
-		if time.Now().After(deadline) {
-			return false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		jobs += j
 	}
+	if in.S3 != nil {
+		key := fmt.Sprintf("%s%s/%s/%d/%020d-%020d.json", in.S3.Prefix, in.Connector, read.Topic, read.Partition, read.From, read.Until)
+		doc, err := json.MarshalIndent(map[string]any{
+			"connector": in.Connector, "topic": read.Topic, "partition": read.Partition,
+			"first": read.From, "last": read.Until, "error": in.Error, "jobs": in.JobIDs,
+			"records": json.RawMessage("[" + string(bytes.Join(bytes.Split(bytes.TrimSpace(batch.Lines), []byte("\n")), []byte(","))) + "]"),
+		}, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("dead letter: %w", err)
+		}
+		if err := k.putObject(ctx, in.S3, key, "application/json", doc); err != nil {
+			return nil, fmt.Errorf("dead letter: %w", err)
+		}
+		return &DeadLettered{Count: batch.Count, Where: "s3://" + in.S3.Bucket + "/" + key}, nil
+	}
+	cl, err := k.clients.client(in.Read.KafkaCluster)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]*kgo.Record, 0, len(batch.Records))
+	for _, r := range batch.Records {
+		recs = append(recs, &kgo.Record{Topic: in.Topic, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: HeaderConnector, Value: []byte(in.Connector)},
+			kgo.RecordHeader{Key: HeaderSource, Value: []byte(StreamBatchID(r.Topic, r.Partition, r.Offset))},
+			kgo.RecordHeader{Key: HeaderError, Value: []byte(in.Error)},
+			kgo.RecordHeader{Key: HeaderJobs, Value: []byte(jobs)},
+		)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return nil, fmt.Errorf("dead letter to topic %s: %w", in.Topic, err)
+	}
+	return &DeadLettered{Count: len(recs), Where: in.Topic}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
 )
 
 // KafkaConfig is a Kafka stream connector's resolved configuration, as
@@ -42,15 +44,31 @@ type KafkaConfig struct {
 }
 
 // KafkaTLS names the files of a TLS connection.
-type KafkaTLS struct {
-	CAFile, CertFile, KeyFile string
-}
+type KafkaTLS = activities.KafkaTLS
 
 // KafkaSASL names a mechanism and the environment variables holding the
 // credentials: the worker reads them; they never enter a workflow.
-type KafkaSASL struct {
-	Mechanism, UsernameEnv, PasswordEnv string
+type KafkaSASL = activities.KafkaSASL
+
+// cluster is how activities reach the connector's brokers.
+func (c KafkaConfig) cluster() activities.KafkaCluster {
+	return activities.KafkaCluster{Brokers: c.Brokers, TLS: c.TLS, SASL: c.SASL}
 }
+
+func (c KafkaConfig) topicRef() activities.TopicRef {
+	return activities.TopicRef{KafkaCluster: c.cluster(), Topic: c.Topic}
+}
+
+func s3Prefix(l *S3Location) *activities.S3Prefix {
+	if l == nil {
+		return nil
+	}
+	return &activities.S3Prefix{Bucket: l.Bucket, Prefix: l.Prefix, Region: l.Region, Endpoint: l.Endpoint}
+}
+
+// hasDeadLetter tells whether records that fail every attempt have
+// somewhere to go.
+func (c KafkaConfig) hasDeadLetter() bool { return c.DeadLetterTopic != "" || c.DeadLetterS3 != nil }
 
 // Kafka start positions and modes.
 const (

@@ -76,8 +76,19 @@ const (
 	PartitionConsumerWorkflowType = "KafkaPartitionConsumer"
 	// KafkaWorkflowIDPrefix + connector name is a Kafka connector's workflow ID.
 	KafkaWorkflowIDPrefix = "kafka-"
-	// QueryPartitionStatus returns a PartitionStatus.
+	// QueryPartitionStatus returns a PartitionStatus from a partition
+	// consumer, and a KafkaConnectorStatus (every partition) from the
+	// connector.
 	QueryPartitionStatus = "status"
+	// UpdateReset moves every partition's checkpoint of a paused Kafka
+	// connector (argument ResetRequest); it returns the partitions told.
+	UpdateReset = "reset"
+	// SignalPartitionControl carries a PartitionControl from the connector
+	// to its partition consumers (pause, resume, reset, config), in order.
+	SignalPartitionControl = "partition-control"
+	// SignalPartitionStatus carries a consumer's PartitionStatus to its
+	// connector, which aggregates them for its status query.
+	SignalPartitionStatus = "partition-status"
 )
 
 // KafkaWorkflowID is the workflow ID of the Kafka connector called name.

@@ -21,14 +21,81 @@ type KafkaConnectorInput struct {
 	Config KafkaConfig
 	// Started lists the partitions whose consumers run already.
 	Started []int32 `json:",omitempty"`
+	// Paused is carried across continue-as-new.
+	Paused bool `json:",omitempty"`
+	// Reports are the partitions' last status reports.
+	Reports []PartitionStatus `json:",omitempty"`
 }
 
-// KafkaConnectorStatus answers QueryPartitionStatus on the connector.
+// KafkaConnectorStatus answers QueryPartitionStatus on the connector: the
+// connector's state and the last report of every partition consumer.
 type KafkaConnectorStatus struct {
-	Name       string
-	Topic      string
-	Partitions []int32
+	Name   string
+	Topic  string
+	Group  string
+	Mode   string
+	Paused bool
+	// Started lists the partitions with a consumer.
+	Started []int32
+	// Partitions holds each consumer's last report, by partition.
+	Partitions []PartitionStatus
+	// Totals over the partitions.
+	Records, Batches, DeadLettered, Lag int64
 }
+
+// ResetRequest moves the checkpoints of a paused Kafka connector: To is
+// earliest, latest, timestamp (Time) or offsets (Offsets, by partition;
+// partitions not listed keep their checkpoint).
+type ResetRequest struct {
+	To      string
+	Time    time.Time       `json:",omitempty"`
+	Offsets map[int32]int64 `json:",omitempty"`
+}
+
+// Validate checks a reset request.
+func (r ResetRequest) Validate() error {
+	switch r.To {
+	case StartEarliest, StartLatest:
+	case StartTimestamp:
+		if r.Time.IsZero() {
+			return errors.New("reset to timestamp needs a time")
+		}
+	case StartOffsets:
+		if len(r.Offsets) == 0 {
+			return errors.New("reset to offsets needs at least one partition=offset")
+		}
+		// The lowest bad partition is reported, whatever the map's order.
+		bad, found := int32(0), false
+		//workflowcheck:ignore the outcome does not depend on the order
+		for p, o := range r.Offsets {
+			if (p < 0 || o < 0) && (!found || p < bad) {
+				bad, found = p, true
+			}
+		}
+		if found {
+			return fmt.Errorf("reset: partition %d offset %d: both must be >= 0", bad, r.Offsets[bad])
+		}
+	default:
+		return fmt.Errorf("reset: unknown position %q: use earliest, latest, timestamp or offsets", r.To)
+	}
+	return nil
+}
+
+// PartitionControl is what the connector tells a partition consumer.
+type PartitionControl struct {
+	// Op is pause, resume, reset or config.
+	Op     string
+	Reset  *ResetRequest `json:",omitempty"`
+	Config *KafkaConfig  `json:",omitempty"`
+}
+
+// Partition control operations.
+const (
+	ControlPause  = "pause"
+	ControlResume = "resume"
+	ControlReset  = "reset"
+	ControlConfig = "config"
+)
 
 // partitionRecheck is how often the connector looks for new partitions.
 const partitionRecheck = 10 * time.Second
@@ -36,24 +103,79 @@ const partitionRecheck = 10 * time.Second
 // KafkaConnector runs one PartitionConsumer child per partition of its
 // topic (IDs from connector, topic and partition), and looks for new
 // partitions every few seconds, starting consumers for them without a
-// restart. Children are abandoned on continue-as-new and cancelled when
-// the connector is cancelled (starter delete).
+// restart. It fans out pause, resume, reset and spec updates to the
+// consumers, and aggregates their status reports for its status query.
+// Children are abandoned on continue-as-new and cancelled when the
+// connector is cancelled (starter delete).
 func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	cfg := in.Config
 	if err := cfg.Validate(); err != nil {
 		return temporal.NewNonRetryableApplicationError("invalid kafka config: "+err.Error(), "InvalidConfig", nil)
 	}
 	started := append([]int32(nil), in.Started...)
+	paused := in.Paused
+	reports := map[int32]PartitionStatus{}
+	for _, r := range in.Reports {
+		reports[r.Partition] = r
+	}
+	tell := func(c PartitionControl) {
+		for _, p := range started {
+			// Fire and forget, in order: a consumer that is gone has nothing to do.
+			workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalPartitionControl, c)
+		}
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryPartitionStatus, func() (KafkaConnectorStatus, error) {
-		return KafkaConnectorStatus{Name: cfg.Name, Topic: cfg.Topic, Partitions: started}, nil
+		st := KafkaConnectorStatus{Name: cfg.Name, Topic: cfg.Topic, Group: cfg.Group, Mode: cfg.Mode, Paused: paused, Started: started}
+		for _, p := range started {
+			r, ok := reports[p]
+			if !ok {
+				r = PartitionStatus{Partition: p, Checkpoint: -1, Phase: "starting"}
+			}
+			st.Partitions = append(st.Partitions, r)
+			st.Records += r.Records
+			st.Batches += r.Batches
+			st.DeadLettered += r.DeadLettered
+			st.Lag += r.Lag
+		}
+		return st, nil
 	}); err != nil {
 		return err
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec, func(ctx workflow.Context, next KafkaConfig) (string, error) {
+		cfg = next
+		tell(PartitionControl{Op: ControlConfig, Config: &next})
+		return "updated", nil
+	}, workflow.UpdateHandlerOptions{Validator: func(next KafkaConfig) error {
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		if next.Name != cfg.Name || next.Topic != cfg.Topic {
+			return fmt.Errorf("name and source.kafka.topic cannot change (%s, %s): delete the connector and apply a new one", cfg.Name, cfg.Topic)
+		}
+		return nil
+	}}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReset, func(ctx workflow.Context, r ResetRequest) (int, error) {
+		tell(PartitionControl{Op: ControlReset, Reset: &r})
+		return len(started), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(r ResetRequest) error {
+		if !paused {
+			return errors.New("reset needs a paused connector: pause it, reset, then resume")
+		}
+		return r.Validate()
+	}}); err != nil {
+		return err
+	}
+
+	statusCh := workflow.GetSignalChannel(ctx, SignalPartitionStatus)
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	var k *activities.Kafka
 	actx := shortOptions(ctx)
 	for rounds := 0; ; rounds++ {
 		var parts []int32
-		if err := workflow.ExecuteActivity(actx, k.Partitions, activities.TopicRef{Brokers: cfg.Brokers, Topic: cfg.Topic}).Get(ctx, &parts); err != nil {
+		if err := workflow.ExecuteActivity(actx, k.Partitions, cfg.topicRef()).Get(ctx, &parts); err != nil {
 			return fmt.Errorf("listing partitions of %s: %w", cfg.Topic, err)
 		}
 		for _, p := range parts {
@@ -64,7 +186,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				WorkflowID:        PartitionWorkflowID(cfg.Name, cfg.Topic, p),
 				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			})
-			f := workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1})
+			f := workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
 			if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 				var already *temporal.ChildWorkflowExecutionAlreadyStartedError
 				if !errors.As(err, &already) {
@@ -74,12 +196,49 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			started = append(started, p)
 			workflow.GetLogger(ctx).Info("Partition consumer started", "Partition", p)
 		}
-		if err := workflow.Sleep(ctx, partitionRecheck); err != nil {
+
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		recheck := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(timerCtx, partitionRecheck), func(workflow.Future) { recheck = true })
+		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r PartitionStatus
+			c.Receive(ctx, &r)
+			reports[r.Partition] = r
+		})
+		sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			paused = true
+			tell(PartitionControl{Op: ControlPause})
+		})
+		sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			paused = false
+			tell(PartitionControl{Op: ControlResume})
+		})
+		for !recheck && ctx.Err() == nil {
+			sel.Select(ctx)
+		}
+		cancelTimer()
+		if ctx.Err() != nil {
 			cancelConsumers(ctx, cfg, started)
-			return err
+			return temporal.NewCanceledError("kafka connector cancelled")
 		}
 		if rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			return workflow.NewContinueAsNewError(ctx, KafkaConnector, KafkaConnectorInput{Config: cfg, Started: started})
+			// Take in what arrived, so nothing is lost across continue-as-new.
+			for sel.HasPending() {
+				sel.Select(ctx)
+			}
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			next := KafkaConnectorInput{Config: cfg, Started: started, Paused: paused}
+			for _, p := range started {
+				if r, ok := reports[p]; ok {
+					next.Reports = append(next.Reports, r)
+				}
+			}
+			return workflow.NewContinueAsNewError(ctx, KafkaConnector, next)
 		}
 	}
 }
@@ -90,155 +249,4 @@ func cancelConsumers(ctx workflow.Context, cfg KafkaConfig, parts []int32) {
 	for _, p := range parts {
 		_ = workflow.RequestCancelExternalWorkflow(dctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "").Get(dctx, nil)
 	}
-}
-
-// PartitionInput starts (or continues) one partition's consumer.
-type PartitionInput struct {
-	Config    KafkaConfig
-	Partition int32
-	// Checkpoint is the next offset to process; -1 resolves the spec's start.
-	Checkpoint int64
-	Batches    int64 `json:",omitempty"`
-	Records    int64 `json:",omitempty"`
-	Attempts   int   `json:",omitempty"`
-}
-
-// PartitionStatus answers QueryPartitionStatus on a partition consumer.
-type PartitionStatus struct {
-	Partition  int32
-	Checkpoint int64
-	Batches    int64
-	Records    int64
-	Skipped    int64
-	LastJob    string `json:",omitempty"`
-	LastError  string `json:",omitempty"`
-	Phase      string
-}
-
-// partitionBatchesPerRun bounds one run's history before continue-as-new.
-const partitionBatchesPerRun = 100
-
-// PartitionConsumer consumes one partition: loop { lease; read from the
-// checkpoint and submit the batch (one activity, records never in
-// history); await the job; on success advance the checkpoint and mirror it
-// to the consumer group }. A failed batch runs again as a new attempt over
-// exactly the same offsets; it is retried, never skipped (bisection and
-// dead letters come next). At most one batch per partition is in flight.
-func PartitionConsumer(ctx workflow.Context, in PartitionInput) error {
-	cfg := in.Config
-	st := &PartitionStatus{Partition: in.Partition, Checkpoint: in.Checkpoint, Batches: in.Batches, Records: in.Records, Phase: "starting"}
-	if err := workflow.SetQueryHandler(ctx, QueryPartitionStatus, func() (PartitionStatus, error) { return *st, nil }); err != nil {
-		return err
-	}
-	var k *activities.Kafka
-	var b *activities.Bacalhau
-	short := shortOptions(ctx)
-	topic := activities.TopicRef{Brokers: cfg.Brokers, Topic: cfg.Topic}
-	if st.Checkpoint < 0 {
-		start := activities.StartInput{TopicRef: topic, Partition: in.Partition, Start: cfg.Start, StartTime: cfg.StartTime}
-		if cfg.Start == StartOffsets {
-			start.Offset = cfg.StartOffsets[in.Partition]
-		}
-		if err := workflow.ExecuteActivity(short, k.ResolveStart, start).Get(ctx, &st.Checkpoint); err != nil {
-			return fmt.Errorf("resolving the start of partition %d: %w", in.Partition, err)
-		}
-	}
-	policy := cfg.Retry.withDefaults()
-	leases := newLeaseClient(ctx, BudgetRef{})
-	attempts := in.Attempts // attempts of the current batch so far
-	until := int64(-1)      // fixed once a batch was first submitted
-	wctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
-	for run := 0; run < partitionBatchesPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested(); {
-		if attempts == 0 {
-			st.Phase = "idle"
-			var has bool
-			if err := workflow.ExecuteActivity(wctx, k.WaitForRecords, activities.WaitInput{
-				TopicRef: topic, Partition: in.Partition, From: st.Checkpoint, Timeout: 30 * time.Second,
-			}).Get(ctx, &has); err != nil {
-				if ctx.Err() != nil {
-					return temporal.NewCanceledError("partition consumer cancelled")
-				}
-				return fmt.Errorf("partition %d: waiting for records: %w", in.Partition, err)
-			}
-			if !has {
-				run++ // idle rounds count too: history stays bounded
-				continue
-			}
-		}
-		leaseID := workflow.GetInfo(ctx).WorkflowExecution.ID + "@" + strconv.FormatInt(st.Checkpoint, 10) + "#" + strconv.Itoa(attempts+1)
-		st.Phase = "waiting-for-lease"
-		if err := leases.acquire(ctx, leaseID, cfg.MaxWait+leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})); err != nil {
-			return err
-		}
-		st.Phase = "reading"
-		rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: cfg.MaxWait + time.Minute,
-			HeartbeatTimeout:    cfg.MaxWait + 30*time.Second,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
-		})
-		var batch activities.StreamBatch
-		err := workflow.ExecuteActivity(rctx, b.ReadAndSubmit, activities.StreamSubmitInput{
-			Read: activities.KafkaRead{Brokers: cfg.Brokers, Topic: cfg.Topic, Partition: in.Partition, From: st.Checkpoint,
-				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, OnOutOfRange: cfg.OnOffsetOutOfRange, Until: until},
-			Connector: cfg.Name, Attempt: attempts + 1, Template: cfg.Template,
-			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
-		}).Get(ctx, &batch)
-		if err != nil {
-			leases.release(ctx, leaseID)
-			st.LastError = err.Error()
-			return fmt.Errorf("partition %d at offset %d: %w", in.Partition, st.Checkpoint, err)
-		}
-		if batch.Count == 0 {
-			leases.release(ctx, leaseID)
-			continue
-		}
-		until = batch.Last
-		st.LastJob = batch.JobID
-		st.Phase = "running"
-		actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
-		err = workflow.ExecuteActivity(actx, b.Await, activities.AwaitInput{JobID: batch.JobID}).Get(ctx, nil)
-		leases.release(ctx, leaseID)
-		if ctx.Err() != nil {
-			stopJob(ctx, batch.JobID)
-			return temporal.NewCanceledError("partition consumer cancelled")
-		}
-		if err != nil {
-			attempts++
-			st.LastError = err.Error()
-			wait := min(time.Duration(float64(policy.InitialInterval)*pow(policy.BackoffCoefficient, attempts-1)), policy.MaxInterval)
-			workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same offsets", "First", batch.First, "Last", batch.Last, "Attempt", attempts, "Wait", wait, "Error", err)
-			st.Phase = "backoff"
-			if err := workflow.Sleep(ctx, wait); err != nil {
-				return err
-			}
-			continue
-		}
-		// Success: the checkpoint moves past the batch, then the group mirrors it.
-		st.Checkpoint = batch.Last + 1
-		st.Batches++
-		st.Records += int64(batch.Count)
-		st.Skipped += batch.Skipped
-		st.LastError = ""
-		attempts, until = 0, -1
-		run++
-		if err := workflow.ExecuteActivity(short, k.CommitOffset, activities.CommitInput{
-			TopicRef: topic, Group: cfg.Group, Partition: in.Partition, Offset: st.Checkpoint,
-		}).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed; the next batch mirrors it", "Error", err)
-		}
-	}
-	return workflow.NewContinueAsNewError(ctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: in.Partition,
-		Checkpoint: st.Checkpoint, Batches: st.Batches, Records: st.Records, Attempts: attempts})
-}
-
-func pow(b float64, n int) float64 {
-	r := 1.0
-	for i := 0; i < n; i++ {
-		r *= b
-	}
-	return r
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,10 +21,10 @@ import (
 func newConnectorCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newApplyCommand(g), newListCommand(g), newDescribeCommand(g),
-		newSignalCommand(g, "pause", workflows.SignalPause, "Stop a connector's ticks (a running tick finishes)", "paused"),
-		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor", "resumed"),
-		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a connector's tick now, even when paused", "triggered"),
-		newBackfillCommand(g), newDeleteCommand(g),
+		newSignalCommand(g, "pause", workflows.SignalPause, "Pause a connector (a running tick or batch finishes first)", "paused"),
+		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor or checkpoints", "resumed"),
+		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a cron connector's tick now, even when paused", "triggered"),
+		newBackfillCommand(g), newResetCommand(g), newDeleteCommand(g),
 	}
 }
 
@@ -104,10 +105,22 @@ func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*wor
 	return &st, nil
 }
 
+// connectorRow is one line of `starter list`, whatever the kind.
+type connectorRow struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	State     string `json:"state"`
+	Position  string `json:"position"`
+	Processed int64  `json:"processed"`
+	Lag       int64  `json:"lag"`
+	LastJob   string `json:"last_job,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}
+
 func newListCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List running connectors",
+		Short: "List running connectors of every kind",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.dial(cmd)
@@ -117,7 +130,7 @@ func newListCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			var execs []*workflowpb.WorkflowExecutionInfo
 			req := &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.CronWorkflowType),
+				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus = 'Running'", workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType),
 			}
 			for {
 				resp, err := c.ListWorkflow(cmd.Context(), req)
@@ -130,26 +143,45 @@ func newListCommand(g *globals) *cobra.Command {
 				}
 				req.NextPageToken = resp.NextPageToken
 			}
-			var rows []workflows.CronStatus
+			var rows []connectorRow
 			for _, e := range execs {
-				name := strings.TrimPrefix(e.Execution.WorkflowId, workflows.CronWorkflowIDPrefix)
-				st, err := g.status(cmd, c, name)
+				if e.Type.GetName() == workflows.KafkaConnectorWorkflowType {
+					st, err := g.kafkaStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.KafkaWorkflowIDPrefix))
+					if err != nil {
+						return err
+					}
+					rows = append(rows, kafkaRow(st))
+					continue
+				}
+				st, err := g.status(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.CronWorkflowIDPrefix))
 				if err != nil {
 					return err
 				}
-				rows = append(rows, *st)
+				row := connectorRow{Name: st.Name, Kind: "cron", State: state(*st), Position: "key " + st.Cursor.Key,
+					Processed: st.Counters.Objects, LastError: st.LastError}
+				if st.LastBatch != nil {
+					row.LastJob = st.LastBatch.JobID
+				}
+				rows = append(rows, row)
 			}
+			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			var b strings.Builder
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tSCHEDULE\tNEXT TICK\tOBJECTS\tBATCHES\tLAST ERROR")
-			for _, st := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", st.Name, state(st), st.Schedule, when(st.NextTick),
-					st.Counters.Objects, st.Counters.Batches, st.LastError)
+			fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tPOSITION\tPROCESSED\tLAG\tLAST JOB\tLAST ERROR")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Name, r.Kind, r.State, r.Position, r.Processed, r.Lag, dash(r.LastJob), dash(r.LastError))
 			}
 			_ = tw.Flush()
 			return g.print(rows, b.String())
 		},
 	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func state(st workflows.CronStatus) string {
@@ -183,6 +215,9 @@ func newDescribeCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			st, err := g.status(cmd, c, args[0])
 			if err != nil {
+				if kst, kerr := g.kafkaStatus(cmd, c, args[0]); kerr == nil {
+					return g.print(kst, describeKafka(kst))
+				}
 				return err
 			}
 			var b strings.Builder
@@ -213,7 +248,11 @@ func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Comman
 				return err
 			}
 			defer c.Close()
-			if err := c.SignalWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "", signal, nil); err != nil {
+			err = c.SignalWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "", signal, nil)
+			if isNotFound(err) && signal != workflows.SignalTrigger {
+				err = c.SignalWorkflow(cmd.Context(), workflows.KafkaWorkflowID(args[0]), "", signal, nil)
+			}
+			if err != nil {
 				return connectorError(args[0], use, err)
 			}
 			return g.print(map[string]string{"name": args[0], "result": done}, fmt.Sprintf("connector %s %s\n", args[0], done))
@@ -300,48 +339,6 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
 		},
 	}
-}
-
-// applyKafka starts a Kafka connector. A running one is not updated in
-// place yet.
-func (g *globals) applyKafka(cmd *cobra.Command, cfg *workflows.KafkaConfig, dryRun bool) error {
-	id := workflows.KafkaWorkflowID(cfg.Name)
-	if dryRun {
-		return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "valid"},
-			fmt.Sprintf("connector %s: kafka spec is valid (workflow %s)\n", cfg.Name, id))
-	}
-	// Validated, but not run by this version: refuse rather than run
-	// something other than what the spec says.
-	var unsupported []string
-	if cfg.Mode == workflows.ModeStaged {
-		unsupported = append(unsupported, "mode: staged")
-	}
-	if cfg.TLS != nil || cfg.SASL != nil {
-		unsupported = append(unsupported, "source.kafka.tls/sasl")
-	}
-	if cfg.DeadLetterTopic != "" || cfg.DeadLetterS3 != nil {
-		unsupported = append(unsupported, "on_failure.dead_letter")
-	}
-	if len(unsupported) > 0 {
-		return fmt.Errorf("connector %s: this version does not run %s yet; remove it, or use --dry-run to validate the spec",
-			cfg.Name, strings.Join(unsupported, ", "))
-	}
-	c, err := g.dial(cmd)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
-		WorkflowExecutionErrorWhenAlreadyStarted: true}, workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: *cfg})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return fmt.Errorf("connector %s runs already; Kafka connectors are not updated in place yet", cfg.Name)
-	}
-	if err != nil {
-		return fmt.Errorf("starting %s: %w", id, err)
-	}
-	return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "started"},
-		fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic))
 }
 
 func isNotFound(err error) bool {

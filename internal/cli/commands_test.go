@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
 // runStarter runs the CLI in-process against a Temporal address where
@@ -78,9 +80,9 @@ func TestApplyValidatesBeforeDialing(t *testing.T) {
 	require.NoError(t, err)
 	text = strings.ReplaceAll(text, "../jobs/logsummary.yaml", tmpl)
 	require.NoError(t, os.WriteFile(staged, []byte(text), 0o644))
-	_, err = runStarter(t, "apply", "-f", staged)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "does not run mode: staged yet")
+	out, err = runStarter(t, "apply", "--dry-run", "-f", staged)
+	require.NoError(t, err)
+	assert.Contains(t, out, "kafka spec is valid")
 	_, err = runStarter(t, "apply")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "-f: required")
@@ -88,4 +90,25 @@ func TestApplyValidatesBeforeDialing(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "schedule: required")
 	assert.NotContains(t, err.Error(), "connecting to Temporal")
+}
+
+func TestResetParsesEveryPosition(t *testing.T) {
+	r, err := parseReset("earliest")
+	require.NoError(t, err)
+	assert.Equal(t, workflows.StartEarliest, r.To)
+	r, err = parseReset("2026-11-27T10:00:00Z")
+	require.NoError(t, err)
+	assert.Equal(t, workflows.StartTimestamp, r.To)
+	assert.Equal(t, 10, r.Time.Hour())
+	r, err = parseReset("0=1200, 3=7")
+	require.NoError(t, err)
+	assert.Equal(t, map[int32]int64{0: 1200, 3: 7}, r.Offsets)
+	for _, bad := range []string{"", "soon", "0=", "x=1", "1=-2", "-1=4"} {
+		_, err = parseReset(bad)
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "PARTITION=OFFSET", bad)
+	}
+	_, err = runStarter(t, "reset", "web-events", "--to", "soon")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "connecting to Temporal", "must fail before connecting")
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -39,6 +40,10 @@ type Env struct {
 	GatewayServer *inputgateway.Server
 	Client        client.Client
 	s3client      *s3.Client
+	// The worker binary, built once (StartWorkerProcess).
+	buildOnce sync.Once
+	workerBin string
+	buildErr  error
 }
 
 // RepoRoot finds the repository root (the folder with go.mod) above the

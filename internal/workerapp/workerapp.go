@@ -40,8 +40,22 @@ func New(c client.Client, opts Options) worker.Worker {
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 	})
-	Register(w, activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway), activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka())
-	return w
+	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway)
+	kafka := activities.NewKafkaClients()
+	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients))
+	return &appWorker{Worker: w, kafka: kafka}
+}
+
+// appWorker closes the worker's shared Kafka clients when it stops.
+type appWorker struct {
+	worker.Worker
+	kafka *activities.KafkaClients
+}
+
+// Stop stops the worker, then closes its Kafka clients.
+func (w *appWorker) Stop() {
+	w.Worker.Stop()
+	w.kafka.Close()
 }
 
 // Register registers every workflow and activity on r. Activity names are

@@ -18,6 +18,8 @@
 //	-outputs DIR  folder to write summary.json into (default /outputs)
 //	-top N        how many paths to list in top_paths (default 10)
 //	-delay D      sleep D before reading, to simulate a slow task (default 0)
+//	-reject WORD  exit 3 when a line contains WORD, to simulate a task that
+//	              cannot process a record ("poison"); default off
 package main
 
 import (
@@ -64,12 +66,18 @@ func main() {
 	outputs := flag.String("outputs", "/outputs", "folder to write summary.json into")
 	top := flag.Int("top", 10, "how many paths to list in top_paths")
 	delay := flag.Duration("delay", 0, "sleep this long before reading (simulates a slow task)")
+	reject := flag.String("reject", "", "exit 3 when a line contains this word (simulates a poison record)")
 	flag.Parse()
 
 	if *delay > 0 {
 		time.Sleep(*delay)
 	}
-	sum, err := summarize(*inputs, *top)
+	sum, err := summarize(*inputs, *top, *reject)
+	var poison *poisonError
+	if errors.As(err, &poison) {
+		fmt.Fprintln(os.Stderr, "logsummary:", err)
+		os.Exit(3)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "logsummary:", err)
 		os.Exit(2)
@@ -88,7 +96,12 @@ func main() {
 	fmt.Println(string(out))
 }
 
-func summarize(root string, top int) (*Summary, error) {
+// poisonError is a line the task refuses (-reject).
+type poisonError struct{ line string }
+
+func (e *poisonError) Error() string { return "cannot process record: " + e.line }
+
+func summarize(root string, top int, reject string) (*Summary, error) {
 	sum := &Summary{ByStatus: map[string]int{}}
 	paths := map[string]int{}
 	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
@@ -112,7 +125,7 @@ func summarize(root string, top int) (*Summary, error) {
 			rel = p
 		}
 		sum.Inputs = append(sum.Inputs, filepath.ToSlash(rel))
-		return scan(f, sum, paths)
+		return scan(f, sum, paths, reject)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", root, err)
@@ -136,13 +149,16 @@ func summarize(root string, top int) (*Summary, error) {
 	return sum, nil
 }
 
-func scan(r io.Reader, sum *Summary, paths map[string]int) error {
+func scan(r io.Reader, sum *Summary, paths map[string]int, reject string) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" {
 			continue
+		}
+		if reject != "" && strings.Contains(line, reject) {
+			return &poisonError{line: line}
 		}
 		if p, off, value, isRecord := kafkaRecord(line); isRecord {
 			if sum.KafkaOffsets == nil {

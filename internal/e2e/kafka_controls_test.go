@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// kafkaSpecFile writes a Kafka connector spec whose task is the sample
+// task with extra parameters (already rendered for this stack).
+func kafkaSpecFile(t *testing.T, name, broker, topic, extra string, taskParams ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "task.yaml")
+	require.NoError(t, os.WriteFile(tmpl, []byte(sampleTemplate(t, taskParams...)), 0o644))
+	text := fmt.Sprintf(`name: %s
+kind: kafka
+source:
+  kafka: {brokers: [%s], topic: %s}
+task:
+  template: task.yaml
+  execution_timeout: 1m
+%s`, name, broker, topic, extra)
+	path := filepath.Join(dir, name+".yaml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+func connectorStatus(t *testing.T, queue, name string) workflows.KafkaConnectorStatus {
+	t.Helper()
+	out, err := starter(t, queue, "describe", name, "-o", "json")
+	require.NoError(t, err)
+	var st workflows.KafkaConnectorStatus
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	return st
+}
+
+func produce(t *testing.T, c *kgo.Client, topic string, partition int32, values ...string) {
+	t.Helper()
+	for _, v := range values {
+		require.NoError(t, c.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: partition, Value: []byte(v)}).FirstErr())
+	}
+}
+
+func TestKafkaPoisonRecordIsBisectedAndDeadLetteredAndControlsFanOut(t *testing.T) {
+	ctx := context.Background()
+	const topic, dlq, name = "poison-events", "poison-dlq", "e2e-kafka-poison"
+	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: 2, dlq: 1}})
+	require.NoError(t, err)
+	defer k.Stop()
+	queue := startWorker(t)
+	c, err := k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer c.Close()
+
+	// 150 records per partition; partition 1's offset 68 is poison: the
+	// task exits 3 on it.
+	for i := 0; i < 150; i++ {
+		produce(t, c, topic, 0, nginxLine(i))
+		line := nginxLine(1000 + i)
+		if i == 68 {
+			line = "POISON " + line
+		}
+		produce(t, c, topic, 1, line)
+	}
+	spec := kafkaSpecFile(t, name, k.Brokers()[0], topic, `batch: {max_records: 40, max_wait: 1s}
+retry: {max_attempts: 2, initial_interval: 1s}
+on_failure:
+  dead_letter: {kafka: {topic: `+dlq+`}}
+`, "-reject=POISON")
+	out, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, out)
+	defer func() { _, _ = starter(t, queue, "delete", name) }()
+
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 150, 1: 150}, 4*time.Minute)
+	seen, _ := kafkaLedger(t, name)
+	assert.Len(t, seen, 299, "every record but the poison one processed")
+	for key, n := range seen {
+		assert.Equal(t, 1, n, key)
+	}
+	assert.Zero(t, seen["1:68"], "the poison record never succeeded")
+
+	// The poison record is in the dead-letter topic, with its error.
+	dc, err := k.Client(kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer dc.Close()
+	var dead []*kgo.Record
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		dead = append(dead, dc.PollFetches(pctx).Records()...)
+		if len(dead) == 0 {
+			return fmt.Errorf("nothing in %s yet", dlq)
+		}
+		return nil
+	}))
+	require.Len(t, dead, 1)
+	headers := map[string]string{}
+	for _, h := range dead[0].Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	assert.Contains(t, string(dead[0].Value), "POISON")
+	assert.Equal(t, topic+"/1@68", headers[activities.HeaderSource])
+	assert.Contains(t, headers[activities.HeaderError], "cannot process record")
+	assert.Equal(t, name, headers[activities.HeaderConnector])
+
+	// The connector's status aggregates the partitions' reports.
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		st := connectorStatus(t, queue, name)
+		if st.Records != 299 || st.DeadLettered != 1 || st.Lag != 0 || len(st.Partitions) != 2 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	}))
+	out, err = starter(t, queue, "list")
+	require.NoError(t, err)
+	assert.Contains(t, out, name)
+	assert.Contains(t, out, "kafka")
+
+	// Reset is refused while running: nothing moves.
+	_, err = starter(t, queue, "reset", name, "--to", "earliest")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "needs a paused connector")
+
+	// Pause fans out: records produced now wait.
+	_, err = starter(t, queue, "pause", name)
+	require.NoError(t, err)
+	waitPhase(t, name, topic, []int32{0, 1}, "paused")
+	for p := int32(0); p < 2; p++ {
+		for i := 0; i < 10; i++ {
+			produce(t, c, topic, p, nginxLine(5000+i))
+		}
+	}
+	time.Sleep(3 * time.Second)
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 150, 1: 150}, time.Second)
+
+	// Reset to latest skips what arrived while paused.
+	_, err = starter(t, queue, "reset", name, "--to", "latest")
+	require.NoError(t, err)
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 160, 1: 160}, 30*time.Second)
+	adm := kadm.NewClient(c)
+	committed, err := adm.FetchOffsets(ctx, "bacalhau-connect-"+name)
+	require.NoError(t, err)
+	for p := int32(0); p < 2; p++ {
+		o, ok := committed.Lookup(topic, p)
+		require.True(t, ok)
+		assert.Equal(t, int64(160), o.At, "the group mirrors the reset at once")
+	}
+
+	// Resume: new records flow again; the skipped ones never ran.
+	for p := int32(0); p < 2; p++ {
+		produce(t, c, topic, p, nginxLine(6000), nginxLine(6001))
+	}
+	_, err = starter(t, queue, "resume", name)
+	require.NoError(t, err)
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 162, 1: 162}, time.Minute)
+	seen, _ = kafkaLedger(t, name)
+	assert.Len(t, seen, 299+4)
+	for _, skipped := range []string{"0:150", "0:159", "1:150", "1:159"} {
+		assert.Zero(t, seen[skipped], skipped)
+	}
+	_, err = starter(t, queue, "resume", name+"-missing")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not found")
+	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 1), "kafka-partition-poison")
+	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector-controls")
+}
+
+// waitPhase waits until the partitions' consumers report phase.
+func waitPhase(t *testing.T, name, topic string, parts []int32, phase string) {
+	t.Helper()
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		for _, p := range parts {
+			v, err := env.Client.QueryWorkflow(context.Background(), workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			if err != nil {
+				return err
+			}
+			var st workflows.PartitionStatus
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			if st.Phase != phase {
+				return fmt.Errorf("partition %d is %s", p, st.Phase)
+			}
+		}
+		return nil
+	}))
+}

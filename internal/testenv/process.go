@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// WorkerProcess is the worker binary (./worker) running as a process of its
+// own against this stack, so tests can kill -9 it.
+type WorkerProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// workerBinary builds ./worker once per environment.
+func (e *Env) workerBinary(ctx context.Context) (string, error) {
+	e.buildOnce.Do(func() {
+		e.workerBin = filepath.Join(e.Dir, "worker-bin")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.workerBin, "./worker")
+		cmd.Dir = e.Root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			e.buildErr = fmt.Errorf("building ./worker: %w\n%s", err, out)
+		}
+	})
+	return e.workerBin, e.buildErr
+}
+
+// WorkerProcessOptions configures StartWorkerProcess.
+type WorkerProcessOptions struct {
+	TaskQueue string
+	// GatewayListen and GatewaySecret: give every process of a test the same
+	// ones, so URLs minted by a killed worker stay valid for its successor
+	// (as replicas behind one address share a secret in production).
+	GatewayListen, GatewaySecret string
+	// Log receives the worker's output (appended).
+	Log string
+}
+
+// StartWorkerProcess builds (once) and starts the worker binary.
+func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions) (*WorkerProcess, error) {
+	bin, err := e.workerBinary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(e.Bacalhau.Address())
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-temporal-address", e.Temporal.HostPort(), "-task-queue", opts.TaskQueue,
+		"-bacalhau-host", u.Hostname(), "-bacalhau-port", u.Port(), "-gateway-listen", opts.GatewayListen)
+	cmd.Env = append(os.Environ(), "CONNECT_GATEWAY_SECRET="+opts.GatewaySecret)
+	if opts.Log != "" {
+		f, err := os.OpenFile(opts.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = f.Close() }()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the worker process: %w", err)
+	}
+	p := &WorkerProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	// Ready once its gateway listens.
+	if err := Eventually(30*time.Second, func() error {
+		select {
+		case <-p.done:
+			return errors.New("worker process exited")
+		default:
+		}
+		c, err := net.DialTimeout("tcp", opts.GatewayListen, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("worker process not ready: %w (see %s)", err, opts.Log)
+	}
+	return p, nil
+}
+
+// Kill sends SIGKILL and waits for the process to be gone: no deferred
+// code, no graceful worker stop.
+func (p *WorkerProcess) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// FreeAddr returns a loopback host:port nothing listens on now.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}

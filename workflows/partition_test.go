@@ -1,0 +1,180 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+// partitionHarness runs a PartitionConsumer over a fake partition of
+// offsets 0..end-1 whose task fails on the offsets in poison.
+type partitionHarness struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+	end int64
+
+	mu        sync.Mutex
+	poison    map[int64]bool
+	jobs      map[string]OffsetRange
+	succeeded []OffsetRange
+	failed    []OffsetRange
+	dead      []OffsetRange
+	committed []int64
+}
+
+func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHarness {
+	var suite testsuite.WorkflowTestSuite
+	h := &partitionHarness{t: t, env: suite.NewTestWorkflowEnvironment(), end: end, poison: map[int64]bool{}, jobs: map[string]OffsetRange{}}
+	for _, p := range poison {
+		h.poison[p] = true
+	}
+	env := h.env
+	env.RegisterWorkflowWithOptions(PartitionConsumer, workflowOptions(PartitionConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kafka{})
+	env.RegisterActivity(&activities.Bacalhau{})
+	env.RegisterActivity(&activities.Temporal{})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	// The budget grants every lease at once.
+	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SignalWithStartInput) error {
+		req := in.Signal.(map[string]any)
+		env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: req["LeaseID"].(string)})
+		return nil
+	})
+	env.OnActivity("WaitForRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WaitInput) (bool, error) {
+		return in.From < h.end, nil
+	}).After(10 * time.Second) // idle rounds take time, as they do for real
+	env.OnActivity("ReadAndSubmit", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StreamSubmitInput) (*activities.StreamBatch, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		last := min(in.Read.From+int64(in.Read.MaxRecords)-1, h.end-1)
+		if in.Read.Until >= 0 {
+			last = min(last, in.Read.Until)
+		}
+		if last < in.Read.From {
+			return &activities.StreamBatch{First: -1, Last: in.Read.From - 1}, nil
+		}
+		id := fmt.Sprintf("job-%d-%d-%d", in.Read.From, last, in.Attempt)
+		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
+		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end}, nil
+	})
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		r := h.jobs[in.JobID]
+		for o := r.From; o <= r.Until; o++ {
+			if h.poison[o] {
+				h.failed = append(h.failed, r)
+				return nil, temporal.NewNonRetryableApplicationError("exit 3: cannot parse record", activities.ErrTypeTaskFailed, nil)
+			}
+		}
+		h.succeeded = append(h.succeeded, r)
+		return &activities.AwaitResult{JobID: in.JobID}, nil
+	})
+	env.OnActivity("DeadLetterRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeadLetterRecordsInput) (*activities.DeadLettered, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.dead = append(h.dead, OffsetRange{From: in.Read.From, Until: in.Read.Until})
+		return &activities.DeadLettered{Count: int(in.Read.Until - in.Read.From + 1), Where: in.Topic}, nil
+	})
+	env.OnActivity("CommitOffset", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.committed = append(h.committed, in.Offset)
+		return nil
+	})
+	env.OnActivity("ResolveStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StartInput) (int64, error) {
+		if in.Start == StartLatest {
+			return h.end, nil
+		}
+		return 0, nil
+	})
+	return h
+}
+
+func unitKafkaConfig() KafkaConfig {
+	return KafkaConfig{Name: "unit", Brokers: []string{"127.0.0.1:9092"}, Topic: "t", Group: "g", Start: StartEarliest,
+		MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: time.Second, Mode: ModeInline, Bisect: true, DeadLetterTopic: "dlq",
+		TaskConfig: TaskConfig{Template: "Type: batch", Retry: TaskRetryPolicy{MaxAttempts: 2, InitialInterval: time.Second}}}
+}
+
+func (h *partitionHarness) status() PartitionStatus {
+	v, err := h.env.QueryWorkflow(QueryPartitionStatus)
+	require.NoError(h.t, err)
+	var st PartitionStatus
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+func TestPartitionConsumerBisectsAPoisonRecordToTheDeadLetter(t *testing.T) {
+	h := newPartitionHarness(t, 10, 6)
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+
+	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead, "only the poison record is dead-lettered")
+	assert.Equal(t, int64(10), st.Checkpoint, "the partition moved past it")
+	assert.Equal(t, int64(1), st.DeadLettered)
+	// Every other record ran in exactly one successful task, in order.
+	var done []int64
+	for _, r := range h.succeeded {
+		for o := r.From; o <= r.Until; o++ {
+			done = append(done, o)
+		}
+	}
+	assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done)
+	// The whole batch had its two attempts before it was split; each split
+	// range had one; the single record had two.
+	assert.Equal(t, []OffsetRange{{0, 9}, {0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}, {6, 6}}, h.failed)
+	assert.Equal(t, int64(10), h.committed[len(h.committed)-1])
+}
+
+func TestPartitionConsumerWithoutDeadLetterNeverSkipsAPoisonRecord(t *testing.T) {
+	h := newPartitionHarness(t, 10, 6)
+	cfg := unitKafkaConfig()
+	cfg.DeadLetterTopic = ""
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: 0})
+
+	assert.Empty(t, h.dead)
+	assert.Equal(t, int64(6), st.Checkpoint, "the checkpoint waits at the poison record")
+	assert.Equal(t, "blocked", st.Phase)
+	assert.Contains(t, st.LastError, "no on_failure.dead_letter")
+}
+
+func TestPartitionConsumerPausesResetsAndResumes(t *testing.T) {
+	h := newPartitionHarness(t, 10)
+	var paused, reset PartitionStatus
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlPause})
+	}, time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		paused = h.status()
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 4}}})
+	}, 2*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		reset = h.status()
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlResume})
+	}, 3*time.Minute)
+	var final PartitionStatus
+	h.env.RegisterDelayedCallback(func() { final = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+
+	assert.True(t, paused.Paused)
+	assert.Equal(t, "paused", paused.Phase)
+	assert.Equal(t, int64(10), paused.Checkpoint)
+	assert.Equal(t, int64(4), reset.Checkpoint, "reset moved the checkpoint back")
+	assert.False(t, final.Paused)
+	assert.Equal(t, int64(10), final.Checkpoint, "after resume it consumed 4..9 again")
+	assert.Equal(t, int64(16), final.Records)
+}
