@@ -45,6 +45,9 @@ type KafkaBatch struct {
 	// Oversize is set when one record alone exceeds MaxBytes: it travels alone.
 	Oversize bool
 	Lines    []byte `json:"-"`
+	// ReachedUntil is set when the read covered its whole range: with
+	// Until >= 0, it read offset Until or saw a later one.
+	ReachedUntil bool
 	// End is the partition's high watermark as the fetches reported it.
 	End int64
 	// Records are the records read, for dead letters.
@@ -133,8 +136,11 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) { batch.End = max(batch.End, p.HighWatermark) })
 		full := false
 		fetches.EachRecord(func(r *kgo.Record) {
-			if full || (in.Until >= 0 && r.Offset > in.Until) {
-				full = full || in.Until >= 0 && r.Offset > in.Until
+			if in.Until >= 0 && r.Offset > in.Until {
+				full, batch.ReachedUntil = true, true
+				return
+			}
+			if full {
 				return
 			}
 			line, err := EncodeRecord(r)
@@ -156,6 +162,9 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 			batch.Bytes += size
 			batch.Lines = append(batch.Lines, line...)
 			batch.Records = append(batch.Records, r)
+			if in.Until >= 0 && r.Offset == in.Until {
+				batch.ReachedUntil = true
+			}
 			if batch.Oversize {
 				full = true
 			}

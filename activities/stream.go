@@ -55,7 +55,9 @@ func (k *Kafka) Partitions(ctx context.Context, in TopicRef) ([]int32, error) {
 	if err != nil {
 		return nil, err
 	}
-	td, err := adm.ListTopics(ctx, in.Topic)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second) // fail fast: discovery runs again soon
+	defer cancel()
+	td, err := adm.ListTopics(lctx, in.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: listing topic %s: %w", in.Topic, err)
 	}
@@ -225,6 +227,9 @@ type StreamBatch struct {
 	StagedKey string `json:",omitempty"`
 	// End is the partition's end offset (high watermark) seen by the read.
 	End int64 `json:",omitempty"`
+	// RangeDone is set when a read with an Until covered its whole range;
+	// an empty batch without it means the records could not be read (yet).
+	RangeDone bool `json:",omitempty"`
 	// Rejected says why the batch could not be submitted at all (a record
 	// too large for an inline job): no job ran; bisection or the dead
 	// letter takes over.
@@ -236,6 +241,8 @@ const (
 	MetaFirst = "connect.first"
 	MetaLast  = "connect.last"
 	MetaCount = "connect.count"
+	// MetaRangeDone records that the batch covered its whole range.
+	MetaRangeDone = "connect.range-done"
 )
 
 // BatchInputTarget is where the task finds a stream batch (JSON lines).
@@ -275,6 +282,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		sb.First, _ = strconv.ParseInt(existing.Meta[MetaFirst], 10, 64)
 		sb.Last, _ = strconv.ParseInt(existing.Meta[MetaLast], 10, 64)
 		sb.Count, _ = strconv.Atoi(existing.Meta[MetaCount])
+		sb.RangeDone = existing.Meta[MetaRangeDone] == "true"
 		sb.QueueTimeout, sb.ExecutionTimeout = tasktemplate.Timeouts(existing)
 		return sb, nil
 	}
@@ -284,14 +292,15 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		return nil, err
 	}
 	if batch.Count == 0 {
-		return &StreamBatch{First: -1, Last: in.Read.From - 1}, nil
+		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End}, nil
 	}
 	sub := SubmitInput{Template: in.Template, URLTTL: in.URLTTL, Batch: tasktemplate.Batch{
 		Connector: in.Connector, ID: id, Attempt: in.Attempt,
 		Meta: map[string]string{
-			MetaFirst: strconv.FormatInt(batch.First, 10),
-			MetaLast:  strconv.FormatInt(batch.Last, 10),
-			MetaCount: strconv.Itoa(batch.Count),
+			MetaFirst:     strconv.FormatInt(batch.First, 10),
+			MetaLast:      strconv.FormatInt(batch.Last, 10),
+			MetaCount:     strconv.Itoa(batch.Count),
+			MetaRangeDone: strconv.FormatBool(batch.ReachedUntil),
 		},
 		Labels:       map[string]string{"connect-kind": "kafka"},
 		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
@@ -309,7 +318,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		sub.Batch.Inputs = []tasktemplate.Input{{Target: BatchInputTarget, Inline: batch.Lines}}
 	}
 	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
-		StagedKey: stagedKey, End: batch.End}
+		StagedKey: stagedKey, End: batch.End, RangeDone: batch.ReachedUntil}
 	res, err := k.bacalhau.Submit(ctx, sub)
 	var tooBig *tasktemplate.Error
 	if errors.As(err, &tooBig) && tooBig.Field == "job size" {
@@ -378,6 +387,11 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 	batch, err := ReadPartition(ctx, read)
 	if err != nil {
 		return nil, err
+	}
+	if !batch.ReachedUntil {
+		// Never move past records not read: retry (brokers slow or down).
+		return nil, fmt.Errorf("dead letter: read %d records of %s/%d offsets %d..%d before the wait ended; retrying",
+			batch.Count, read.Topic, read.Partition, read.From, read.Until)
 	}
 	jobs := ""
 	for i, j := range in.JobIDs {

@@ -191,8 +191,8 @@ func (c *consumer) run(ctx workflow.Context) error {
 		c.st.End = max(c.st.End, batch.End)
 		if batch.Count == 0 {
 			leases.release(ctx, leaseID)
-			if len(c.ranges) > 0 { // a bisected range with nothing left in it
-				c.advance(ctx, until+1)
+			if len(c.ranges) > 0 && batch.RangeDone { // a bisected range with nothing left in it
+				c.advance(ctx, until+1, true)
 			}
 			continue
 		}
@@ -222,16 +222,22 @@ func (c *consumer) run(ctx workflow.Context) error {
 		}
 		// Success: the checkpoint moves past the batch (or range), then the
 		// group mirrors it.
-		next := batch.Last + 1
+		next, done := batch.Last+1, true
 		if len(c.ranges) > 0 {
-			next = until + 1
+			if batch.RangeDone {
+				next = until + 1
+			} else {
+				// The read stopped short of the range's end: the rest of
+				// the range stays to run.
+				c.ranges[0].From, done = next, false
+			}
 		}
 		c.st.Batches++
 		c.st.Records += int64(batch.Count)
 		c.st.Skipped += batch.Skipped
 		c.st.LastError = ""
 		run++
-		c.advance(ctx, next)
+		c.advance(ctx, next, done)
 	}
 	return workflow.NewContinueAsNewError(ctx, PartitionConsumer, c.next())
 }
@@ -270,12 +276,12 @@ func (c *consumer) next() PartitionInput {
 	return in
 }
 
-// advance moves the checkpoint to next after the current batch or range is
-// done, and mirrors it to the consumer group.
-func (c *consumer) advance(ctx workflow.Context, next int64) {
+// advance moves the checkpoint to next after a batch, and mirrors it to
+// the consumer group; rangeDone drops the current bisected range.
+func (c *consumer) advance(ctx workflow.Context, next int64, rangeDone bool) {
 	c.st.Checkpoint = next
 	c.st.Lag = max(0, c.st.End-next)
-	if len(c.ranges) > 0 {
+	if len(c.ranges) > 0 && rangeDone {
 		c.ranges = c.ranges[1:]
 	}
 	c.st.Bisecting = c.ranges
@@ -377,7 +383,7 @@ func (c *consumer) deadLetter(ctx workflow.Context, lo, hi int64) error {
 	if len(c.ranges) > 0 {
 		next = max(next, c.ranges[0].Until+1)
 	}
-	c.advance(ctx, next)
+	c.advance(ctx, next, true)
 	return nil
 }
 

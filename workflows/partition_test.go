@@ -22,6 +22,9 @@ type partitionHarness struct {
 	t   *testing.T
 	env *testsuite.TestWorkflowEnvironment
 	end int64
+	// rangeLimit, when > 0, cuts reads of a bisected range short (as a slow
+	// broker would).
+	rangeLimit int64
 
 	mu        sync.Mutex
 	poison    map[int64]bool
@@ -59,13 +62,17 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		last := min(in.Read.From+int64(in.Read.MaxRecords)-1, h.end-1)
 		if in.Read.Until >= 0 {
 			last = min(last, in.Read.Until)
+			if h.rangeLimit > 0 {
+				last = min(last, in.Read.From+h.rangeLimit-1)
+			}
 		}
 		if last < in.Read.From {
 			return &activities.StreamBatch{First: -1, Last: in.Read.From - 1}, nil
 		}
 		id := fmt.Sprintf("job-%d-%d-%d", in.Read.From, last, in.Attempt)
 		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
-		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end}, nil
+		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
+			RangeDone: in.Read.Until >= 0 && last == in.Read.Until}, nil
 	})
 	env.OnActivity("Await", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
 		h.mu.Lock()
@@ -177,4 +184,22 @@ func TestPartitionConsumerPausesResetsAndResumes(t *testing.T) {
 	assert.False(t, final.Paused)
 	assert.Equal(t, int64(10), final.Checkpoint, "after resume it consumed 4..9 again")
 	assert.Equal(t, int64(16), final.Records)
+}
+
+func TestPartitionConsumerNeverSkipsTheRestOfAShortRangeRead(t *testing.T) {
+	h := newPartitionHarness(t, 10, 6)
+	h.rangeLimit = 1
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+
+	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
+	assert.Equal(t, int64(10), st.Checkpoint)
+	var done []int64
+	for _, r := range h.succeeded {
+		for o := r.From; o <= r.Until; o++ {
+			done = append(done, o)
+		}
+	}
+	assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done, "every record but the poison one, once, in order")
 }

@@ -41,6 +41,8 @@ type KafkaConnectorStatus struct {
 	Partitions []PartitionStatus
 	// Totals over the partitions.
 	Records, Batches, DeadLettered, Lag int64
+	// LastError is the connector's own last problem (partition discovery).
+	LastError string `json:",omitempty"`
 }
 
 // ResetRequest moves the checkpoints of a paused Kafka connector: To is
@@ -114,6 +116,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	}
 	started := append([]int32(nil), in.Started...)
 	paused := in.Paused
+	lastError := ""
 	reports := map[int32]PartitionStatus{}
 	for _, r := range in.Reports {
 		reports[r.Partition] = r
@@ -125,7 +128,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryPartitionStatus, func() (KafkaConnectorStatus, error) {
-		st := KafkaConnectorStatus{Name: cfg.Name, Topic: cfg.Topic, Group: cfg.Group, Mode: cfg.Mode, Paused: paused, Started: started}
+		st := KafkaConnectorStatus{Name: cfg.Name, Topic: cfg.Topic, Group: cfg.Group, Mode: cfg.Mode, Paused: paused, Started: started, LastError: lastError}
 		for _, p := range started {
 			r, ok := reports[p]
 			if !ok {
@@ -172,11 +175,26 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	var k *activities.Kafka
-	actx := shortOptions(ctx)
+	// Discovery runs every partitionRecheck anyway: an outage shows in the
+	// status within seconds instead of after long retries.
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
 	for rounds := 0; ; rounds++ {
 		var parts []int32
 		if err := workflow.ExecuteActivity(actx, k.Partitions, cfg.topicRef()).Get(ctx, &parts); err != nil {
-			return fmt.Errorf("listing partitions of %s: %w", cfg.Topic, err)
+			var appErr *temporal.ApplicationError
+			if len(started) == 0 && errors.As(err, &appErr) && appErr.Type() == "TopicNotFound" {
+				// Most likely a typo in the spec: fail loudly.
+				return fmt.Errorf("listing partitions of %s: %w", cfg.Topic, err)
+			}
+			// The topic went away (deleted) or the brokers are down: the
+			// consumers keep their checkpoints and wait; say so and look again.
+			lastError = fmt.Sprintf("listing partitions of %s: %v", cfg.Topic, err)
+			workflow.GetLogger(ctx).Warn("Listing partitions failed; consumers keep their checkpoints", "Error", err)
+		} else {
+			lastError = ""
 		}
 		for _, p := range parts {
 			if slices.Contains(started, p) {

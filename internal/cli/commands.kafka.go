@@ -82,6 +82,7 @@ func kafkaRow(st *workflows.KafkaConnectorStatus) connectorRow {
 	row := connectorRow{Name: st.Name, Kind: "kafka", State: kafkaState(st), Processed: st.Records, Lag: st.Lag,
 		Position: fmt.Sprintf("%s: %d partitions", st.Topic, len(st.Started))}
 	var last time.Time
+	row.LastError = st.LastError
 	for _, p := range st.Partitions {
 		if p.LastError != "" {
 			row.LastError = fmt.Sprintf("partition %d: %s", p.Partition, p.LastError)
@@ -98,7 +99,11 @@ func describeKafka(st *workflows.KafkaConnectorStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector   %s (workflow %s), kind kafka, mode %s\nstate       %s\ntopic       %s, group %s\n",
 		st.Name, workflows.KafkaWorkflowID(st.Name), st.Mode, kafkaState(st), st.Topic, st.Group)
-	fmt.Fprintf(&b, "totals      %d records in %d batches, %d dead-lettered, lag %d\n\n", st.Records, st.Batches, st.DeadLettered, st.Lag)
+	fmt.Fprintf(&b, "totals      %d records in %d batches, %d dead-lettered, lag %d\n", st.Records, st.Batches, st.DeadLettered, st.Lag)
+	if st.LastError != "" {
+		fmt.Fprintf(&b, "last error  %s\n", st.LastError)
+	}
+	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tPHASE\tCHECKPOINT\tEND\tLAG\tRECORDS\tDEAD\tLAST JOB\tLAST ERROR")
 	for _, p := range st.Partitions {

@@ -2,12 +2,16 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // KafkaOptions configures the Kafka stand-in.
@@ -17,6 +21,17 @@ type KafkaOptions struct {
 	// Topics are created up front with their partition counts; kfake creates
 	// no topic on first use, as a well-run cluster would not.
 	Topics map[string]int32
+	// DataDir, when set, persists the broker's logs, topics and group
+	// offsets there, so a broker restarted on it (same Port) resumes.
+	DataDir string
+	// SASL, when set, makes the broker require SASL with this superuser
+	// (Mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512).
+	SASL *KafkaUser
+}
+
+// KafkaUser is a SASL user of the stand-in.
+type KafkaUser struct {
+	Mechanism, User, Password string
 }
 
 // Kafka is franz-go's kfake: a real Kafka-protocol broker in this process
@@ -24,6 +39,7 @@ type KafkaOptions struct {
 // 127.0.0.1. Third-party clients such as kcat work against it.
 type Kafka struct {
 	cluster *kfake.Cluster
+	user    *KafkaUser
 }
 
 // StartKafka starts the broker and creates opts.Topics.
@@ -32,13 +48,20 @@ func StartKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := kfake.NewCluster(kfake.Ports(port))
+	kopts := []kfake.Opt{kfake.Ports(port)}
+	if opts.DataDir != "" {
+		kopts = append(kopts, kfake.DataDir(opts.DataDir), kfake.SyncWrites())
+	}
+	if u := opts.SASL; u != nil {
+		kopts = append(kopts, kfake.EnableSASL(), kfake.Superuser(u.Mechanism, u.User, u.Password))
+	}
+	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: starting kfake on port %d: %w", port, err)
 	}
-	k := &Kafka{cluster: c}
+	k := &Kafka{cluster: c, user: opts.SASL}
 	for topic, partitions := range opts.Topics {
-		if err := k.CreateTopic(ctx, topic, partitions); err != nil {
+		if err := k.CreateTopic(ctx, topic, partitions); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			k.Stop()
 			return nil, err
 		}
@@ -51,7 +74,18 @@ func (k *Kafka) Brokers() []string { return k.cluster.ListenAddrs() }
 
 // Client returns a franz-go client for the broker; close it when done.
 func (k *Kafka) Client(opts ...kgo.Opt) (*kgo.Client, error) {
-	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers()...)}, opts...)...)
+	base := []kgo.Opt{kgo.SeedBrokers(k.Brokers()...)}
+	if u := k.user; u != nil {
+		switch u.Mechanism {
+		case "PLAIN":
+			base = append(base, kgo.SASL(plain.Auth{User: u.User, Pass: u.Password}.AsMechanism()))
+		case "SCRAM-SHA-512":
+			base = append(base, kgo.SASL(scram.Auth{User: u.User, Pass: u.Password}.AsSha512Mechanism()))
+		default:
+			base = append(base, kgo.SASL(scram.Auth{User: u.User, Pass: u.Password}.AsSha256Mechanism()))
+		}
+	}
+	c, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: client: %w", err)
 	}

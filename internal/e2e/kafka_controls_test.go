@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,6 +199,65 @@ func waitPhase(t *testing.T, name, topic string, parts []int32, phase string) {
 			if st.Phase != phase {
 				return fmt.Errorf("partition %d is %s", p, st.Phase)
 			}
+		}
+		return nil
+	}))
+}
+
+// TestKafkaBrokerDownLosesNoCheckpoint stops the broker under a running
+// connector and starts it again (same port, same data): the consumers wait,
+// the connector says what is wrong, and consumption resumes from the
+// checkpoints with every record processed once.
+func TestKafkaBrokerDownLosesNoCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	const topic, name = "outage-events", "e2e-kafka-outage"
+	port, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	_, portStr, _ := strings.Cut(port, ":")
+	portNum, err := strconv.Atoi(portStr)
+	require.NoError(t, err)
+	kopts := devstack.KafkaOptions{Port: portNum, DataDir: t.TempDir(), Topics: map[string]int32{topic: 2}}
+	k, err := devstack.StartKafka(ctx, kopts)
+	require.NoError(t, err)
+	defer func() { k.Stop() }()
+	queue := startWorker(t)
+	c, err := k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	for i := 0; i < 100; i++ {
+		produce(t, c, topic, int32(i%2), nginxLine(i))
+	}
+	c.Close()
+	out, err := starter(t, queue, "apply", "-f", kafkaSpecFile(t, name, k.Brokers()[0], topic, "batch: {max_records: 20, max_wait: 1s}\n"))
+	require.NoError(t, err, out)
+	defer func() { _, _ = starter(t, queue, "delete", name) }()
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 50, 1: 50}, 2*time.Minute)
+
+	k.Stop()
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st := connectorStatus(t, queue, name); st.LastError == "" {
+			return errors.New("the connector does not report the outage yet")
+		}
+		return nil
+	}))
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 50, 1: 50}, time.Second)
+
+	k, err = devstack.StartKafka(ctx, kopts)
+	require.NoError(t, err)
+	c, err = k.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer c.Close()
+	for i := 100; i < 160; i++ {
+		produce(t, c, topic, int32(i%2), nginxLine(i))
+	}
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 80, 1: 80}, 2*time.Minute)
+	seen, _ := kafkaLedger(t, name)
+	assert.Len(t, seen, 160)
+	for key, n := range seen {
+		assert.Equal(t, 1, n, key)
+	}
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st := connectorStatus(t, queue, name); st.LastError != "" {
+			return fmt.Errorf("still reports %q", st.LastError)
 		}
 		return nil
 	}))
