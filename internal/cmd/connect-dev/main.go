@@ -229,7 +229,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var kafka *devstack.Kafka
 	if err := step("starting Kafka (kfake)", func() error {
 		var err error
-		kafka, err = devstack.StartKafka(ctx, devstack.KafkaOptions{Port: o.kafkaPort, Topics: map[string]int32{"web-logs": 8}})
+		kafka, err = devstack.StartKafka(ctx, devstack.KafkaOptions{Port: o.kafkaPort, Topics: map[string]int32{"web-logs": 8, "web-logs-dlq": 1}})
 		return err
 	}); err != nil {
 		return err
@@ -245,10 +245,12 @@ Temporal        %s   (temporal workflow list --address %s)
 Bacalhau API    %s
 Modules         %s
 S3 (versitygw)  %s   (key %s; bucket logs)
-Kafka (kfake)   %s   (topic web-logs; kcat -b %s -t web-logs -C -e)
+Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -e)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
+      go run ./starter describe web-events        (one row per partition: checkpoint, end, lag)
+      go run ./starter pause web-events && go run ./starter reset web-events --to earliest && go run ./starter resume web-events
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
