@@ -48,6 +48,8 @@ type KafkaBatch struct {
 	// ReachedUntil is set when the read covered its whole range: with
 	// Until >= 0, it read offset Until or saw a later one.
 	ReachedUntil bool
+	// FirstTime is the first record's timestamp.
+	FirstTime time.Time
 	// End is the partition's high watermark as the fetches reported it.
 	End int64
 	// Records are the records read, for dead letters.
@@ -154,6 +156,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 			}
 			if batch.Count == 0 {
 				batch.First = r.Offset
+				batch.FirstTime = r.Timestamp
 				batch.Skipped = max(0, r.Offset-in.From)
 				batch.Oversize = size > in.MaxBytes
 			}

@@ -227,6 +227,8 @@ type StreamBatch struct {
 	StagedKey string `json:",omitempty"`
 	// End is the partition's end offset (high watermark) seen by the read.
 	End int64 `json:",omitempty"`
+	// FirstTime is the first record's timestamp (zero when reused).
+	FirstTime time.Time `json:",omitempty"`
 	// RangeDone is set when a read with an Until covered its whole range;
 	// an empty batch without it means the records could not be read (yet).
 	RangeDone bool `json:",omitempty"`
@@ -241,6 +243,8 @@ const (
 	MetaFirst = "connect.first"
 	MetaLast  = "connect.last"
 	MetaCount = "connect.count"
+	// MetaFirstTime is the first record's timestamp (RFC 3339).
+	MetaFirstTime = "connect.first-time"
 	// MetaRangeDone records that the batch covered its whole range.
 	MetaRangeDone = "connect.range-done"
 )
@@ -283,6 +287,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		sb.Last, _ = strconv.ParseInt(existing.Meta[MetaLast], 10, 64)
 		sb.Count, _ = strconv.Atoi(existing.Meta[MetaCount])
 		sb.RangeDone = existing.Meta[MetaRangeDone] == "true"
+		sb.FirstTime, _ = time.Parse(time.RFC3339Nano, existing.Meta[MetaFirstTime])
 		sb.QueueTimeout, sb.ExecutionTimeout = tasktemplate.Timeouts(existing)
 		return sb, nil
 	}
@@ -301,6 +306,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 			MetaLast:      strconv.FormatInt(batch.Last, 10),
 			MetaCount:     strconv.Itoa(batch.Count),
 			MetaRangeDone: strconv.FormatBool(batch.ReachedUntil),
+			MetaFirstTime: batch.FirstTime.UTC().Format(time.RFC3339Nano),
 		},
 		Labels:       map[string]string{"connect-kind": "kafka"},
 		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
@@ -318,7 +324,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		sub.Batch.Inputs = []tasktemplate.Input{{Target: BatchInputTarget, Inline: batch.Lines}}
 	}
 	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
-		StagedKey: stagedKey, End: batch.End, RangeDone: batch.ReachedUntil}
+		StagedKey: stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime}
 	res, err := k.bacalhau.Submit(ctx, sub)
 	var tooBig *tasktemplate.Error
 	if errors.As(err, &tooBig) && tooBig.Field == "job size" {

@@ -36,6 +36,9 @@ type KafkaConfig struct {
 	Staging *S3Location `json:",omitempty"`
 	// TaskConfig is what runs per batch (fields promoted).
 	TaskConfig
+	// MaxRecordAge, when set, stops retrying a failing batch whose oldest
+	// record is older: it goes to bisection and the dead letter at once.
+	MaxRecordAge time.Duration `json:",omitempty"`
 	// Bisect splits a failing batch to isolate the records that fail.
 	Bisect bool
 	// DeadLetterTopic or DeadLetterS3 receive records that fail every attempt.

@@ -87,6 +87,7 @@ func PartitionConsumer(ctx workflow.Context, in PartitionInput) error {
 	c.controls = workflow.GetSignalChannel(ctx, SignalPartitionControl)
 	c.ranges = append([]OffsetRange(nil), in.Ranges...)
 	c.attempts = in.Attempts
+	c.dirty = true // the first idle moment reports, so the connector knows every consumer
 	return c.run(ctx)
 }
 
@@ -322,7 +323,11 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 	lo, hi := batch.First, batch.Last
 	splitRange := len(c.ranges) > 0 && hi > lo
 	rejected := batch.Rejected != ""
-	if !c.legacy && isolatable && (c.attempts >= policy.MaxAttempts || splitRange || rejected) {
+	expired := c.cfg.MaxRecordAge > 0 && !batch.FirstTime.IsZero() && workflow.Now(ctx).Sub(batch.FirstTime) > c.cfg.MaxRecordAge
+	if expired {
+		isolatable = true // too old to keep retrying, whatever the failure
+	}
+	if !c.legacy && isolatable && (c.attempts >= policy.MaxAttempts || splitRange || rejected || expired) {
 		if c.cfg.Bisect && hi > lo {
 			mid := lo + (hi-lo)/2
 			if len(c.ranges) == 0 {

@@ -22,6 +22,8 @@ type partitionHarness struct {
 	t   *testing.T
 	env *testsuite.TestWorkflowEnvironment
 	end int64
+	// recordTime, when set, is every record's timestamp.
+	recordTime time.Time
 	// rangeLimit, when > 0, cuts reads of a bisected range short (as a slow
 	// broker would).
 	rangeLimit int64
@@ -72,7 +74,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		id := fmt.Sprintf("job-%d-%d-%d", in.Read.From, last, in.Attempt)
 		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
 		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
-			RangeDone: in.Read.Until >= 0 && last == in.Read.Until}, nil
+			RangeDone: in.Read.Until >= 0 && last == in.Read.Until, FirstTime: h.recordTime}, nil
 	})
 	env.OnActivity("Await", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
 		h.mu.Lock()
@@ -202,4 +204,17 @@ func TestPartitionConsumerNeverSkipsTheRestOfAShortRangeRead(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done, "every record but the poison one, once, in order")
+}
+
+func TestPartitionConsumerStopsRetryingRecordsOlderThanMaxRecordAge(t *testing.T) {
+	h := newPartitionHarness(t, 10, 6)
+	h.recordTime = h.env.Now().Add(-2 * time.Hour)
+	cfg := unitKafkaConfig()
+	cfg.Retry.MaxAttempts = 5
+	cfg.MaxRecordAge = time.Hour
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: 0})
+
+	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
+	assert.Equal(t, []OffsetRange{{0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}}, h.failed, "one attempt each, not five: the records are too old")
 }

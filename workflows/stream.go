@@ -171,6 +171,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		return err
 	}
 
+	parallelStart := workflow.GetVersion(ctx, "kafka-connector-parallel-start", workflow.DefaultVersion, 1) == 1
 	statusCh := workflow.GetSignalChannel(ctx, SignalPartitionStatus)
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
@@ -196,8 +197,10 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		} else {
 			lastError = ""
 		}
+		var fresh []int32
+		var starting []workflow.ChildWorkflowFuture
 		for _, p := range parts {
-			if slices.Contains(started, p) {
+			if slices.Contains(started, p) || slices.Contains(fresh, p) {
 				continue
 			}
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -205,14 +208,23 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			})
 			f := workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
-			if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
-				var already *temporal.ChildWorkflowExecutionAlreadyStartedError
-				if !errors.As(err, &already) {
-					return fmt.Errorf("starting consumer of partition %d: %w", p, err)
+			fresh, starting = append(fresh, p), append(starting, f)
+			if !parallelStart {
+				if err := childStarted(ctx, f, p); err != nil {
+					return err
 				}
 			}
-			started = append(started, p)
-			workflow.GetLogger(ctx).Info("Partition consumer started", "Partition", p)
+		}
+		for i, f := range starting {
+			if parallelStart {
+				// All started in one workflow task: a thousand partitions
+				// take one round trip, not a thousand.
+				if err := childStarted(ctx, f, fresh[i]); err != nil {
+					return err
+				}
+			}
+			started = append(started, fresh[i])
+			workflow.GetLogger(ctx).Info("Partition consumer started", "Partition", fresh[i])
 		}
 
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
@@ -259,6 +271,18 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			return workflow.NewContinueAsNewError(ctx, KafkaConnector, next)
 		}
 	}
+}
+
+// childStarted waits until a consumer's workflow started; one that runs
+// already (started by an earlier run of the connector) is fine.
+func childStarted(ctx workflow.Context, f workflow.ChildWorkflowFuture, p int32) error {
+	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
+		if !errors.As(err, &already) {
+			return fmt.Errorf("starting consumer of partition %d: %w", p, err)
+		}
+	}
+	return nil
 }
 
 func cancelConsumers(ctx workflow.Context, cfg KafkaConfig, parts []int32) {

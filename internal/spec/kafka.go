@@ -154,6 +154,12 @@ func (s *Spec) resolveKafka(dir string, add addFunc) *workflows.KafkaConfig {
 	}
 
 	cfg.TaskConfig = s.resolveTask(dir, add)
+	if a := s.Retry.MaxRecordAge; a != nil {
+		cfg.MaxRecordAge = a.Duration
+		if cfg.MaxRecordAge <= 0 {
+			add("retry.max_record_age", "%s: use a positive duration such as 1h, or leave it out for no limit", cfg.MaxRecordAge)
+		}
+	}
 
 	cfg.Bisect = true
 	if f := s.OnFailure; f != nil {

@@ -89,6 +89,8 @@ func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"cron field on kafka", edit("task:\n", "schedule: \"@every 1m\"\ntask:\n"), "schedule", "only for kind cron"},
 		{"s3 source on kafka", edit("task:\n", "overlap: skip\ntask:\n"), "overlap", "only for kind cron"},
 		{"missing template", edit("  template: ../jobs/logsummary.yaml\n", ""), "task.template", "required"},
+		{"negative record age", edit("task:\n", "retry: {max_record_age: -1h}\ntask:\n"), "retry.max_record_age", "positive"},
+		{"tls cert without key", edit("    topic: web-logs\n", "    topic: web-logs\n    tls: {cert_file: c.pem}\n"), "source.kafka.tls", "go together"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

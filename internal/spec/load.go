@@ -172,6 +172,7 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 	streamOnly := map[string]bool{
 		"source.kafka": s.Source.Kafka != nil, "mode": s.Mode != "", "staging": s.Staging != nil,
 		"on_failure": s.OnFailure != nil, "batch.max_records": s.Batch.MaxRecords != 0, "batch.max_wait": s.Batch.MaxWait != nil,
+		"retry.max_record_age": s.Retry.MaxRecordAge != nil,
 	}
 	other, set := streamOnly, "kafka"
 	if kind == KindKafka {

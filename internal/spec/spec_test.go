@@ -82,6 +82,7 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron or kafka"},
 		{"unknown kind", edit(t, "kind: cron", "kind: cronjob"), "kind", `unknown "cronjob"`},
 		{"kafka field on cron", edit(t, "task:\n", "mode: staged\ntask:\n"), "mode", "only for kind kafka"},
+		{"record age on cron", edit(t, "task:\n", "retry: {max_record_age: 1h}\ntask:\n"), "retry.max_record_age", "only for kind kafka"},
 		{"missing schedule", edit(t, "schedule: \"*/5 * * * *\"\n", ""), "schedule", "required"},
 		{"bad cron", edit(t, `"*/5 * * * *"`, `"*/5 * * *"`), "schedule", "5 fields"},
 		{"bad cron value", edit(t, `"*/5 * * * *"`, `"61 * * * *"`), "schedule", "above maximum (59)"},

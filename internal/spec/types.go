@@ -188,6 +188,10 @@ type Retry struct {
 	InitialInterval *Duration `yaml:"initial_interval"`
 	// MaxInterval caps the backoff. Default 5m.
 	MaxInterval *Duration `yaml:"max_interval"`
+	// MaxRecordAge (stream connectors): a failing batch whose oldest record
+	// is older than this stops retrying and goes to bisection and the dead
+	// letter at once. Default: no limit.
+	MaxRecordAge *Duration `yaml:"max_record_age"`
 }
 
 // DeadLetter is where failed batches are recorded.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -99,6 +100,29 @@ func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions)
 func (p *WorkerProcess) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// RSSMiB reads the process's resident set size and its peak (VmRSS,
+// VmHWM) from /proc, in MiB.
+func (p *WorkerProcess) RSSMiB() (rss, peak float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
 }
 
 // FreeAddr returns a loopback host:port nothing listens on now.
