@@ -330,9 +330,6 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 	if !c.legacy && isolatable && (c.attempts >= policy.MaxAttempts || splitRange || rejected || expired) {
 		if c.cfg.Bisect && hi > lo {
 			mid := lo + (hi-lo)/2
-			if len(c.ranges) == 0 {
-				from = c.st.Checkpoint
-			}
 			halves := []OffsetRange{{From: from, Until: mid}, {From: mid + 1, Until: max(hi, until)}}
 			if len(c.ranges) > 0 {
 				c.ranges = append(halves, c.ranges[1:]...)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 )
 
 // WorkerProcess is the worker binary (./worker) running as a process of its
@@ -127,10 +129,9 @@ func (p *WorkerProcess) RSSMiB() (rss, peak float64) {
 
 // FreeAddr returns a loopback host:port nothing listens on now.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := devstack.FreePort()
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = l.Close() }()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+	return "127.0.0.1:" + strconv.Itoa(port), nil
 }
