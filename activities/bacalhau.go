@@ -17,6 +17,7 @@ import (
 	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
 	clientv2 "github.com/bacalhau-project/bacalhau/pkg/publicapi/client/v2"
+	"github.com/vincent-petithory/dataurl"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/labels"
@@ -435,6 +436,42 @@ func (b *Bacalhau) completed(ctx context.Context, job *models.Job) (*AwaitResult
 	return nil, fmt.Errorf("job %s is completed but lists no completed execution yet", job.ID)
 }
 
+// inlineInput returns the data of a job's inline input at target.
+func (b *Bacalhau) inlineInput(ctx context.Context, jobID, target string) ([]byte, error) {
+	resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: jobID})
+	if err != nil {
+		return nil, classify("reading job "+jobID, err)
+	}
+	for _, t := range resp.Job.Tasks {
+		for _, in := range t.InputSources {
+			if in.Target != target || in.Source == nil || in.Source.Type != models.StorageSourceInline {
+				continue
+			}
+			u, _ := in.Source.Params["URL"].(string)
+			d, err := dataurl.DecodeString(u)
+			if err != nil {
+				return nil, nonRetryable(ErrTypeInvalidTask, err, "job %s: inline input %s: %v", jobID, target, err)
+			}
+			return d.Data, nil
+		}
+	}
+	return nil, nonRetryable(ErrTypeInvalidTask, nil, "job %s has no inline input at %s", jobID, target)
+}
+
+// exitedZero reports whether a completed job's task exited 0.
+func (b *Bacalhau) exitedZero(ctx context.Context, job *models.Job) (bool, error) {
+	execs, err := b.executions(ctx, job.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range execs {
+		if e.ComputeState.StateType == models.ExecutionStateCompleted {
+			return e.RunOutput == nil || e.RunOutput.ExitCode == 0, nil
+		}
+	}
+	return false, nil
+}
+
 func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 	f := TaskFailure{JobID: job.ID, ExitCode: -1, Message: job.State.Message}
 	ran := false
@@ -496,9 +533,15 @@ type OutputFile struct {
 // tails (complete tails from the archive, not Bacalhau's 2 KB-truncated run
 // output) and the list of output files.
 func (b *Bacalhau) Results(ctx context.Context, jobID string) (*Results, error) {
+	res, _, err := b.results(ctx, jobID)
+	return res, err
+}
+
+// results reads a completed job's published results and returns its files too.
+func (b *Bacalhau) results(ctx context.Context, jobID string) (*Results, map[string][]byte, error) {
 	resp, err := b.jobs.Results(ctx, &apimodels.ListJobResultsRequest{JobID: jobID})
 	if err != nil {
-		return nil, classify("listing results of job "+jobID, err)
+		return nil, nil, classify("listing results of job "+jobID, err)
 	}
 	res := &Results{JobID: jobID}
 	for _, item := range resp.Items {
@@ -508,12 +551,12 @@ func (b *Bacalhau) Results(ctx context.Context, jobID string) (*Results, error) 
 		}
 	}
 	if res.ResultURL == "" {
-		return nil, nonRetryable(ErrTypeInvalidTask, nil,
+		return nil, nil, nonRetryable(ErrTypeInvalidTask, nil,
 			"job %s published no downloadable result; use the local publisher (Publisher: {Type: local}) or one with a URL", jobID)
 	}
 	files, err := FetchPublished(ctx, b.http, res.ResultURL, 64<<20)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res.ExitCode = -1
 	if code, ok := files["exitCode"]; ok {
@@ -527,7 +570,7 @@ func (b *Bacalhau) Results(ctx context.Context, jobID string) (*Results, error) 
 		}
 	}
 	sort.Slice(res.Outputs, func(i, j int) bool { return res.Outputs[i].Path < res.Outputs[j].Path })
-	return res, nil
+	return res, files, nil
 }
 
 // FetchPublished downloads a result archive (tar.gz) and returns its regular

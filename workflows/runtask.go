@@ -270,21 +270,8 @@ func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Dur
 	if l.ref.Disabled {
 		return nil
 	}
-	info := workflow.GetInfo(ctx)
-	actx := shortOptions(ctx)
-	var t *activities.Temporal
-	err := workflow.ExecuteActivity(actx, t.SignalWithStart, activities.SignalWithStartInput{
-		WorkflowID:   l.ref.WorkflowID,
-		WorkflowType: BudgetWorkflowType,
-		TaskQueue:    l.ref.TaskQueue,
-		SignalName:   SignalAcquireLease,
-		Signal: LeaseRequest{
-			LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl,
-		},
-		Input: BudgetInput{Size: l.ref.Size},
-	}).Get(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("requesting a lease from %s: %w", l.ref.WorkflowID, err)
+	if err := l.request(ctx, leaseID, ttl); err != nil {
+		return err
 	}
 	for {
 		var g LeaseGrant
@@ -302,6 +289,77 @@ func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Dur
 		}
 		l.release(ctx, g.LeaseID)
 	}
+}
+
+// request asks the budget for a lease, starting the budget if needed.
+func (l *leaseClient) request(ctx workflow.Context, leaseID string, ttl time.Duration) error {
+	info := workflow.GetInfo(ctx)
+	actx := shortOptions(ctx)
+	var t *activities.Temporal
+	err := workflow.ExecuteActivity(actx, t.SignalWithStart, activities.SignalWithStartInput{
+		WorkflowID:   l.ref.WorkflowID,
+		WorkflowType: BudgetWorkflowType,
+		TaskQueue:    l.ref.TaskQueue,
+		SignalName:   SignalAcquireLease,
+		Signal: LeaseRequest{
+			LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl,
+		},
+		Input: BudgetInput{Size: l.ref.Size},
+	}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("requesting a lease from %s: %w", l.ref.WorkflowID, err)
+	}
+	return nil
+}
+
+// sharedLeases lets several coroutines of one workflow hold leases at once:
+// one coroutine receives every grant and hands it to the coroutine waiting
+// for it (a leaseClient's acquire would hand back a grant meant for another
+// coroutine).
+type sharedLeases struct {
+	*leaseClient
+	waiting map[string]bool
+	arrived map[string]bool
+}
+
+func newSharedLeases(ctx workflow.Context, ref BudgetRef) *sharedLeases {
+	s := &sharedLeases{leaseClient: newLeaseClient(ctx, ref), waiting: map[string]bool{}, arrived: map[string]bool{}}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var g LeaseGrant
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(s.granted, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &g) })
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+			sel.Select(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if s.waiting[g.LeaseID] {
+				s.arrived[g.LeaseID] = true
+			} else {
+				s.release(ctx, g.LeaseID)
+			}
+		}
+	})
+	return s
+}
+
+// acquire asks for a lease and waits for its grant.
+func (s *sharedLeases) acquire(ctx workflow.Context, leaseID string, ttl time.Duration) error {
+	if s.ref.Disabled {
+		return nil
+	}
+	s.waiting[leaseID] = true
+	defer delete(s.waiting, leaseID)
+	if err := s.request(ctx, leaseID, ttl); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return s.arrived[leaseID] }); err != nil {
+		s.release(ctx, leaseID)
+		return temporal.NewCanceledError("cancelled while waiting for a lease")
+	}
+	delete(s.arrived, leaseID)
+	return nil
 }
 
 // release gives a lease back, even when ctx is cancelled.

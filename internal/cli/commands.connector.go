@@ -51,6 +51,9 @@ through a validated Update: a rejected update changes nothing.`,
 			if r.Kafka != nil {
 				return g.applyKafka(cmd, r.Kafka, dryRun)
 			}
+			if r.Queue != nil {
+				return g.applyQueue(cmd, r.Queue, dryRun)
+			}
 			cfg := r.Cron
 			id := workflows.CronWorkflowID(s.Name)
 			if dryRun {
@@ -130,7 +133,8 @@ func newListCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			var execs []*workflowpb.WorkflowExecutionInfo
 			req := &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus = 'Running'", workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType),
+				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s', '%s') AND ExecutionStatus = 'Running'",
+					workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType, workflows.QueueWorkflowType),
 			}
 			for {
 				resp, err := c.ListWorkflow(cmd.Context(), req)
@@ -145,6 +149,14 @@ func newListCommand(g *globals) *cobra.Command {
 			}
 			var rows []connectorRow
 			for _, e := range execs {
+				if e.Type.GetName() == workflows.QueueWorkflowType {
+					st, err := g.queueStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.QueueWorkflowIDPrefix))
+					if err != nil {
+						return err
+					}
+					rows = append(rows, queueRow(st))
+					continue
+				}
 				if e.Type.GetName() == workflows.KafkaConnectorWorkflowType {
 					st, err := g.kafkaStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.KafkaWorkflowIDPrefix))
 					if err != nil {
@@ -218,6 +230,9 @@ func newDescribeCommand(g *globals) *cobra.Command {
 				if kst, kerr := g.kafkaStatus(cmd, c, args[0]); kerr == nil {
 					return g.print(kst, describeKafka(kst))
 				}
+				if qst, qerr := g.queueStatus(cmd, c, args[0]); qerr == nil {
+					return g.print(qst, describeQueue(qst))
+				}
 				return err
 			}
 			var b strings.Builder
@@ -248,9 +263,14 @@ func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Comman
 				return err
 			}
 			defer c.Close()
-			err = c.SignalWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "", signal, nil)
-			if isNotFound(err) && signal != workflows.SignalTrigger {
-				err = c.SignalWorkflow(cmd.Context(), workflows.KafkaWorkflowID(args[0]), "", signal, nil)
+			ids := connectorWorkflowIDs(args[0])
+			if signal == workflows.SignalTrigger {
+				ids = ids[:1] // cron only
+			}
+			for _, id := range ids {
+				if err = c.SignalWorkflow(cmd.Context(), id, "", signal, nil); !isNotFound(err) {
+					break
+				}
 			}
 			if err != nil {
 				return connectorError(args[0], use, err)
@@ -329,9 +349,10 @@ func newDeleteCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			err = c.CancelWorkflow(cmd.Context(), workflows.CronWorkflowID(args[0]), "")
-			if isNotFound(err) {
-				err = c.CancelWorkflow(cmd.Context(), workflows.KafkaWorkflowID(args[0]), "")
+			for _, id := range connectorWorkflowIDs(args[0]) {
+				if err = c.CancelWorkflow(cmd.Context(), id, ""); !isNotFound(err) {
+					break
+				}
 			}
 			if err != nil {
 				return connectorError(args[0], "delete", err)
@@ -339,6 +360,12 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
 		},
 	}
+}
+
+// connectorWorkflowIDs are the workflow IDs a connector called name may
+// have, one per kind family (cron, kafka, queue).
+func connectorWorkflowIDs(name string) []string {
+	return []string{workflows.CronWorkflowID(name), workflows.KafkaWorkflowID(name), workflows.QueueWorkflowID(name)}
 }
 
 func isNotFound(err error) bool {

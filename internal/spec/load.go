@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -73,11 +74,13 @@ func (e *Error) Has(path string) bool {
 }
 
 // Resolved is a valid spec and the workflow configuration of its kind:
-// exactly one of Cron and Kafka is set.
+// exactly one of Cron, Kafka and Queue is set.
 type Resolved struct {
 	Spec  *Spec
 	Cron  *workflows.CronConfig
 	Kafka *workflows.KafkaConfig
+	// Queue is an sqs or sns connector's configuration.
+	Queue *workflows.QueueConfig
 }
 
 // LoadFile reads, decodes, validates and resolves a spec file.
@@ -154,44 +157,53 @@ func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	case KindKafka:
 		s.onlyFor(KindKafka, add)
 		r.Kafka = s.resolveKafka(dir, add)
+	case KindSQS, KindSNS:
+		s.onlyFor(s.Kind, add)
+		r.Queue = s.resolveQueue(dir, add)
 	case "":
-		add("kind", "required: cron or kafka")
+		add("kind", "required: cron, kafka, sqs or sns")
 	default:
-		add("kind", "unknown %q: use cron or kafka", s.Kind)
+		add("kind", "unknown %q: use cron, kafka, sqs or sns", s.Kind)
 	}
 	return r, ps
 }
 
 // onlyFor reports fields that belong to the other kind.
 func (s *Spec) onlyFor(kind string, add addFunc) {
-	cronOnly := map[string]bool{
-		"schedule": s.Schedule != "", "timezone": s.Timezone != "", "source.s3": s.Source.S3 != nil,
-		"overlap": s.Overlap != "", "catchup_window": s.CatchupWindow != nil, "dead_letter": s.DeadLetter != nil,
-		"batch.max_objects": s.Batch.MaxObjects != 0, "batch.concurrency": s.Batch.Concurrency != 0,
+	// Which kinds each kind-specific field belongs to.
+	fields := map[string]struct {
+		set   bool
+		kinds []string
+	}{
+		"schedule":             {s.Schedule != "", []string{KindCron}},
+		"timezone":             {s.Timezone != "", []string{KindCron}},
+		"source.s3":            {s.Source.S3 != nil, []string{KindCron}},
+		"overlap":              {s.Overlap != "", []string{KindCron}},
+		"catchup_window":       {s.CatchupWindow != nil, []string{KindCron}},
+		"dead_letter":          {s.DeadLetter != nil, []string{KindCron}},
+		"batch.max_objects":    {s.Batch.MaxObjects != 0, []string{KindCron}},
+		"batch.concurrency":    {s.Batch.Concurrency != 0, []string{KindCron, KindSQS, KindSNS}},
+		"source.kafka":         {s.Source.Kafka != nil, []string{KindKafka}},
+		"mode":                 {s.Mode != "", []string{KindKafka}},
+		"staging":              {s.Staging != nil, []string{KindKafka}},
+		"on_failure":           {s.OnFailure != nil, []string{KindKafka}},
+		"batch.max_records":    {s.Batch.MaxRecords != 0, []string{KindKafka}},
+		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindSQS, KindSNS}},
+		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka}},
+		"source.sqs":           {s.Source.SQS != nil, []string{KindSQS}},
+		"source.sns":           {s.Source.SNS != nil, []string{KindSNS}},
+		"batch.max_messages":   {s.Batch.MaxMessages != 0, []string{KindSQS, KindSNS}},
 	}
-	streamOnly := map[string]bool{
-		"source.kafka": s.Source.Kafka != nil, "mode": s.Mode != "", "staging": s.Staging != nil,
-		"on_failure": s.OnFailure != nil, "batch.max_records": s.Batch.MaxRecords != 0, "batch.max_wait": s.Batch.MaxWait != nil,
-		"retry.max_record_age": s.Retry.MaxRecordAge != nil,
-	}
-	other, set := streamOnly, "kafka"
-	if kind == KindKafka {
-		other, set = cronOnly, "cron"
-	}
-	for _, path := range sortedTrue(other) {
-		add(path, "only for kind %s: remove it", set)
-	}
-}
-
-func sortedTrue(m map[string]bool) []string {
-	var out []string
-	for k, v := range m {
-		if v {
-			out = append(out, k)
+	var wrong []string
+	for path, f := range fields {
+		if f.set && !slices.Contains(f.kinds, kind) {
+			wrong = append(wrong, path)
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(wrong)
+	for _, path := range wrong {
+		add(path, "only for kind %s: remove it", strings.Join(fields[path].kinds, " or "))
+	}
 }
 
 // resolveCron checks and resolves a cron connector's fields.

@@ -15,6 +15,8 @@ import (
 const (
 	KindCron  = "cron"
 	KindKafka = "kafka"
+	KindSQS   = workflows.KindSQS
+	KindSNS   = workflows.KindSNS
 )
 
 // Overlap policies of a cron connector.
@@ -122,6 +124,38 @@ type KafkaSource struct {
 type Source struct {
 	S3    *S3Source    `yaml:"s3"`
 	Kafka *KafkaSource `yaml:"kafka"`
+	SQS   *SQSSource   `yaml:"sqs"`
+	SNS   *SNSSource   `yaml:"sns"`
+}
+
+// SQSSource is a queue to poll.
+type SQSSource struct {
+	// Queue is the queue's name or URL.
+	Queue    string `yaml:"queue"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	// VisibilityTimeout asked for on receive, kept up while the task runs.
+	// Default 30s.
+	VisibilityTimeout *Duration `yaml:"visibility_timeout"`
+}
+
+// SNSSource is a topic, read through an SQS queue the connector subscribes
+// to it (created, or adopted when it exists; never deleted).
+type SNSSource struct {
+	TopicARN string `yaml:"topic_arn"`
+	// Queue names the managed queue. Default connect-<name>.
+	Queue    string `yaml:"queue"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	// RawDelivery (default true) delivers bare messages, no SNS envelope.
+	RawDelivery *bool `yaml:"raw_delivery"`
+	// FilterPolicy is an SNS filter policy as JSON, optional.
+	FilterPolicy string `yaml:"filter_policy"`
+	// Envelope hands the task SNS's JSON envelope rather than the message
+	// (only meaningful with raw_delivery: false).
+	Envelope bool `yaml:"envelope"`
+	// VisibilityTimeout as for sqs. Default 30s.
+	VisibilityTimeout *Duration `yaml:"visibility_timeout"`
 }
 
 // S3Source scans objects under a prefix.
@@ -155,6 +189,9 @@ type Batch struct {
 	MaxRecords int `yaml:"max_records"`
 	// MaxWait is how long a stream batch waits to fill up. Default 5s.
 	MaxWait *Duration `yaml:"max_wait"`
+	// MaxMessages per task of a queue connector (received 10 at a time).
+	// Default 10, at most 10000.
+	MaxMessages int `yaml:"max_messages"`
 }
 
 // Task is what runs for each batch.

@@ -152,6 +152,9 @@ func (e *Env) StartWorkerWith(opts workerapp.Options) (worker.Worker, error) {
 	if opts.S3Clients == nil {
 		opts.S3Clients = e.S3Clients
 	}
+	if opts.QueueClients == nil {
+		opts.QueueClients = devstack.QueueClients
+	}
 	w := workerapp.New(e.Client, opts)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting worker: %w", err)

@@ -26,6 +26,9 @@ type Options struct {
 	// S3Clients makes the S3 clients of scans and dead letters (nil: the
 	// standard AWS chain).
 	S3Clients inputgateway.ClientFactory
+	// QueueClients makes the SQS and SNS clients of queue connectors (nil:
+	// the standard AWS chain).
+	QueueClients activities.QueueClients
 	// MaxConcurrentActivities caps activities running at once in this worker
 	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
 	// this number, caps Bacalhau jobs in flight.
@@ -42,7 +45,8 @@ func New(c client.Client, opts Options) worker.Worker {
 	})
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway)
 	kafka := activities.NewKafkaClients()
-	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients))
+	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients),
+		activities.NewQueue(b, opts.QueueClients))
 	return &appWorker{Worker: w, kafka: kafka}
 }
 
@@ -61,7 +65,7 @@ func (w *appWorker) Stop() {
 // Register registers every workflow and activity on r. Activity names are
 // their method names, so methods of different activity structs must not share
 // a name.
-func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka) {
+func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka, q *activities.Queue) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})
@@ -72,4 +76,6 @@ func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal,
 	r.RegisterWorkflowWithOptions(workflows.PartitionConsumer, workflow.RegisterOptions{Name: workflows.PartitionConsumerWorkflowType})
 	r.RegisterActivity(s)
 	r.RegisterActivity(k)
+	r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
+	r.RegisterActivity(q)
 }

@@ -20,6 +20,9 @@
 //	-delay D      sleep D before reading, to simulate a slow task (default 0)
 //	-reject WORD  exit 3 when a line contains WORD, to simulate a task that
 //	              cannot process a record ("poison"); default off
+//	-fail-on WORD report queue messages whose body contains WORD as failed in
+//	              /outputs/failures.json ({"batchItemFailures":[{"itemIdentifier":
+//	              ID}]}, the partial-failure report) instead of exiting non-zero
 package main
 
 import (
@@ -53,6 +56,11 @@ type Summary struct {
 	// read (JSON lines with partition, offset and value, as stream
 	// connectors deliver them), in the order read.
 	KafkaOffsets map[string][]int64 `json:"kafka_offsets,omitempty"`
+	// MessageIDs lists the IDs of the queue messages read (JSON lines with
+	// id and body, as queue connectors deliver them), in the order read.
+	MessageIDs []string `json:"message_ids,omitempty"`
+	// FailedIDs are the messages reported as failed (-fail-on).
+	FailedIDs []string `json:"failed_ids,omitempty"`
 }
 
 // PathCount is one entry of Summary.TopPaths.
@@ -67,12 +75,13 @@ func main() {
 	top := flag.Int("top", 10, "how many paths to list in top_paths")
 	delay := flag.Duration("delay", 0, "sleep this long before reading (simulates a slow task)")
 	reject := flag.String("reject", "", "exit 3 when a line contains this word (simulates a poison record)")
+	failOn := flag.String("fail-on", "", "report queue messages containing this word as failed in failures.json")
 	flag.Parse()
 
 	if *delay > 0 {
 		time.Sleep(*delay)
 	}
-	sum, err := summarize(*inputs, *top, *reject)
+	sum, err := summarize(*inputs, *top, *reject, *failOn)
 	var poison *poisonError
 	if errors.As(err, &poison) {
 		fmt.Fprintln(os.Stderr, "logsummary:", err)
@@ -92,8 +101,32 @@ func main() {
 			fmt.Fprintln(os.Stderr, "logsummary: writing summary.json:", err)
 			os.Exit(1)
 		}
+		if len(sum.FailedIDs) > 0 {
+			if err := writeFailures(filepath.Join(*outputs, "failures.json"), sum.FailedIDs); err != nil {
+				fmt.Fprintln(os.Stderr, "logsummary: writing failures.json:", err)
+				os.Exit(1)
+			}
+		}
 	}
 	fmt.Println(string(out))
+}
+
+// writeFailures writes the partial-failure report queue connectors read.
+func writeFailures(path string, ids []string) error {
+	type item struct {
+		ItemIdentifier string `json:"itemIdentifier"`
+	}
+	report := struct {
+		BatchItemFailures []item `json:"batchItemFailures"`
+	}{}
+	for _, id := range ids {
+		report.BatchItemFailures = append(report.BatchItemFailures, item{ItemIdentifier: id})
+	}
+	raw, err := json.Marshal(report)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o644)
 }
 
 // poisonError is a line the task refuses (-reject).
@@ -101,7 +134,7 @@ type poisonError struct{ line string }
 
 func (e *poisonError) Error() string { return "cannot process record: " + e.line }
 
-func summarize(root string, top int, reject string) (*Summary, error) {
+func summarize(root string, top int, reject, failOn string) (*Summary, error) {
 	sum := &Summary{ByStatus: map[string]int{}}
 	paths := map[string]int{}
 	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
@@ -125,7 +158,7 @@ func summarize(root string, top int, reject string) (*Summary, error) {
 			rel = p
 		}
 		sum.Inputs = append(sum.Inputs, filepath.ToSlash(rel))
-		return scan(f, sum, paths, reject)
+		return scan(f, sum, paths, reject, failOn)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", root, err)
@@ -149,7 +182,7 @@ func summarize(root string, top int, reject string) (*Summary, error) {
 	return sum, nil
 }
 
-func scan(r io.Reader, sum *Summary, paths map[string]int, reject string) error {
+func scan(r io.Reader, sum *Summary, paths map[string]int, reject, failOn string) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -166,6 +199,13 @@ func scan(r io.Reader, sum *Summary, paths map[string]int, reject string) error 
 			}
 			sum.KafkaOffsets[p] = append(sum.KafkaOffsets[p], off)
 			line = strings.TrimSpace(value)
+		} else if id, body, isMessage := queueMessage(line); isMessage {
+			if failOn != "" && strings.Contains(body, failOn) {
+				sum.FailedIDs = append(sum.FailedIDs, id)
+				continue
+			}
+			sum.MessageIDs = append(sum.MessageIDs, id)
+			line = strings.TrimSpace(body)
 		}
 		status, size, path, ok := parseLine(line)
 		if !ok {
@@ -195,6 +235,22 @@ func kafkaRecord(line string) (partition string, offset int64, value string, ok 
 		return "", 0, "", false
 	}
 	return strconv.Itoa(int(*rec.Partition)), *rec.Offset, *rec.Value, true
+}
+
+// queueMessage unwraps a queue connector's message line:
+// {"id":"…","body":"<log line>",…}.
+func queueMessage(line string) (id, body string, ok bool) {
+	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"body"`) {
+		return "", "", false
+	}
+	var m struct {
+		ID   *string `json:"id"`
+		Body *string `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil || m.ID == nil || m.Body == nil {
+		return "", "", false
+	}
+	return *m.ID, *m.Body, true
 }
 
 func parseLine(line string) (status int, size int64, path string, ok bool) {

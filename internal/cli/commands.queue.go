@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// applyQueue starts an sqs or sns connector, or updates a running one in
+// place through a validated Update.
+func (g *globals) applyQueue(cmd *cobra.Command, cfg *workflows.QueueConfig, dryRun bool) error {
+	id := workflows.QueueWorkflowID(cfg.Name)
+	if dryRun {
+		return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "valid"},
+			fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cfg.Name, cfg.Kind, id))
+	}
+	c, err := g.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true}, workflows.QueueWorkflowType, workflows.QueueInput{Config: *cfg})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "started"},
+			fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue))
+	case errors.As(err, &started):
+	default:
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: workflows.UpdateSpec, Args: []interface{}{*cfg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(cmd.Context(), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("updating connector %s: %w", cfg.Name, err)
+	}
+	return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "updated"},
+		fmt.Sprintf("connector %s updated (workflow %s; applied between batches)\n", cfg.Name, id))
+}
+
+// queueStatus queries a queue connector's status.
+func (g *globals) queueStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.QueueStatus, error) {
+	v, err := c.QueryWorkflow(cmd.Context(), workflows.QueueWorkflowID(name), "", workflows.QueryQueueStatus)
+	if err != nil {
+		return nil, connectorError(name, "", err)
+	}
+	var st workflows.QueueStatus
+	if err := v.Get(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func queueState(st *workflows.QueueStatus) string {
+	switch {
+	case st.Paused:
+		return "paused"
+	case st.InFlight > 0:
+		return "running"
+	default:
+		return "polling"
+	}
+}
+
+func queueRow(st *workflows.QueueStatus) connectorRow {
+	return connectorRow{Name: st.Name, Kind: st.Kind, State: queueState(st), Position: st.URL,
+		Processed: st.Counters.Deleted, LastJob: st.LastJob, LastError: st.LastError}
+}
+
+// describeQueue renders a queue connector's status.
+func describeQueue(st *workflows.QueueStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "connector   %s (workflow %s), kind %s\nstate       %s, %d batch(es) in flight\nqueue       %s\n",
+		st.Name, workflows.QueueWorkflowID(st.Name), st.Kind, queueState(st), st.InFlight, st.URL)
+	if s := st.SNS; s != nil {
+		fmt.Fprintf(&b, "sns         subscription %s (queue %s by this connector)\n", s.SubscriptionARN, map[bool]string{true: "created", false: "adopted"}[s.Created])
+	}
+	k := st.Counters
+	fmt.Fprintf(&b, "counters    %d batches, %d messages, %d deleted, %d released (failed or reported), %d duplicates deleted, %d failed batches\n",
+		k.Batches, k.Messages, k.Deleted, k.Released, k.Duplicates, k.FailedBatches)
+	if st.LastJob != "" {
+		fmt.Fprintf(&b, "last job    %s\n", st.LastJob)
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(&b, "last error  %s\n", st.LastError)
+	}
+	return b.String()
+}

@@ -1,0 +1,268 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+// QueueInput starts (or continues) a queue connector.
+type QueueInput struct {
+	Config QueueConfig
+	// URL is the resolved queue URL (empty: resolve, or for sns create or
+	// adopt the subscribed queue, first).
+	URL      string         `json:",omitempty"`
+	Counters QueueCounters  `json:",omitempty"`
+	Paused   bool           `json:",omitempty"`
+	SNS      *SNSQueueState `json:",omitempty"`
+}
+
+// SNSQueueState is what an sns connector set up.
+type SNSQueueState = activities.Subscribed
+
+// QueueCounters count a queue connector's work.
+type QueueCounters struct {
+	Batches, Messages, Deleted, Released, Duplicates, FailedBatches int64
+}
+
+// QueueStatus answers QueryQueueStatus.
+type QueueStatus struct {
+	Name, Kind, URL string
+	Paused          bool
+	InFlight        int
+	Counters        QueueCounters
+	LastJob         string         `json:",omitempty"`
+	LastError       string         `json:",omitempty"`
+	SNS             *SNSQueueState `json:",omitempty"`
+}
+
+// Queue connector names.
+const (
+	// QueueWorkflowType is the registered name of QueueConnector.
+	QueueWorkflowType = "QueueConnector"
+	// QueueWorkflowIDPrefix + connector name is a queue connector's workflow ID.
+	QueueWorkflowIDPrefix = "queue-"
+	// QueryQueueStatus returns a QueueStatus.
+	QueryQueueStatus = "status"
+)
+
+// QueueWorkflowID is the workflow ID of the queue connector called name.
+func QueueWorkflowID(name string) string { return QueueWorkflowIDPrefix + name }
+
+// queueBatchesPerRun bounds one run's history before continue-as-new.
+const queueBatchesPerRun = 200
+
+// QueueConnector polls an SQS queue (for kind sns: a queue it subscribes to
+// the topic) with Concurrency pollers. Each: wait for messages (no lease);
+// take a lease; receive a batch and submit its task (one activity; bodies
+// never in history); await the task while keeping the messages invisible;
+// delete them on success (except those the task's failure report lists),
+// or let them reappear at once on failure, for the queue's redrive policy
+// to count. Pause and resume apply between batches.
+func QueueConnector(ctx workflow.Context, in QueueInput) error {
+	cfg := in.Config
+	if err := cfg.Validate(); err != nil {
+		return temporal.NewNonRetryableApplicationError("invalid queue config: "+err.Error(), "InvalidConfig", nil)
+	}
+	st := &QueueStatus{Name: cfg.Name, Kind: cfg.Kind, URL: in.URL, Paused: in.Paused, Counters: in.Counters, SNS: in.SNS}
+	if err := workflow.SetQueryHandler(ctx, QueryQueueStatus, func() (QueueStatus, error) { return *st, nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec, func(ctx workflow.Context, next QueueConfig) (string, error) {
+		cfg = next
+		return "updated", nil
+	}, workflow.UpdateHandlerOptions{Validator: func(next QueueConfig) error {
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		if next.Name != cfg.Name || next.Kind != cfg.Kind || next.Queue != cfg.Queue || next.Endpoint != cfg.Endpoint {
+			return fmt.Errorf("name, kind, queue and endpoint cannot change (%s %s %s): delete the connector and apply a new one", cfg.Name, cfg.Kind, cfg.Queue)
+		}
+		return nil
+	}}); err != nil {
+		return err
+	}
+	var q *activities.Queue
+	ref := activities.QueueRef{Queue: cfg.Queue, Region: cfg.Region, Endpoint: cfg.Endpoint}
+	if st.URL == "" {
+		sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+		})
+		if cfg.Kind == KindSNS {
+			var sub activities.Subscribed
+			if err := workflow.ExecuteActivity(sctx, q.EnsureSubscription, activities.SubscribeInput{QueueRef: ref, Connector: cfg.Name,
+				TopicARN: cfg.SNS.TopicARN, RawDelivery: cfg.SNS.RawDelivery, FilterPolicy: cfg.SNS.FilterPolicy}).Get(ctx, &sub); err != nil {
+				return fmt.Errorf("subscribing a queue to %s: %w", cfg.SNS.TopicARN, err)
+			}
+			st.URL, st.SNS = sub.QueueURL, &sub
+		} else if err := workflow.ExecuteActivity(sctx, q.QueueURL, ref).Get(ctx, &st.URL); err != nil {
+			return fmt.Errorf("resolving queue %s: %w", cfg.Queue, err)
+		}
+	}
+
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); st.Paused = true })
+			sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); st.Paused = false })
+			sel.Select(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	})
+
+	leases := newSharedLeases(ctx, BudgetRef{})
+	batches := 0
+	stopping := false
+	var fatal error
+	wg := workflow.NewWaitGroup(ctx)
+	for i := 0; i < cfg.Concurrency; i++ {
+		wg.Add(1)
+		poller := i
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			for round := 0; !stopping && fatal == nil && ctx.Err() == nil; round++ {
+				if err := workflow.Await(ctx, func() bool { return !st.Paused || stopping }); err != nil || stopping {
+					return
+				}
+				info := workflow.GetInfo(ctx).WorkflowExecution
+				leaseID := info.ID + "/" + info.RunID + "#" + strconv.Itoa(poller) + "@" + strconv.Itoa(round)
+				done, err := queueRound(ctx, cfg, ref, st, leases, leaseID)
+				if err != nil {
+					fatal = err
+					return
+				}
+				if done {
+					batches++
+					if batches >= queueBatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+						stopping = true
+					}
+				}
+			}
+		})
+	}
+	// Pollers stop between batches; then the run continues as new.
+	if err := workflow.Await(ctx, func() bool { return stopping || fatal != nil }); err != nil {
+		return temporal.NewCanceledError("queue connector cancelled")
+	}
+	wg.Wait(ctx)
+	if fatal != nil {
+		return fatal
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, QueueConnector, QueueInput{Config: cfg, URL: st.URL, Counters: st.Counters, Paused: st.Paused, SNS: st.SNS})
+}
+
+// queueRound runs one poller round; done is true when a batch ran.
+func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, st *QueueStatus, leases *sharedLeases, leaseID string) (bool, error) {
+	var q *activities.Queue
+	wctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	var has bool
+	if err := workflow.ExecuteActivity(wctx, q.WaitForMessages, activities.WaitMessagesInput{QueueRef: ref, URL: st.URL, Timeout: 20 * time.Second}).Get(ctx, &has); err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("waiting for messages on %s: %w", st.URL, err)
+	}
+	if !has {
+		return false, nil
+	}
+	if err := leases.acquire(ctx, leaseID, cfg.MaxWait+leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})); err != nil {
+		return false, err
+	}
+	defer leases.release(ctx, leaseID)
+	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: cfg.MaxWait + 2*time.Minute,
+		HeartbeatTimeout:    cfg.MaxWait + 30*time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	var batch activities.QueueBatch
+	err := workflow.ExecuteActivity(rctx, q.ReceiveAndSubmit, activities.QueueSubmitInput{QueueRef: ref, URL: st.URL, Connector: cfg.Name,
+		MaxMessages: cfg.MaxMessages, MaxWait: cfg.MaxWait, MaxBytes: MaxInlineBatchBytes, Visibility: cfg.VisibilityTimeout,
+		Template: cfg.Template, Unwrap: cfg.SNS != nil && !cfg.SNS.RawDelivery && !cfg.SNS.Envelope,
+		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}).Get(ctx, &batch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		st.LastError = err.Error()
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.NonRetryable() {
+			return false, err
+		}
+		return false, nil
+	}
+	st.Counters.Duplicates += int64(batch.Duplicates)
+	if batch.JobID == "" {
+		return false, nil
+	}
+	st.InFlight++
+	st.LastJob = batch.JobID
+	actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
+	awaitErr := workflow.ExecuteActivity(actx, q.AwaitMessages, activities.AwaitMessagesInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID,
+		Messages: batch.Messages, Visibility: cfg.VisibilityTimeout}).Get(ctx, nil)
+	st.InFlight--
+	if ctx.Err() != nil {
+		stopJob(ctx, batch.JobID)
+		return false, nil
+	}
+	settle := activities.SettleInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID, Messages: batch.Messages, Succeeded: awaitErr == nil}
+	if awaitErr != nil {
+		st.LastError = awaitErr.Error()
+		st.Counters.FailedBatches++
+		var appErr *temporal.ApplicationError
+		if len(batch.Messages) > 1 && errors.As(awaitErr, &appErr) && appErr.Type() == activities.ErrTypeTaskFailed {
+			// The task failed on its input: run each message alone, so one
+			// poison message does not hold back the others.
+			workflow.GetLogger(ctx).Warn("Batch failed; running its messages one by one", "JobID", batch.JobID, "Error", awaitErr)
+			sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+				StartToCloseTimeout: time.Duration(len(batch.Messages)) * (batch.QueueTimeout + batch.ExecutionTimeout + time.Minute),
+				HeartbeatTimeout:    time.Minute,
+				RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+			})
+			var singles activities.RunSinglesResult
+			if err := workflow.ExecuteActivity(sctx, q.RunSingles, activities.RunSinglesInput{QueueRef: ref, URL: st.URL, Connector: cfg.Name,
+				JobID: batch.JobID, Messages: batch.Messages, Visibility: cfg.VisibilityTimeout, Template: cfg.Template,
+				QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}).Get(ctx, &singles); err == nil {
+				settle.Succeeded, settle.Release = true, singles.Failed
+				if len(singles.Failed) == 0 {
+					settle.Release = nil
+					settle.JobID = ""
+				}
+			} else if ctx.Err() != nil {
+				return false, nil
+			}
+		} else {
+			workflow.GetLogger(ctx).Warn("Batch failed; its messages reappear for the queue's redrive policy", "JobID", batch.JobID, "Error", awaitErr)
+		}
+	}
+	var settled activities.Settled
+	if err := workflow.ExecuteActivity(shortOptions(ctx), q.SettleMessages, settle).Get(ctx, &settled); err != nil {
+		// The messages reappear after their timeout; redeliveries find the job.
+		st.LastError = err.Error()
+	}
+	st.Counters.Batches++
+	st.Counters.Messages += int64(len(batch.Messages))
+	st.Counters.Deleted += int64(settled.Deleted)
+	st.Counters.Released += int64(settled.Released)
+	if awaitErr == nil {
+		st.LastError = ""
+	}
+	return true, nil
+}
