@@ -2,10 +2,15 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -129,4 +134,70 @@ func TestPartitionsOfADeletedTopic(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	assert.Equal(t, "TopicNotFound", appErr.Type())
+}
+
+// TestDeadLetterRecordsToS3AndTopic writes a range of records to both
+// dead-letter kinds: a JSON document with records, error and jobs in S3,
+// and the records with connect-* headers in a topic.
+func TestDeadLetterRecordsToS3AndTopic(t *testing.T) {
+	ctx := context.Background()
+	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{"src": 1, "dlq": 1}})
+	require.NoError(t, err)
+	defer k.Stop()
+	store, err := devstack.StartS3(ctx, devstack.S3Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer store.Stop()
+	s3c := store.Client()
+	_, err = s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("dead")})
+	require.NoError(t, err)
+	c, err := k.Client(kgo.DefaultProduceTopic("src"))
+	require.NoError(t, err)
+	defer c.Close()
+	for i := 0; i < 5; i++ {
+		require.NoError(t, c.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte(fmt.Sprintf("record %d", i))}).FirstErr())
+	}
+	kafka := NewKafka(nil, nil, func(context.Context, string, string) (*s3.Client, error) { return s3c, nil })
+	read := KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "src", Partition: 0, From: 2, Until: 3, MaxWait: 2 * time.Second}
+
+	res, err := kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: read, Connector: "c1", Error: "exit 3", JobIDs: []string{"j-1"},
+		S3: &S3Prefix{Bucket: "dead", Prefix: "kafka/"}})
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Count)
+	key := strings.TrimPrefix(res.Where, "s3://dead/")
+	obj, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("dead"), Key: aws.String(key)})
+	require.NoError(t, err)
+	var doc struct {
+		Error   string   `json:"error"`
+		Jobs    []string `json:"jobs"`
+		Records []struct {
+			Offset int64  `json:"offset"`
+			Value  string `json:"value"`
+		} `json:"records"`
+	}
+	require.NoError(t, json.NewDecoder(obj.Body).Decode(&doc))
+	assert.Equal(t, "exit 3", doc.Error)
+	assert.Equal(t, []string{"j-1"}, doc.Jobs)
+	require.Len(t, doc.Records, 2)
+	assert.Equal(t, int64(2), doc.Records[0].Offset)
+	assert.Equal(t, "record 3", doc.Records[1].Value)
+
+	res, err = kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: read, Connector: "c1", Error: "exit 3", Topic: "dlq"})
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Count)
+	b, err := ReadPartition(ctx, KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "dlq", MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: -1})
+	require.NoError(t, err)
+	require.Equal(t, 2, b.Count)
+	headers := map[string]string{}
+	for _, h := range b.Records[0].Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	assert.Equal(t, "src/0@2", headers[HeaderSource])
+	assert.Equal(t, "exit 3", headers[HeaderError])
+	assert.Equal(t, "k", string(b.Records[0].Key))
+
+	// A range it cannot read to its end is never passed over.
+	_, err = kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "src",
+		From: 3, Until: 9, MaxWait: time.Second}, Connector: "c1", Error: "x", Topic: "dlq"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "retrying")
 }

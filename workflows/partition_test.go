@@ -22,6 +22,9 @@ type partitionHarness struct {
 	t   *testing.T
 	env *testsuite.TestWorkflowEnvironment
 	end int64
+	// tooBig, when >= 0, is an offset too large for an inline job: a batch
+	// holding it is rejected before any job.
+	tooBig int64
 	// recordTime, when set, is every record's timestamp.
 	recordTime time.Time
 	// rangeLimit, when > 0, cuts reads of a bisected range short (as a slow
@@ -39,7 +42,7 @@ type partitionHarness struct {
 
 func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHarness {
 	var suite testsuite.WorkflowTestSuite
-	h := &partitionHarness{t: t, env: suite.NewTestWorkflowEnvironment(), end: end, poison: map[int64]bool{}, jobs: map[string]OffsetRange{}}
+	h := &partitionHarness{t: t, env: suite.NewTestWorkflowEnvironment(), end: end, poison: map[int64]bool{}, jobs: map[string]OffsetRange{}, tooBig: -1}
 	for _, p := range poison {
 		h.poison[p] = true
 	}
@@ -70,6 +73,10 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		}
 		if last < in.Read.From {
 			return &activities.StreamBatch{First: -1, Last: in.Read.From - 1}, nil
+		}
+		if h.tooBig >= in.Read.From && h.tooBig <= last {
+			return &activities.StreamBatch{First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
+				RangeDone: in.Read.Until >= 0 && last == in.Read.Until, Rejected: "too large for an inline job"}, nil
 		}
 		id := fmt.Sprintf("job-%d-%d-%d", in.Read.From, last, in.Attempt)
 		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
@@ -217,4 +224,23 @@ func TestPartitionConsumerStopsRetryingRecordsOlderThanMaxRecordAge(t *testing.T
 
 	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
 	assert.Equal(t, []OffsetRange{{0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}}, h.failed, "one attempt each, not five: the records are too old")
+}
+
+func TestPartitionConsumerDeadLettersARecordTooLargeForAJob(t *testing.T) {
+	h := newPartitionHarness(t, 10)
+	h.tooBig = 3
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+
+	assert.Equal(t, []OffsetRange{{3, 3}}, h.dead, "the record no job can carry is dead-lettered")
+	assert.Empty(t, h.failed, "no job ran for a rejected batch")
+	assert.Equal(t, int64(10), st.Checkpoint)
+	var done []int64
+	for _, r := range h.succeeded {
+		for o := r.From; o <= r.Until; o++ {
+			done = append(done, o)
+		}
+	}
+	assert.Equal(t, []int64{0, 1, 2, 4, 5, 6, 7, 8, 9}, done)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -368,4 +369,89 @@ func TestSQSVisibilityIsKeptUpAndAStoppedWorkerLosesNothingAndRunsNothingTwice(t
 		assert.Equal(t, 1, n, id)
 	}
 	assert.Equal(t, 1, jobs, "one successful job for the batch")
+}
+
+func TestSQSFIFOKeepsPerGroupOrderAcrossBatches(t *testing.T) {
+	ctx := context.Background()
+	const name, groups, perGroup = "e2e-sqs-fifo", 4, 25
+	q := startSQS(t)
+	c := q.Client()
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("e2e-fifo.fifo"),
+		Attributes: map[string]string{"FifoQueue": "true", "ContentBasedDeduplication": "true"}})
+	require.NoError(t, err)
+	url := aws.ToString(out.QueueUrl)
+	queue := startWorker(t)
+
+	// seq of each message within its group.
+	type pos struct {
+		group string
+		seq   int
+	}
+	sent := map[string]pos{}
+	for i := 0; i < perGroup; i++ {
+		for g := 0; g < groups; g++ {
+			group := fmt.Sprintf("g%d", g)
+			r, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageGroupId: aws.String(group),
+				MessageBody: aws.String(nginxLine(g*1000 + i))})
+			require.NoError(t, err)
+			sent[aws.ToString(r.MessageId)] = pos{group, i}
+		}
+	}
+	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-fifo.fifo, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
+		"batch: {max_messages: 10, max_wait: 1s, concurrency: 4}\n")
+	o, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	defer func() { _, _ = starter(t, queue, "delete", name) }()
+	require.NoError(t, testenv.Eventually(3*time.Minute, func() error {
+		if st := queueStatus(t, name); st.Counters.Deleted < groups*perGroup {
+			return fmt.Errorf("%d of %d deleted (%s)", st.Counters.Deleted, groups*perGroup, st.LastError)
+		}
+		return nil
+	}))
+
+	// Per group, the successful jobs (by creation) read the messages in
+	// the order they were sent.
+	type run struct {
+		created int64
+		ids     []string
+	}
+	var runs []run
+	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+name) {
+		res, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).Results(ctx, j.ID)
+		require.NoError(t, err)
+		if res.ExitCode != 0 {
+			continue
+		}
+		files, err := activities.FetchPublished(ctx, nil, res.ResultURL, 8<<20)
+		require.NoError(t, err)
+		var s queueSummary
+		require.NoError(t, json.Unmarshal(files["outputs/summary.json"], &s))
+		runs = append(runs, run{j.CreateTime, s.MessageIDs})
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].created < runs[j].created })
+	next := map[string]int{}
+	for _, r := range runs {
+		for _, id := range r.ids {
+			p, ok := sent[id]
+			require.True(t, ok, id)
+			assert.Equal(t, next[p.group], p.seq, "group %s in order", p.group)
+			next[p.group] = p.seq + 1
+		}
+	}
+	for g := 0; g < groups; g++ {
+		assert.Equal(t, perGroup, next[fmt.Sprintf("g%d", g)])
+	}
+}
+
+func TestSQSMissingQueueFailsTheConnectorNamingIt(t *testing.T) {
+	ctx := context.Background()
+	q := startSQS(t)
+	queue := startWorker(t)
+	spec := queueSpecFile(t, "e2e-sqs-missing", "sqs", fmt.Sprintf("  sqs: {queue: no-such-queue, endpoint: %q, region: us-east-1}", q.Endpoint()), "")
+	o, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	err = env.Client.GetWorkflow(ctx, workflows.QueueWorkflowID("e2e-sqs-missing"), "").Get(ctx, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "queue no-such-queue does not exist")
+	assert.Contains(t, err.Error(), "source.sqs.queue")
 }

@@ -92,3 +92,14 @@ func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestTheExampleSNSSpecIsValid(t *testing.T) {
+	r, err := LoadFile("../../examples/connectors/web-topic.yaml")
+	require.NoError(t, err)
+	cfg := r.Queue
+	require.NotNil(t, cfg)
+	require.NotNil(t, cfg.SNS)
+	assert.Equal(t, "arn:aws:sns:us-east-1:000000000000:web-events", cfg.SNS.TopicARN)
+	assert.Equal(t, "connect-web-topic", cfg.Queue)
+	require.NoError(t, cfg.Validate())
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -260,6 +261,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runQueue(ctx, out, c, root, modules, queues); err != nil {
 		return err
 	}
+	if err := runTopic(ctx, out, c, root, modules, queues); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -268,7 +272,7 @@ Bacalhau API    %s
 Modules         %s
 S3 (versitygw)  %s   (key %s; bucket logs)
 Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -e)
-SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq)
+SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq; topic web-events)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
@@ -543,7 +547,49 @@ func runQueue(ctx context.Context, out io.Writer, c client.Client, root string, 
 	}
 	fmt.Fprintf(out, "sent %d log lines to SQS queue web-queue (AWS SDK for JavaScript)\n", messages)
 
-	specPath := filepath.Join(root, "examples/connectors/web-queue.yaml")
+	return applyQueueExample(ctx, out, c, root, modules, q, "web-queue.yaml", messages)
+}
+
+// runTopic creates topic web-events, applies the example SNS connector (it
+// subscribes a queue of its own), publishes sample log lines and waits
+// until every message is processed.
+func runTopic(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, q *devstack.SQS) error {
+	sn := q.SNSClient()
+	topic, err := sn.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("web-events")})
+	if err != nil {
+		return fmt.Errorf("creating topic web-events: %w", err)
+	}
+	const messages = 50
+	errc := make(chan error, 1)
+	go func() {
+		// Publish once the connector's subscription exists.
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			subs, err := sn.ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: topic.TopicArn})
+			if err == nil && len(subs.Subscriptions) > 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for i := 0; i < messages; i++ {
+			line := fmt.Sprintf(`10.2.0.%d - - [27/Nov/2026:10:00:00 +0000] "GET /topic%d HTTP/1.1" 200 %d "-" "sns"`, i, i%3, i)
+			if _, err := sn.Publish(ctx, &sns.PublishInput{TopicArn: topic.TopicArn, Message: aws.String(line)}); err != nil {
+				errc <- fmt.Errorf("publishing to web-events: %w", err)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	if err := applyQueueExample(ctx, out, c, root, modules, q, "web-topic.yaml", messages); err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// applyQueueExample applies an example queue connector spec pointed at this
+// stack and waits until it has deleted want messages.
+func applyQueueExample(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, q *devstack.SQS, file string, want int64) error {
+	specPath := filepath.Join(root, "examples/connectors", file)
 	raw, err := os.ReadFile(specPath)
 	if err != nil {
 		return err
@@ -555,24 +601,24 @@ func runQueue(ctx context.Context, out io.Writer, c client.Client, root string, 
 	}
 	cfg := r.Queue
 	id := workflows.QueueWorkflowID(cfg.Name)
-	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example SQS connector")
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example connector")
 	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
 		workflows.QueueWorkflowType, workflows.QueueInput{Config: *cfg}); err != nil {
 		return fmt.Errorf("starting %s: %w", id, err)
 	}
-	fmt.Fprintf(out, "applied SQS connector %s (workflow %s)… ", cfg.Name, id)
+	fmt.Fprintf(out, "applied %s connector %s (workflow %s)… ", strings.ToUpper(cfg.Kind), cfg.Name, id)
 	start := time.Now()
 	deadline := start.Add(3 * time.Minute)
 	for {
 		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryQueueStatus)
 		var st workflows.QueueStatus
-		if err == nil && v.Get(&st) == nil && st.Counters.Deleted >= messages {
-			fmt.Fprintf(out, "done in %.1f s\nSQS connector %s: processed %d messages in %d batches\n",
-				time.Since(start).Seconds(), cfg.Name, st.Counters.Deleted, st.Counters.Batches)
+		if err == nil && v.Get(&st) == nil && st.Counters.Deleted >= want {
+			fmt.Fprintf(out, "done in %.1f s\n%s connector %s: processed %d messages in %d batches\n",
+				time.Since(start).Seconds(), strings.ToUpper(cfg.Kind), cfg.Name, st.Counters.Deleted, st.Counters.Batches)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("sqs connector %s: %d of %d messages after 3 min (%s)", cfg.Name, st.Counters.Deleted, messages, st.LastError)
+			return fmt.Errorf("%s connector %s: %d of %d messages after 3 min (%s)", cfg.Kind, cfg.Name, st.Counters.Deleted, want, st.LastError)
 		}
 		select {
 		case <-ctx.Done():
