@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
+	clientv2 "github.com/bacalhau-project/bacalhau/pkg/publicapi/client/v2"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
@@ -173,25 +174,31 @@ func direct(b *testing.B, env *testenv.Env, template, prefix string, objects, pe
 				b.Error(err)
 				return
 			}
-			resp, err := api.Jobs().Put(ctx, &apimodels.PutJobRequest{Job: job})
-			if err != nil {
+			if err := submitAndWait(ctx, api, job); err != nil {
 				b.Error(err)
-				return
-			}
-			for {
-				got, err := api.Jobs().Get(ctx, &apimodels.GetJobRequest{JobID: resp.JobID})
-				if err == nil && got.Job.State.StateType == models.JobStateTypeCompleted {
-					return
-				}
-				if err == nil && got.Job.IsTerminal() {
-					b.Errorf("direct job %s: %s", resp.JobID, got.Job.State.Message)
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
 			}
 		}(start/perBatch, batch)
 	}
 	wg.Wait()
+}
+
+// submitAndWait is the plain programs' way to run a job: submit it, poll
+// every 50 ms until it completes.
+func submitAndWait(ctx context.Context, api clientv2.API, job *models.Job) error {
+	resp, err := api.Jobs().Put(ctx, &apimodels.PutJobRequest{Job: job})
+	if err != nil {
+		return err
+	}
+	for {
+		got, err := api.Jobs().Get(ctx, &apimodels.GetJobRequest{JobID: resp.JobID})
+		if err == nil && got.Job.State.StateType == models.JobStateTypeCompleted {
+			return nil
+		}
+		if err == nil && got.Job.IsTerminal() {
+			return fmt.Errorf("job %s: %s", resp.JobID, got.Job.State.Message)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // viaCron applies a cron connector over the cron/ prefix, triggers a tick

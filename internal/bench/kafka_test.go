@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/bacalhau-project/bacalhau/pkg/models"
-	"github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -343,21 +342,9 @@ func plainKafka(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, mod
 					b.Error(err)
 					return
 				}
-				resp, err := api.Jobs().Put(ctx, &apimodels.PutJobRequest{Job: job})
-				if err != nil {
+				if err := submitAndWait(ctx, api, job); err != nil {
 					b.Error(err)
 					return
-				}
-				for {
-					got, err := api.Jobs().Get(ctx, &apimodels.GetJobRequest{JobID: resp.JobID})
-					if err == nil && got.Job.State.StateType == models.JobStateTypeCompleted {
-						break
-					}
-					if err == nil && got.Job.IsTerminal() {
-						b.Errorf("plain job %s: %s", resp.JobID, got.Job.State.Message)
-						return
-					}
-					time.Sleep(50 * time.Millisecond)
 				}
 				from = kb.Last + 1
 			}

@@ -60,35 +60,8 @@ through a validated Update: a rejected update changes nothing.`,
 				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "valid"},
 					fmt.Sprintf("connector %s: spec is valid (workflow %s)\n", s.Name, id))
 			}
-			c, err := g.dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
-				WorkflowExecutionErrorWhenAlreadyStarted: true},
-				workflows.CronWorkflowType, workflows.CronInput{Config: *cfg})
-			var started *serviceerror.WorkflowExecutionAlreadyStarted
-			switch {
-			case err == nil:
-				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "started"},
-					fmt.Sprintf("connector %s started (workflow %s)\n", s.Name, id))
-			case errors.As(err, &started):
-			default:
-				return fmt.Errorf("starting %s: %w", id, err)
-			}
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: workflows.UpdateSpec, Args: []interface{}{*cfg},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if err == nil {
-				err = h.Get(cmd.Context(), nil)
-			}
-			if err != nil {
-				return fmt.Errorf("updating connector %s: %w", s.Name, err)
-			}
-			return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "updated"},
-				fmt.Sprintf("connector %s updated (workflow %s)\n", s.Name, id))
+			return g.startOrUpdate(cmd, connectorStart{name: s.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType,
+				input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", s.Name, id)})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "connector spec (YAML)")
@@ -360,6 +333,49 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
 		},
 	}
+}
+
+// connectorStart is what startOrUpdate needs to start a connector's
+// workflow, or to update a running one.
+type connectorStart struct {
+	name, kind, id, workflowType string
+	// input starts the workflow; config is the update-spec argument.
+	input, config any
+	// started is the message printed when the workflow started.
+	started string
+}
+
+// startOrUpdate starts a connector's workflow, or, when it runs already,
+// sends its new configuration as a validated update-spec Update (a rejected
+// one changes nothing).
+func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
+	c, err := g.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: cs.id, TaskQueue: g.taskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true}, cs.workflowType, cs.input)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case err == nil:
+		return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "started"}, cs.started)
+	case errors.As(err, &started):
+	default:
+		return fmt.Errorf("starting %s: %w", cs.id, err)
+	}
+	h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+		WorkflowID: cs.id, UpdateName: workflows.UpdateSpec, Args: []interface{}{cs.config},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(cmd.Context(), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("updating connector %s: %w", cs.name, err)
+	}
+	return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"},
+		fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id))
 }
 
 // connectorWorkflowIDs are the workflow IDs a connector called name may

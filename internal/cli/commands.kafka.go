@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
@@ -23,34 +21,8 @@ func (g *globals) applyKafka(cmd *cobra.Command, cfg *workflows.KafkaConfig, dry
 		return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "valid"},
 			fmt.Sprintf("connector %s: kafka spec is valid (workflow %s)\n", cfg.Name, id))
 	}
-	c, err := g.dial(cmd)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
-		WorkflowExecutionErrorWhenAlreadyStarted: true}, workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: *cfg})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	switch {
-	case err == nil:
-		return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "started"},
-			fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic))
-	case errors.As(err, &started):
-	default:
-		return fmt.Errorf("starting %s: %w", id, err)
-	}
-	h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateSpec, Args: []interface{}{*cfg},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(cmd.Context(), nil)
-	}
-	if err != nil {
-		return fmt.Errorf("updating connector %s: %w", cfg.Name, err)
-	}
-	return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "updated"},
-		fmt.Sprintf("connector %s updated (workflow %s; consumers apply it between batches)\n", cfg.Name, id))
+	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType,
+		input: workflows.KafkaConnectorInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic)})
 }
 
 // kafkaStatus queries a Kafka connector's aggregated status.

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
@@ -20,34 +18,8 @@ func (g *globals) applyQueue(cmd *cobra.Command, cfg *workflows.QueueConfig, dry
 		return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "valid"},
 			fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cfg.Name, cfg.Kind, id))
 	}
-	c, err := g.dial(cmd)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: id, TaskQueue: g.taskQueue,
-		WorkflowExecutionErrorWhenAlreadyStarted: true}, workflows.QueueWorkflowType, workflows.QueueInput{Config: *cfg})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	switch {
-	case err == nil:
-		return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "started"},
-			fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue))
-	case errors.As(err, &started):
-	default:
-		return fmt.Errorf("starting %s: %w", id, err)
-	}
-	h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateSpec, Args: []interface{}{*cfg},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(cmd.Context(), nil)
-	}
-	if err != nil {
-		return fmt.Errorf("updating connector %s: %w", cfg.Name, err)
-	}
-	return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "updated"},
-		fmt.Sprintf("connector %s updated (workflow %s; applied between batches)\n", cfg.Name, id))
+	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType,
+		input: workflows.QueueInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)})
 }
 
 // queueStatus queries a queue connector's status.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -454,4 +455,102 @@ func TestSQSMissingQueueFailsTheConnectorNamingIt(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "queue no-such-queue does not exist")
 	assert.Contains(t, err.Error(), "source.sqs.queue")
+}
+
+func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing.T) {
+	ctx := context.Background()
+	const name, messages = "e2e-sqs-kill", 300
+	q := startSQS(t)
+	url, _ := createQueue(t, q, "e2e-kill", 0)
+	c := q.Client()
+	for i := 0; i < messages; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := i; j < i+10; j++ {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
+		}
+		_, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		require.NoError(t, err)
+	}
+	gw, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	wopts := testenv.WorkerProcessOptions{TaskQueue: name, GatewayListen: gw, GatewaySecret: "a-secret-shared-by-every-worker-process",
+		Log: filepath.Join(env.Dir, "worker-sqs-kill.log")}
+	w, err := env.StartWorkerProcess(ctx, wopts)
+	require.NoError(t, err)
+	defer func() { w.Kill() }()
+	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-kill, endpoint: %q, region: us-east-1, visibility_timeout: 5s}", q.Endpoint()),
+		"batch: {max_messages: 20, max_wait: 1s, concurrency: 2}\n", "-delay=2s")
+	o, err := starter(t, name, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	defer func() { _, _ = starter(t, name, "delete", name) }()
+
+	// SIGKILL at 3 random points while tasks run; a new process each time.
+	rnd := rand.New(rand.NewPCG(5, 27))
+	for i := 0; i < 3; i++ {
+		time.Sleep(time.Duration(2000+rnd.IntN(3000)) * time.Millisecond)
+		w.Kill()
+		w, err = env.StartWorkerProcess(ctx, wopts)
+		require.NoError(t, err)
+	}
+	require.NoError(t, testenv.Eventually(4*time.Minute, func() error {
+		visible, inFlight := queueDepth(t, q, url)
+		if visible+inFlight > 0 {
+			return fmt.Errorf("%d+%d on the queue (%s)", visible, inFlight, queueStatus(t, name).LastError)
+		}
+		return nil
+	}))
+	seen, _ := queueLedger(t, name)
+	assert.Len(t, seen, messages, "no message lost")
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "message %s in exactly one successful task", id)
+	}
+}
+
+func TestSNSFilterPolicyOnAnAdoptedQueue(t *testing.T) {
+	ctx := context.Background()
+	const name = "e2e-sns-filter"
+	q := startSQS(t)
+	queue := startWorker(t)
+	sn := q.SNSClient()
+	topic, err := sn.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("e2e-filtered")})
+	require.NoError(t, err)
+	arn := aws.ToString(topic.TopicArn)
+	adoptedURL, _ := createQueue(t, q, "e2e-adopted", 0)
+
+	spec := queueSpecFile(t, name, "sns", fmt.Sprintf(`  sns: {topic_arn: %q, queue: e2e-adopted, endpoint: %q, region: us-east-1, filter_policy: '{"kind": ["keep"]}'}`,
+		arn, q.Endpoint()), "batch: {max_messages: 20, max_wait: 1s}\n")
+	o, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		subs, err := sn.ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(arn)})
+		if err != nil || len(subs.Subscriptions) != 1 {
+			return fmt.Errorf("subscriptions: %v", err)
+		}
+		return nil
+	}))
+	for i := 0; i < 20; i++ {
+		kind := map[bool]string{true: "keep", false: "drop"}[i%2 == 0]
+		_, err := sn.Publish(ctx, &sns.PublishInput{TopicArn: aws.String(arn), Message: aws.String(nginxLine(i)),
+			MessageAttributes: map[string]snstypes.MessageAttributeValue{"kind": {DataType: aws.String("String"), StringValue: aws.String(kind)}}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, testenv.Eventually(2*time.Minute, func() error {
+		if st := queueStatus(t, name); st.Counters.Deleted < 10 {
+			return fmt.Errorf("%d of 10 deleted (%s)", st.Counters.Deleted, st.LastError)
+		}
+		return nil
+	}))
+	time.Sleep(3 * time.Second)
+	st := queueStatus(t, name)
+	assert.Equal(t, int64(10), st.Counters.Deleted, "only the messages the filter policy lets through")
+	require.NotNil(t, st.SNS)
+	assert.False(t, st.SNS.Created, "an existing queue is adopted")
+	seen, _ := queueLedger(t, name)
+	assert.Len(t, seen, 10)
+
+	// Deleting the connector leaves the adopted queue in place.
+	_, err = starter(t, queue, "delete", name)
+	require.NoError(t, err)
+	_, err = q.Client().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(adoptedURL)})
+	require.NoError(t, err)
 }
