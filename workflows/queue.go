@@ -180,8 +180,8 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 		}
 		return false, fmt.Errorf("waiting for messages on %s: %w", st.URL, err)
 	}
-	if !has {
-		return false, nil
+	if !has || st.Paused {
+		return false, nil // paused while waiting: no new batch
 	}
 	if err := leases.acquire(ctx, leaseID, cfg.MaxWait+leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})); err != nil {
 		return false, err

@@ -46,10 +46,11 @@ func envInt(name string, def int) int {
 // same jobs directly (8 at once, polling) at 10k; history events per batch;
 // freshness (record produced → its job submitted) at a steady rate; and the
 // RSS of a worker process with 1,000 idle partition consumers against the
-// same process idle. BENCH_KAFKA_RECORDS (default 400,000) sets the records
+// same process idle. BENCH_KAFKA_RECORDS (default 100,000: about 20 minutes
+// here; 400,000 lets 50k batches fill but takes over half an hour) sets the records
 // per run; BENCH_OUT_KAFKA writes the table.
 func BenchmarkKafka(b *testing.B) {
-	records := envInt("BENCH_KAFKA_RECORDS", 400000)
+	records := envInt("BENCH_KAFKA_RECORDS", 100000)
 	ctx := context.Background()
 	env, template, stop := startStack(b)
 	defer stop()

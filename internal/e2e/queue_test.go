@@ -554,3 +554,61 @@ func TestSNSFilterPolicyOnAnAdoptedQueue(t *testing.T) {
 	_, err = q.Client().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(adoptedURL)})
 	require.NoError(t, err)
 }
+
+func TestSQSPauseHoldsMessagesAndResumeDrainsThem(t *testing.T) {
+	ctx := context.Background()
+	const name = "e2e-sqs-pause"
+	q := startSQS(t)
+	url, _ := createQueue(t, q, "e2e-pause", 0)
+	queue := startWorker(t)
+	c := q.Client()
+	send := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(nginxLine(i))})
+			require.NoError(t, err)
+		}
+	}
+	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-pause, endpoint: %q, region: us-east-1}", q.Endpoint()),
+		"batch: {max_messages: 10, max_wait: 1s, concurrency: 2}\n")
+	o, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	defer func() { _, _ = starter(t, queue, "delete", name) }()
+	send(0, 10)
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st := queueStatus(t, name); st.Counters.Deleted < 10 {
+			return fmt.Errorf("%d of 10", st.Counters.Deleted)
+		}
+		return nil
+	}))
+
+	_, err = starter(t, queue, "pause", name)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		if !queueStatus(t, name).Paused {
+			return fmt.Errorf("not paused yet")
+		}
+		return nil
+	}))
+	// A batch already running finishes; no new one starts.
+	time.Sleep(3 * time.Second)
+	before := queueStatus(t, name).Counters.Deleted
+	send(10, 10)
+	time.Sleep(5 * time.Second)
+	visible, _ := queueDepth(t, q, url)
+	assert.Equal(t, 10, visible, "paused: the new messages wait on the queue")
+	assert.Equal(t, before, queueStatus(t, name).Counters.Deleted)
+	out, err := starter(t, queue, "describe", name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "paused")
+
+	_, err = starter(t, queue, "resume", name)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st := queueStatus(t, name); st.Counters.Deleted < 20 {
+			return fmt.Errorf("%d of 20", st.Counters.Deleted)
+		}
+		return nil
+	}))
+	seen, _ := queueLedger(t, name)
+	assert.Len(t, seen, 20)
+}
