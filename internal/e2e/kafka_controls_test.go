@@ -188,12 +188,8 @@ func waitPhase(t *testing.T, name, topic string, parts []int32, phase string) {
 	t.Helper()
 	require.NoError(t, testenv.Eventually(time.Minute, func() error {
 		for _, p := range parts {
-			v, err := env.Client.QueryWorkflow(context.Background(), workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			st, err := partitionStatus(name, topic, p)
 			if err != nil {
-				return err
-			}
-			var st workflows.PartitionStatus
-			if err := v.Get(&st); err != nil {
 				return err
 			}
 			if st.Phase != phase {
@@ -261,4 +257,14 @@ func TestKafkaBrokerDownLosesNoCheckpoint(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// partitionStatus queries one partition consumer.
+func partitionStatus(name, topic string, p int32) (workflows.PartitionStatus, error) {
+	var st workflows.PartitionStatus
+	v, err := env.Client.QueryWorkflow(context.Background(), workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
 }

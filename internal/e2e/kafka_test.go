@@ -246,12 +246,8 @@ func waitCheckpoints(t *testing.T, name, topic string, want map[int32]int64, tim
 	t.Helper()
 	require.NoError(t, testenv.Eventually(timeout, func() error {
 		for p, w := range want {
-			v, err := env.Client.QueryWorkflow(context.Background(), workflows.PartitionWorkflowID(name, topic, p), "", workflows.QueryPartitionStatus)
+			st, err := partitionStatus(name, topic, p)
 			if err != nil {
-				return err
-			}
-			var st workflows.PartitionStatus
-			if err := v.Get(&st); err != nil {
 				return err
 			}
 			if st.Checkpoint != w {

@@ -284,12 +284,7 @@ func TestSNSMessagesReachTasksThroughTheManagedSubscription(t *testing.T) {
 		require.Empty(t, out.Failed)
 	}
 	for _, name := range []string{"e2e-sns-raw", "e2e-sns-env"} {
-		require.NoError(t, testenv.Eventually(2*time.Minute, func() error {
-			if st := queueStatus(t, name); st.Counters.Deleted < 40 {
-				return fmt.Errorf("%s: %d of 40 deleted (%s)", name, st.Counters.Deleted, st.LastError)
-			}
-			return nil
-		}))
+		waitDeleted(t, name, int64(40), 2*time.Minute)
 		// queueLedger checks every body the task saw is a log line: the
 		// envelope was unwrapped.
 		seen, _ := queueLedger(t, name)
@@ -403,12 +398,7 @@ func TestSQSFIFOKeepsPerGroupOrderAcrossBatches(t *testing.T) {
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
 	defer func() { _, _ = starter(t, queue, "delete", name) }()
-	require.NoError(t, testenv.Eventually(3*time.Minute, func() error {
-		if st := queueStatus(t, name); st.Counters.Deleted < groups*perGroup {
-			return fmt.Errorf("%d of %d deleted (%s)", st.Counters.Deleted, groups*perGroup, st.LastError)
-		}
-		return nil
-	}))
+	waitDeleted(t, name, int64(groups*perGroup), 3*time.Minute)
 
 	// Per group, the successful jobs (by creation) read the messages in
 	// the order they were sent.
@@ -534,12 +524,7 @@ func TestSNSFilterPolicyOnAnAdoptedQueue(t *testing.T) {
 			MessageAttributes: map[string]snstypes.MessageAttributeValue{"kind": {DataType: aws.String("String"), StringValue: aws.String(kind)}}})
 		require.NoError(t, err)
 	}
-	require.NoError(t, testenv.Eventually(2*time.Minute, func() error {
-		if st := queueStatus(t, name); st.Counters.Deleted < 10 {
-			return fmt.Errorf("%d of 10 deleted (%s)", st.Counters.Deleted, st.LastError)
-		}
-		return nil
-	}))
+	waitDeleted(t, name, int64(10), 2*time.Minute)
 	time.Sleep(3 * time.Second)
 	st := queueStatus(t, name)
 	assert.Equal(t, int64(10), st.Counters.Deleted, "only the messages the filter policy lets through")
@@ -574,12 +559,7 @@ func TestSQSPauseHoldsMessagesAndResumeDrainsThem(t *testing.T) {
 	require.NoError(t, err, o)
 	defer func() { _, _ = starter(t, queue, "delete", name) }()
 	send(0, 10)
-	require.NoError(t, testenv.Eventually(time.Minute, func() error {
-		if st := queueStatus(t, name); st.Counters.Deleted < 10 {
-			return fmt.Errorf("%d of 10", st.Counters.Deleted)
-		}
-		return nil
-	}))
+	waitDeleted(t, name, int64(10), time.Minute)
 
 	_, err = starter(t, queue, "pause", name)
 	require.NoError(t, err)
@@ -603,12 +583,18 @@ func TestSQSPauseHoldsMessagesAndResumeDrainsThem(t *testing.T) {
 
 	_, err = starter(t, queue, "resume", name)
 	require.NoError(t, err)
-	require.NoError(t, testenv.Eventually(time.Minute, func() error {
-		if st := queueStatus(t, name); st.Counters.Deleted < 20 {
-			return fmt.Errorf("%d of 20", st.Counters.Deleted)
+	waitDeleted(t, name, int64(20), time.Minute)
+	seen, _ := queueLedger(t, name)
+	assert.Len(t, seen, 20)
+}
+
+// waitDeleted waits until connector name has deleted n messages.
+func waitDeleted(t *testing.T, name string, n int64, timeout time.Duration) {
+	t.Helper()
+	require.NoError(t, testenv.Eventually(timeout, func() error {
+		if st := queueStatus(t, name); st.Counters.Deleted < n {
+			return fmt.Errorf("%s: %d of %d deleted (%s)", name, st.Counters.Deleted, n, st.LastError)
 		}
 		return nil
 	}))
-	seen, _ := queueLedger(t, name)
-	assert.Len(t, seen, 20)
 }
