@@ -49,8 +49,11 @@ type SNSSubscription struct {
 const (
 	KindSQS = "sqs"
 	KindSNS = "sns"
-	// MaxQueueMessages bounds one batch.
-	MaxQueueMessages = 10000
+	// MaxQueueMessages bounds one batch. Receipt handles (up to about
+	// 1 KiB each on AWS) travel through the batch's activity payloads, so
+	// 2,000 keeps each payload well under Temporal's 2 MiB blob limit; an
+	// inline batch is cut by bytes (512 KiB) before that anyway.
+	MaxQueueMessages = 2000
 	// MaxQueueConcurrency bounds batches in flight per connector.
 	MaxQueueConcurrency = 64
 )
