@@ -202,7 +202,13 @@ type S3Prefix struct {
 type StreamSubmitInput struct {
 	Read KafkaRead
 	// BatchID is the batch identity; empty means StreamBatchID of the read.
-	BatchID   string `json:",omitempty"`
+	BatchID string `json:",omitempty"`
+	// StreamJob is how the batch runs (fields promoted, also in JSON).
+	StreamJob
+}
+
+// StreamJob is how a stream batch (Kafka or Kinesis) runs as a job.
+type StreamJob struct {
 	Connector string
 	Attempt   int
 	Template  string
@@ -213,6 +219,49 @@ type StreamSubmitInput struct {
 	// records travel inline in the job.
 	Staging *S3Prefix     `json:",omitempty"`
 	URLTTL  time.Duration `json:",omitempty"`
+}
+
+// submittedStream is what submitStream did with a batch.
+type submittedStream struct {
+	res       *SubmitResult
+	stagedKey string
+	// rejected says why the batch could not go as one inline job.
+	rejected string
+}
+
+// submitStream runs one stream batch as a job: inline (JSON lines at
+// /inputs/batch.jsonl) or staged (one object under job.Staging, at key
+// stagedName below the prefix, read through the input gateway). A batch
+// too large for an inline job is rejected (no job), not an error: the
+// consumer bisects it or dead-letters it. what names the batch's records
+// in that message.
+func submitStream(ctx context.Context, b *Bacalhau, s3f inputgateway.ClientFactory, job StreamJob, batch tasktemplate.Batch, lines []byte, stagedName, what string) (*submittedStream, error) {
+	batch.Connector, batch.Attempt = job.Connector, job.Attempt
+	batch.QueueTimeout, batch.ExecutionTimeout = job.QueueTimeout, job.ExecutionTimeout
+	sub := SubmitInput{Template: job.Template, URLTTL: job.URLTTL, Batch: batch}
+	out := &submittedStream{}
+	if st := job.Staging; st != nil {
+		activity.RecordHeartbeat(ctx, "staging")
+		out.stagedKey = st.Prefix + stagedName
+		if err := putObject(ctx, s3f, st, out.stagedKey, "application/x-ndjson", lines); err != nil {
+			return nil, fmt.Errorf("staging batch %s: %w", batch.ID, err)
+		}
+		sub.Objects = []ObjectInput{{Target: BatchInputTarget, Object: inputgateway.ObjectRef{
+			Bucket: st.Bucket, Key: out.stagedKey, Region: st.Region, Endpoint: st.Endpoint}}}
+	} else {
+		sub.Batch.Inputs = []tasktemplate.Input{{Target: BatchInputTarget, Inline: lines}}
+	}
+	res, err := b.Submit(ctx, sub)
+	var tooBig *tasktemplate.Error
+	if errors.As(err, &tooBig) && tooBig.Field == "job size" {
+		out.rejected = fmt.Sprintf("%s (%d bytes) do not fit in one inline job: %v; use mode: staged for such records", what, len(lines), tooBig)
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out.res = res
+	return out, nil
 }
 
 // StreamBatch is a submitted batch: offsets and the job, never records.
@@ -299,47 +348,29 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	if batch.Count == 0 {
 		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End}, nil
 	}
-	sub := SubmitInput{Template: in.Template, URLTTL: in.URLTTL, Batch: tasktemplate.Batch{
-		Connector: in.Connector, ID: id, Attempt: in.Attempt,
-		Meta: map[string]string{
-			MetaFirst:     strconv.FormatInt(batch.First, 10),
-			MetaLast:      strconv.FormatInt(batch.Last, 10),
-			MetaCount:     strconv.Itoa(batch.Count),
-			MetaRangeDone: strconv.FormatBool(batch.ReachedUntil),
-			MetaFirstTime: batch.FirstTime.UTC().Format(time.RFC3339Nano),
-		},
-		Labels:       map[string]string{"connect-kind": "kafka"},
-		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
-	}}
-	var stagedKey string
-	if st := in.Staging; st != nil {
-		activity.RecordHeartbeat(ctx, "staging")
-		stagedKey = fmt.Sprintf("%s%s/%s/%d/%020d-%020d.jsonl", st.Prefix, in.Connector, in.Read.Topic, in.Read.Partition, batch.First, batch.Last)
-		if err := k.putObject(ctx, st, stagedKey, "application/x-ndjson", batch.Lines); err != nil {
-			return nil, fmt.Errorf("staging batch %s: %w", id, err)
-		}
-		sub.Objects = []ObjectInput{{Target: BatchInputTarget, Object: inputgateway.ObjectRef{
-			Bucket: st.Bucket, Key: stagedKey, Region: st.Region, Endpoint: st.Endpoint}}}
-	} else {
-		sub.Batch.Inputs = []tasktemplate.Input{{Target: BatchInputTarget, Inline: batch.Lines}}
+	meta := map[string]string{
+		MetaFirst:     strconv.FormatInt(batch.First, 10),
+		MetaLast:      strconv.FormatInt(batch.Last, 10),
+		MetaCount:     strconv.Itoa(batch.Count),
+		MetaRangeDone: strconv.FormatBool(batch.ReachedUntil),
+		MetaFirstTime: batch.FirstTime.UTC().Format(time.RFC3339Nano),
 	}
-	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
-		StagedKey: stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime}
-	res, err := k.bacalhau.Submit(ctx, sub)
-	var tooBig *tasktemplate.Error
-	if errors.As(err, &tooBig) && tooBig.Field == "job size" {
-		out.Rejected = fmt.Sprintf("offsets %d..%d (%d bytes) do not fit in one inline job: %v; use mode: staged for such records", batch.First, batch.Last, batch.Bytes, tooBig)
-		return out, nil
-	}
+	sub, err := submitStream(ctx, k.bacalhau, k.s3, in.StreamJob, tasktemplate.Batch{ID: id, Meta: meta, Labels: map[string]string{"connect-kind": "kafka"}},
+		batch.Lines, fmt.Sprintf("%s/%s/%d/%020d-%020d.jsonl", in.Connector, in.Read.Topic, in.Read.Partition, batch.First, batch.Last),
+		fmt.Sprintf("offsets %d..%d", batch.First, batch.Last))
 	if err != nil {
 		return nil, err
 	}
-	out.JobID, out.Reused, out.QueueTimeout, out.ExecutionTimeout = res.JobID, res.Reused, res.QueueTimeout, res.ExecutionTimeout
+	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
+		StagedKey: sub.stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, Rejected: sub.rejected}
+	if sub.res != nil {
+		out.JobID, out.Reused, out.QueueTimeout, out.ExecutionTimeout = sub.res.JobID, sub.res.Reused, sub.res.QueueTimeout, sub.res.ExecutionTimeout
+	}
 	return out, nil
 }
 
-func (k *Kafka) putObject(ctx context.Context, at *S3Prefix, key, contentType string, body []byte) error {
-	c, err := k.s3(ctx, at.Endpoint, at.Region)
+func putObject(ctx context.Context, s3f inputgateway.ClientFactory, at *S3Prefix, key, contentType string, body []byte) error {
+	c, err := s3f(ctx, at.Endpoint, at.Region)
 	if err != nil {
 		return err
 	}
@@ -348,6 +379,25 @@ func (k *Kafka) putObject(ctx context.Context, at *S3Prefix, key, contentType st
 		return fmt.Errorf("writing s3://%s/%s: %w", at.Bucket, key, err)
 	}
 	return nil
+}
+
+// deadLetterDocument writes a range's records (JSON lines) as one JSON
+// document {…fields, "records": […]} at key under the prefix, and says
+// where it went.
+func deadLetterDocument(ctx context.Context, s3f inputgateway.ClientFactory, at *S3Prefix, key string, fields map[string]any, lines []byte) (string, error) {
+	doc := map[string]any{"records": json.RawMessage("[" + string(bytes.Join(bytes.Split(bytes.TrimSpace(lines), []byte("\n")), []byte(","))) + "]")}
+	for k, v := range fields {
+		doc[k] = v
+	}
+	raw, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("dead letter: %w", err)
+	}
+	key = at.Prefix + key
+	if err := putObject(ctx, s3f, at, key, "application/json", raw); err != nil {
+		return "", fmt.Errorf("dead letter: %w", err)
+	}
+	return "s3://" + at.Bucket + "/" + key, nil
 }
 
 // DeadLetterRecordsInput sends the records of one range of a partition,
@@ -407,19 +457,13 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 		jobs += j
 	}
 	if in.S3 != nil {
-		key := fmt.Sprintf("%s%s/%s/%d/%020d-%020d.json", in.S3.Prefix, in.Connector, read.Topic, read.Partition, read.From, read.Until)
-		doc, err := json.MarshalIndent(map[string]any{
-			"connector": in.Connector, "topic": read.Topic, "partition": read.Partition,
-			"first": read.From, "last": read.Until, "error": in.Error, "jobs": in.JobIDs,
-			"records": json.RawMessage("[" + string(bytes.Join(bytes.Split(bytes.TrimSpace(batch.Lines), []byte("\n")), []byte(","))) + "]"),
-		}, "", "  ")
+		where, err := deadLetterDocument(ctx, k.s3, in.S3, fmt.Sprintf("%s/%s/%d/%020d-%020d.json", in.Connector, read.Topic, read.Partition, read.From, read.Until),
+			map[string]any{"connector": in.Connector, "topic": read.Topic, "partition": read.Partition,
+				"first": read.From, "last": read.Until, "error": in.Error, "jobs": in.JobIDs}, batch.Lines)
 		if err != nil {
-			return nil, fmt.Errorf("dead letter: %w", err)
+			return nil, err
 		}
-		if err := k.putObject(ctx, in.S3, key, "application/json", doc); err != nil {
-			return nil, fmt.Errorf("dead letter: %w", err)
-		}
-		return &DeadLettered{Count: batch.Count, Where: "s3://" + in.S3.Bucket + "/" + key}, nil
+		return &DeadLettered{Count: batch.Count, Where: where}, nil
 	}
 	cl, err := k.clients.client(in.Read.KafkaCluster)
 	if err != nil {

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -26,24 +25,14 @@ type KafkaConfig struct {
 	OnOffsetOutOfRange string
 	TLS                *KafkaTLS  `json:",omitempty"`
 	SASL               *KafkaSASL `json:",omitempty"`
-	// MaxRecords, MaxBytes and MaxWait bound one batch.
-	MaxRecords int
-	MaxBytes   int64
-	MaxWait    time.Duration
-	// Mode is inline (records travel in the job) or staged (written to
-	// Staging first; the task reads the object through the gateway).
-	Mode    string
-	Staging *S3Location `json:",omitempty"`
+	// StreamBatching: batch limits, mode, staging, failure policy (fields
+	// promoted, also in JSON).
+	StreamBatching
 	// TaskConfig is what runs per batch (fields promoted).
 	TaskConfig
-	// MaxRecordAge, when set, stops retrying a failing batch whose oldest
-	// record is older: it goes to bisection and the dead letter at once.
-	MaxRecordAge time.Duration `json:",omitempty"`
-	// Bisect splits a failing batch to isolate the records that fail.
-	Bisect bool
-	// DeadLetterTopic or DeadLetterS3 receive records that fail every attempt.
-	DeadLetterTopic string      `json:",omitempty"`
-	DeadLetterS3    *S3Location `json:",omitempty"`
+	// DeadLetterTopic (or StreamBatching.DeadLetterS3) receives records
+	// that fail every attempt.
+	DeadLetterTopic string `json:",omitempty"`
 }
 
 // KafkaTLS names the files of a TLS connection.
@@ -62,31 +51,17 @@ func (c KafkaConfig) topicRef() activities.TopicRef {
 	return activities.TopicRef{KafkaCluster: c.cluster(), Topic: c.Topic}
 }
 
-func s3Prefix(l *S3Location) *activities.S3Prefix {
-	if l == nil {
-		return nil
-	}
-	return &activities.S3Prefix{Bucket: l.Bucket, Prefix: l.Prefix, Region: l.Region, Endpoint: l.Endpoint}
-}
-
 // hasDeadLetter tells whether records that fail every attempt have
 // somewhere to go.
 func (c KafkaConfig) hasDeadLetter() bool { return c.DeadLetterTopic != "" || c.DeadLetterS3 != nil }
 
-// Kafka start positions and modes.
+// Kafka start positions.
 const (
 	StartEarliest  = "earliest"
 	StartLatest    = "latest"
 	StartTimestamp = "timestamp"
 	StartOffsets   = "offsets"
-	ModeInline     = "inline"
-	ModeStaged     = "staged"
 )
-
-// MaxInlineBatchBytes bounds an inline batch: its records travel inside the
-// job, which must stay well under Bacalhau's 1 MiB NATS limit once
-// base64-encoded (tasktemplate.MaxJobBytes is 768 KiB).
-const MaxInlineBatchBytes = 512 << 10
 
 // Validate checks what a running connector relies on; internal/spec's
 // validation is a superset, with YAML paths.
@@ -95,23 +70,13 @@ func (c KafkaConfig) Validate() error {
 	if c.Name == "" || c.Topic == "" || len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("name, source.kafka.topic and source.kafka.brokers are required"))
 	}
-	if c.MaxRecords < 1 || c.MaxBytes < 1 || c.MaxWait <= 0 {
-		errs = append(errs, errors.New("batch: max_records, max_bytes and max_wait must be positive"))
-	}
-	switch c.Mode {
-	case ModeInline:
-		if c.MaxBytes > MaxInlineBatchBytes {
-			errs = append(errs, fmt.Errorf("batch.max_bytes: %d is over the inline limit %d; use mode: staged", c.MaxBytes, MaxInlineBatchBytes))
-		}
-	case ModeStaged:
-		if c.Staging == nil || c.Staging.Bucket == "" {
-			errs = append(errs, errors.New("staging.s3.bucket: required for mode staged"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("mode: unknown %q", c.Mode))
-	}
+	errs = append(errs, c.StreamBatching.validate())
 	if c.Template == "" {
 		errs = append(errs, errors.New("task.template: required"))
 	}
 	return errors.Join(errs...)
+}
+
+func (c KafkaConfig) streamJob(attempt int) activities.StreamJob {
+	return c.StreamBatching.streamJob(c.Name, c.TaskConfig, attempt)
 }

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -176,11 +175,7 @@ func (c *consumer) run(ctx workflow.Context) error {
 		sub := activities.StreamSubmitInput{
 			Read: activities.KafkaRead{KafkaCluster: cfg.cluster(), Topic: cfg.Topic, Partition: c.in.Partition, From: from,
 				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, OnOutOfRange: cfg.OnOffsetOutOfRange, Until: until},
-			BatchID: batchID, Connector: cfg.Name, Attempt: c.attempts + 1, Template: cfg.Template,
-			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
-		}
-		if cfg.Mode == ModeStaged {
-			sub.Staging, sub.URLTTL = s3Prefix(cfg.Staging), cfg.URLTTL
+			BatchID: batchID, StreamJob: cfg.streamJob(c.attempts + 1),
 		}
 		var batch activities.StreamBatch
 		err := workflow.ExecuteActivity(rctx, c.k.ReadAndSubmit, sub).Get(ctx, &batch)
@@ -310,25 +305,12 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 	}
 	c.st.LastError = err.Error()
 	policy := c.cfg.Retry.withDefaults()
-	isolatable := false
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		switch appErr.Type() {
-		case activities.ErrTypeTaskFailed, activities.ErrTypeInvalidTask:
-			// The task failed on its input, or the input cannot be sent:
-			// splitting the batch can isolate the cause.
-			isolatable = true
-		}
-	}
 	lo, hi := batch.First, batch.Last
-	splitRange := len(c.ranges) > 0 && hi > lo
-	rejected := batch.Rejected != ""
 	expired := c.cfg.MaxRecordAge > 0 && !batch.FirstTime.IsZero() && workflow.Now(ctx).Sub(batch.FirstTime) > c.cfg.MaxRecordAge
-	if expired {
-		isolatable = true // too old to keep retrying, whatever the failure
-	}
-	if !c.legacy && isolatable && (c.attempts >= policy.MaxAttempts || splitRange || rejected || expired) {
-		if c.cfg.Bisect && hi > lo {
+	step := nextStreamStep(policy, c.cfg.Bisect, c.cfg.hasDeadLetter(), streamFailure{err: err, attempts: c.attempts, single: hi <= lo,
+		splitRange: len(c.ranges) > 0 && hi > lo, rejected: batch.Rejected != "", expired: expired})
+	if !c.legacy && step != stepRetry {
+		if step == stepBisect {
 			mid := lo + (hi-lo)/2
 			halves := []OffsetRange{{From: from, Until: mid}, {From: mid + 1, Until: max(hi, until)}}
 			if len(c.ranges) > 0 {
@@ -343,15 +325,14 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 			c.report(ctx, true)
 			return nil
 		}
-		if c.cfg.hasDeadLetter() {
+		if step == stepDeadLetter {
 			return c.deadLetter(ctx, lo, hi)
 		}
 		c.st.Phase = "blocked"
 		c.st.LastError = fmt.Sprintf("offsets %d..%d fail every attempt and the connector has no on_failure.dead_letter: retrying until they pass (last error: %v)", lo, hi, err)
 		c.report(ctx, true)
 	}
-	n := min(c.attempts, 30)
-	wait := min(time.Duration(float64(policy.InitialInterval)*pow(policy.BackoffCoefficient, n-1)), policy.MaxInterval)
+	wait := retryBackoff(policy, c.attempts)
 	workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same offsets", "First", lo, "Last", hi, "Attempt", c.attempts, "Wait", wait, "Error", err)
 	if c.st.Phase != "blocked" {
 		c.st.Phase = "backoff"
@@ -473,12 +454,4 @@ func (c *consumer) report(ctx workflow.Context, force bool) {
 	c.st.Reported = now
 	c.st.Lag = max(0, c.st.End-c.st.Checkpoint)
 	workflow.SignalExternalWorkflow(ctx, KafkaWorkflowID(c.cfg.Name), "", SignalPartitionStatus, *c.st)
-}
-
-func pow(b float64, n int) float64 {
-	r := 1.0
-	for i := 0; i < n; i++ {
-		r *= b
-	}
-	return r
 }

@@ -119,7 +119,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 
 func unitKafkaConfig() KafkaConfig {
 	return KafkaConfig{Name: "unit", Brokers: []string{"127.0.0.1:9092"}, Topic: "t", Group: "g", Start: StartEarliest,
-		MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: time.Second, Mode: ModeInline, Bisect: true, DeadLetterTopic: "dlq",
+		StreamBatching: StreamBatching{MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: time.Second, Mode: ModeInline, Bisect: true}, DeadLetterTopic: "dlq",
 		TaskConfig: TaskConfig{Template: "Type: batch", Retry: TaskRetryPolicy{MaxAttempts: 2, InitialInterval: time.Second}}}
 }
 

@@ -185,8 +185,8 @@ func logLine(i int) string {
 
 func kafkaConfig(env *testenv.Env, k *devstack.Kafka, template, name, topic, mode string, batch int) workflows.KafkaConfig {
 	cfg := workflows.KafkaConfig{Name: name, Brokers: k.Brokers(), Topic: topic, Group: "bacalhau-connect-" + name,
-		Start: workflows.StartEarliest, OnOffsetOutOfRange: workflows.StartEarliest, MaxRecords: batch, MaxWait: time.Second,
-		Mode: mode, Bisect: true, TaskConfig: workflows.TaskConfig{Template: template, ExecutionTimeout: 5 * time.Minute,
+		Start: workflows.StartEarliest, OnOffsetOutOfRange: workflows.StartEarliest,
+		StreamBatching: workflows.StreamBatching{MaxRecords: batch, MaxWait: time.Second, Mode: mode, Bisect: true}, TaskConfig: workflows.TaskConfig{Template: template, ExecutionTimeout: 5 * time.Minute,
 			Retry: workflows.TaskRetryPolicy{MaxAttempts: 3}}}
 	cfg.MaxBytes = workflows.MaxInlineBatchBytes
 	if mode == workflows.ModeStaged {
@@ -438,8 +438,9 @@ func idleRSS(b *testing.B, env *testenv.Env, k *devstack.Kafka) (idle, busy, pea
 	idle, _ = w.RSSMiB()
 
 	cfg := workflows.KafkaConfig{Name: name, Brokers: k.Brokers(), Topic: topic, Group: "bacalhau-connect-" + name,
-		Start: workflows.StartEarliest, OnOffsetOutOfRange: workflows.StartEarliest, MaxRecords: 1000, MaxBytes: 256 << 10,
-		MaxWait: time.Second, Mode: workflows.ModeInline, Bisect: true, TaskConfig: workflows.TaskConfig{Template: "Type: batch"}}
+		Start: workflows.StartEarliest, OnOffsetOutOfRange: workflows.StartEarliest,
+		StreamBatching: workflows.StreamBatching{MaxRecords: 1000, MaxBytes: 256 << 10, MaxWait: time.Second, Mode: workflows.ModeInline, Bisect: true},
+		TaskConfig:     workflows.TaskConfig{Template: "Type: batch"}}
 	id := workflows.KafkaWorkflowID(name)
 	if _, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
 		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: cfg}); err != nil {

@@ -104,89 +104,15 @@ func (s *Spec) resolveKafka(dir string, add addFunc) *workflows.KafkaConfig {
 		cfg.SASL = &workflows.KafkaSASL{Mechanism: a.Mechanism, UsernameEnv: a.UsernameEnv, PasswordEnv: a.PasswordEnv}
 	}
 
-	cfg.Mode = s.Mode
-	if cfg.Mode == "" {
-		cfg.Mode = workflows.ModeInline
-	}
-	cfg.MaxRecords = s.Batch.MaxRecords
-	switch {
-	case cfg.MaxRecords == 0:
-		cfg.MaxRecords = DefaultMaxRecords
-	case cfg.MaxRecords < 0 || cfg.MaxRecords > MaxMaxRecords:
-		add("batch.max_records", "%d: use 1 to %d", cfg.MaxRecords, MaxMaxRecords)
-	}
-	cfg.MaxWait = dur(s.Batch.MaxWait, DefaultMaxWait)
-	if cfg.MaxWait <= 0 {
-		add("batch.max_wait", "%s: use a positive duration such as 5s", cfg.MaxWait)
-	}
-	cfg.MaxBytes = int64(s.Batch.MaxBytes)
-	switch cfg.Mode {
-	case workflows.ModeInline:
-		if cfg.MaxBytes == 0 {
-			cfg.MaxBytes = DefaultInlineMaxBytes
-		}
-		if cfg.MaxBytes > workflows.MaxInlineBatchBytes {
-			add("batch.max_bytes", "%d is over %d, the most an inline batch can carry under Bacalhau's 1 MiB message limit: lower it or use mode: staged",
-				cfg.MaxBytes, workflows.MaxInlineBatchBytes)
-		}
-		if s.Staging != nil {
-			add("staging", "only for mode: staged")
-		}
-	case workflows.ModeStaged:
-		if cfg.MaxBytes == 0 {
-			cfg.MaxBytes = DefaultStagedMaxBytes
-		}
-		switch {
-		case s.Staging == nil || s.Staging.S3 == nil:
-			add("staging.s3", "required with mode: staged: the bucket and prefix batches are written to")
-		case s.Staging.S3.Bucket == "":
-			add("staging.s3.bucket", "required: the bucket staged batches are written to")
-		default:
-			checkEndpoint(add, "staging.s3.endpoint", s.Staging.S3.Endpoint)
-			st := s.Staging.S3
-			cfg.Staging = &workflows.S3Location{Bucket: st.Bucket, Prefix: st.Prefix, Region: st.Region, Endpoint: st.Endpoint}
-		}
-	default:
-		add("mode", "unknown %q: use inline (the batch travels in the job) or staged (written to S3 first)", s.Mode)
-	}
-	if cfg.MaxBytes < 0 {
-		add("batch.max_bytes", "%d is negative", cfg.MaxBytes)
-	}
-
+	cfg.StreamBatching = s.resolveStream(add)
 	cfg.TaskConfig = s.resolveTask(dir, add)
-	if a := s.Retry.MaxRecordAge; a != nil {
-		cfg.MaxRecordAge = a.Duration
-		if cfg.MaxRecordAge <= 0 {
-			add("retry.max_record_age", "%s: use a positive duration such as 1h, or leave it out for no limit", cfg.MaxRecordAge)
+	if dl := s.OnFailure; dl != nil && dl.DeadLetter != nil && dl.DeadLetter.Kafka != nil && dl.DeadLetter.S3 == nil {
+		if !topicRE.MatchString(dl.DeadLetter.Kafka.Topic) {
+			add("on_failure.dead_letter.kafka.topic", "%q is not a valid topic name", dl.DeadLetter.Kafka.Topic)
+		} else if dl.DeadLetter.Kafka.Topic == cfg.Topic {
+			add("on_failure.dead_letter.kafka.topic", "must differ from the source topic %q", cfg.Topic)
 		}
-	}
-
-	cfg.Bisect = true
-	if f := s.OnFailure; f != nil {
-		if f.Bisect != nil {
-			cfg.Bisect = *f.Bisect
-		}
-		if dl := f.DeadLetter; dl != nil {
-			switch {
-			case dl.Kafka != nil && dl.S3 != nil:
-				add("on_failure.dead_letter", "set kafka or s3, not both")
-			case dl.Kafka != nil:
-				if !topicRE.MatchString(dl.Kafka.Topic) {
-					add("on_failure.dead_letter.kafka.topic", "%q is not a valid topic name", dl.Kafka.Topic)
-				} else if dl.Kafka.Topic == cfg.Topic {
-					add("on_failure.dead_letter.kafka.topic", "must differ from the source topic %q", cfg.Topic)
-				}
-				cfg.DeadLetterTopic = dl.Kafka.Topic
-			case dl.S3 != nil:
-				if dl.S3.Bucket == "" {
-					add("on_failure.dead_letter.s3.bucket", "required: the bucket for dead-lettered records")
-				}
-				checkEndpoint(add, "on_failure.dead_letter.s3.endpoint", dl.S3.Endpoint)
-				cfg.DeadLetterS3 = &workflows.S3Location{Bucket: dl.S3.Bucket, Prefix: dl.S3.Prefix, Region: dl.S3.Region, Endpoint: dl.S3.Endpoint}
-			default:
-				add("on_failure.dead_letter", "set kafka: {topic: …} or s3: {bucket: …}")
-			}
-		}
+		cfg.DeadLetterTopic = dl.DeadLetter.Kafka.Topic
 	}
 	return cfg
 }
