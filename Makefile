@@ -30,16 +30,17 @@ test: bin/temporal tools compose-check lint dev-smoke
 	$(GO) test -count=1 -timeout 20m ./...
 
 # `make dev` end to end on free ports in a scratch folder, exiting after the
-# sample task, the example cron connector's first tick and the example
-# Kafka connector draining its topic: keeps the README's first command working.
+# sample task and every example connector (cron, Kafka, SQS, SNS, Kinesis)
+# draining its source: keeps the README's first command working.
 dev-smoke: bin/temporal tools
 	@d=$$(mktemp -d); \
 	if $(GO) run ./internal/cmd/connect-dev --once --run-dir $$d --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
-	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 > $$d/out.txt 2>&1 \
+	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 > $$d/out.txt 2>&1 \
 	   && grep -q '"requests":200' $$d/out.txt && grep -q 'cron connector web-logs: processed 12 objects' $$d/out.txt \
 	   && grep -q 'Kafka connector web-events: processed 201 records' $$d/out.txt \
 	   && grep -q 'SQS connector web-queue: processed 200 messages' $$d/out.txt \
-	   && grep -q 'SNS connector web-topic: processed 50 messages' $$d/out.txt; \
+	   && grep -q 'SNS connector web-topic: processed 50 messages' $$d/out.txt \
+	   && grep -q 'Kinesis connector web-clicks: processed 201 records' $$d/out.txt; \
 	then echo "dev-smoke: ok"; rm -rf $$d; \
 	else cat $$d/out.txt; echo "dev-smoke: failed (logs in $$d)"; exit 1; fi
 

@@ -99,3 +99,29 @@ func KafkaWorkflowID(name string) string { return KafkaWorkflowIDPrefix + name }
 func PartitionWorkflowID(name, topic string, partition int32) string {
 	return KafkaWorkflowID(name) + "-" + topic + "-" + itoa32(partition)
 }
+
+// Kinesis connector names.
+const (
+	// KinesisConnectorWorkflowType is the registered name of KinesisConnector.
+	KinesisConnectorWorkflowType = "KinesisConnector"
+	// ShardConsumerWorkflowType is the registered name of ShardConsumer.
+	ShardConsumerWorkflowType = "KinesisShardConsumer"
+	// KinesisWorkflowIDPrefix + connector name is a Kinesis connector's
+	// workflow ID.
+	KinesisWorkflowIDPrefix = "kinesis-"
+	// QueryShardStatus returns a ShardStatus from a shard consumer and a
+	// KinesisConnectorStatus (every shard) from the connector.
+	QueryShardStatus = "status"
+	// SignalShardControl carries a ShardControl from the connector to its
+	// shard consumers (pause, resume, reset, config), in order.
+	SignalShardControl = "shard-control"
+	// SignalShardStatus carries a consumer's ShardStatus to its connector.
+	SignalShardStatus = "shard-status"
+)
+
+// KinesisWorkflowID is the workflow ID of the Kinesis connector called name.
+func KinesisWorkflowID(name string) string { return KinesisWorkflowIDPrefix + name }
+
+// ShardWorkflowID is the ID of the consumer of one shard: Temporal then
+// guarantees one running consumer per shard.
+func ShardWorkflowID(name, shard string) string { return KinesisWorkflowID(name) + "-" + shard }

@@ -39,6 +39,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(KafkaConnector, workflowOptions(KafkaConnectorWorkflowType))
 			r.RegisterWorkflowWithOptions(PartitionConsumer, workflowOptions(PartitionConsumerWorkflowType))
 			r.RegisterWorkflowWithOptions(QueueConnector, workflowOptions(QueueWorkflowType))
+			r.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
+			r.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
 			}))

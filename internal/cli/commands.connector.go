@@ -54,6 +54,9 @@ through a validated Update: a rejected update changes nothing.`,
 			if r.Queue != nil {
 				return g.applyQueue(cmd, r.Queue, dryRun)
 			}
+			if r.Kinesis != nil {
+				return g.applyKinesis(cmd, r.Kinesis, dryRun)
+			}
 			cfg := r.Cron
 			id := workflows.CronWorkflowID(s.Name)
 			if dryRun {
@@ -106,8 +109,8 @@ func newListCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			var execs []*workflowpb.WorkflowExecutionInfo
 			req := &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s', '%s') AND ExecutionStatus = 'Running'",
-					workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType, workflows.QueueWorkflowType),
+				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s', '%s', '%s') AND ExecutionStatus = 'Running'",
+					workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType, workflows.QueueWorkflowType, workflows.KinesisConnectorWorkflowType),
 			}
 			for {
 				resp, err := c.ListWorkflow(cmd.Context(), req)
@@ -128,6 +131,14 @@ func newListCommand(g *globals) *cobra.Command {
 						return err
 					}
 					rows = append(rows, queueRow(st))
+					continue
+				}
+				if e.Type.GetName() == workflows.KinesisConnectorWorkflowType {
+					st, err := g.kinesisStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.KinesisWorkflowIDPrefix))
+					if err != nil {
+						return err
+					}
+					rows = append(rows, kinesisRow(st))
 					continue
 				}
 				if e.Type.GetName() == workflows.KafkaConnectorWorkflowType {
@@ -205,6 +216,9 @@ func newDescribeCommand(g *globals) *cobra.Command {
 				}
 				if qst, qerr := g.queueStatus(cmd, c, args[0]); qerr == nil {
 					return g.print(qst, describeQueue(qst))
+				}
+				if kst, kerr := g.kinesisStatus(cmd, c, args[0]); kerr == nil {
+					return g.print(kst, describeKinesis(kst))
 				}
 				return err
 			}
@@ -379,9 +393,9 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 }
 
 // connectorWorkflowIDs are the workflow IDs a connector called name may
-// have, one per kind family (cron, kafka, queue).
+// have, one per kind family (cron, kafka, queue, kinesis).
 func connectorWorkflowIDs(name string) []string {
-	return []string{workflows.CronWorkflowID(name), workflows.KafkaWorkflowID(name), workflows.QueueWorkflowID(name)}
+	return []string{workflows.CronWorkflowID(name), workflows.KafkaWorkflowID(name), workflows.QueueWorkflowID(name), workflows.KinesisWorkflowID(name)}
 }
 
 func isNotFound(err error) bool {

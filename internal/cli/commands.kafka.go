@@ -90,12 +90,13 @@ func newResetCommand(g *globals) *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
 		Use:   "reset NAME --to earliest|latest|TIME|PARTITION=OFFSET,...",
-		Short: "Move a paused Kafka connector's checkpoints (then resume it)",
+		Short: "Move a paused Kafka or Kinesis connector's checkpoints (then resume it)",
 		Long: `Move every partition's checkpoint of a paused Kafka connector: to the earliest
 retained offset, to the end (latest), to the first offset at or after an RFC 3339
 time, or to explicit offsets (partitions not listed keep theirs). The consumer
-group mirrors the new checkpoints at once. The connector must be paused, so no
-batch is in flight while its position moves.`,
+group mirrors the new checkpoints at once. A Kinesis connector's open shards move
+to TRIM_HORIZON (earliest), the time of the reset (latest) or a time. The
+connector must be paused, so no batch is in flight while its position moves.`,
 		Example: `  starter pause web-events
   starter reset web-events --to earliest
   starter reset web-events --to 0=1200,1=980
@@ -115,6 +116,12 @@ batch is in flight while its position moves.`,
 				WorkflowID: workflows.KafkaWorkflowID(args[0]), UpdateName: workflows.UpdateReset,
 				Args: []interface{}{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
+			if isNotFound(err) {
+				h, err = c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+					WorkflowID: workflows.KinesisWorkflowID(args[0]), UpdateName: workflows.UpdateReset,
+					Args: []interface{}{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
+				})
+			}
 			var n int
 			if err == nil {
 				err = h.Get(cmd.Context(), &n)

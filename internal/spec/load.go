@@ -81,6 +81,8 @@ type Resolved struct {
 	Kafka *workflows.KafkaConfig
 	// Queue is an sqs or sns connector's configuration.
 	Queue *workflows.QueueConfig
+	// Kinesis is a kinesis connector's configuration.
+	Kinesis *workflows.KinesisConfig
 }
 
 // LoadFile reads, decodes, validates and resolves a spec file.
@@ -160,10 +162,13 @@ func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	case KindSQS, KindSNS:
 		s.onlyFor(s.Kind, add)
 		r.Queue = s.resolveQueue(dir, add)
+	case KindKinesis:
+		s.onlyFor(KindKinesis, add)
+		r.Kinesis = s.resolveKinesis(dir, add)
 	case "":
-		add("kind", "required: cron, kafka, sqs or sns")
+		add("kind", "required: cron, kafka, kinesis, sqs or sns")
 	default:
-		add("kind", "unknown %q: use cron, kafka, sqs or sns", s.Kind)
+		add("kind", "unknown %q: use cron, kafka, kinesis, sqs or sns", s.Kind)
 	}
 	return r, ps
 }
@@ -184,12 +189,13 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 		"batch.max_objects":    {s.Batch.MaxObjects != 0, []string{KindCron}},
 		"batch.concurrency":    {s.Batch.Concurrency != 0, []string{KindCron, KindSQS, KindSNS}},
 		"source.kafka":         {s.Source.Kafka != nil, []string{KindKafka}},
-		"mode":                 {s.Mode != "", []string{KindKafka}},
-		"staging":              {s.Staging != nil, []string{KindKafka}},
-		"on_failure":           {s.OnFailure != nil, []string{KindKafka}},
-		"batch.max_records":    {s.Batch.MaxRecords != 0, []string{KindKafka}},
-		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindSQS, KindSNS}},
-		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka}},
+		"source.kinesis":       {s.Source.Kinesis != nil, []string{KindKinesis}},
+		"mode":                 {s.Mode != "", []string{KindKafka, KindKinesis}},
+		"staging":              {s.Staging != nil, []string{KindKafka, KindKinesis}},
+		"on_failure":           {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
+		"batch.max_records":    {s.Batch.MaxRecords != 0, []string{KindKafka, KindKinesis}},
+		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
+		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
 		"source.sqs":           {s.Source.SQS != nil, []string{KindSQS}},
 		"source.sns":           {s.Source.SNS != nil, []string{KindSNS}},
 		"batch.max_messages":   {s.Batch.MaxMessages != 0, []string{KindSQS, KindSNS}},

@@ -17,6 +17,8 @@ const (
 	KindKafka = "kafka"
 	KindSQS   = workflows.KindSQS
 	KindSNS   = workflows.KindSNS
+	// KindKinesis is a Kinesis stream connector.
+	KindKinesis = "kinesis"
 )
 
 // Overlap policies of a cron connector.
@@ -126,6 +128,20 @@ type Source struct {
 	Kafka *KafkaSource `yaml:"kafka"`
 	SQS   *SQSSource   `yaml:"sqs"`
 	SNS   *SNSSource   `yaml:"sns"`
+	// Kinesis is a stream to consume, one durable consumer per shard.
+	Kinesis *KinesisSource `yaml:"kinesis"`
+}
+
+// KinesisSource is a Kinesis stream: one durable consumer per shard,
+// following split/merge lineage.
+type KinesisSource struct {
+	// Stream is the stream's name or ARN.
+	Stream   string `yaml:"stream"`
+	Region   string `yaml:"region"`
+	Endpoint string `yaml:"endpoint"`
+	// Start: trim_horizon (default), latest or at_timestamp (StartTime).
+	Start     string     `yaml:"start"`
+	StartTime *time.Time `yaml:"start_time"`
 }
 
 // SQSSource is a queue to poll.

@@ -155,6 +155,9 @@ func (e *Env) StartWorkerWith(opts workerapp.Options) (worker.Worker, error) {
 	if opts.QueueClients == nil {
 		opts.QueueClients = devstack.QueueClients
 	}
+	if opts.KinesisClients == nil {
+		opts.KinesisClients = devstack.KinesisClient
+	}
 	w := workerapp.New(e.Client, opts)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting worker: %w", err)

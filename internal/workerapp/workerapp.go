@@ -29,6 +29,9 @@ type Options struct {
 	// QueueClients makes the SQS and SNS clients of queue connectors (nil:
 	// the standard AWS chain).
 	QueueClients activities.QueueClients
+	// KinesisClients makes the Kinesis clients of Kinesis connectors (nil:
+	// the standard AWS chain).
+	KinesisClients activities.KinesisClientFactory
 	// MaxConcurrentActivities caps activities running at once in this worker
 	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
 	// this number, caps Bacalhau jobs in flight.
@@ -46,7 +49,7 @@ func New(c client.Client, opts Options) worker.Worker {
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway)
 	kafka := activities.NewKafkaClients()
 	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients),
-		activities.NewQueue(b, opts.QueueClients))
+		activities.NewQueue(b, opts.QueueClients), activities.NewKinesis(b, opts.KinesisClients, opts.S3Clients))
 	return &appWorker{Worker: w, kafka: kafka}
 }
 
@@ -65,7 +68,7 @@ func (w *appWorker) Stop() {
 // Register registers every workflow and activity on r. Activity names are
 // their method names, so methods of different activity structs must not share
 // a name.
-func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka, q *activities.Queue) {
+func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka, q *activities.Queue, kin *activities.Kinesis) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})
@@ -78,4 +81,7 @@ func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal,
 	r.RegisterActivity(k)
 	r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
 	r.RegisterActivity(q)
+	r.RegisterWorkflowWithOptions(workflows.KinesisConnector, workflow.RegisterOptions{Name: workflows.KinesisConnectorWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.ShardConsumer, workflow.RegisterOptions{Name: workflows.ShardConsumerWorkflowType})
+	r.RegisterActivity(kin)
 }

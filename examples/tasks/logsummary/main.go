@@ -3,7 +3,8 @@
 // /inputs, aggregates the log lines it finds and writes the summary as JSON to
 // /outputs/summary.json and to stdout.
 //
-// Two line formats are understood, and may be mixed within one file:
+// Two line formats are understood, and may be mixed within one file (also
+// wrapped in the JSON lines the Kafka, Kinesis and queue connectors deliver):
 //
 //   - nginx "combined": 1.2.3.4 - - [10/Oct/2026:13:55:36 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8"
 //   - JSON lines with "status" (number), "bytes" (number) and "path" (string).
@@ -56,6 +57,10 @@ type Summary struct {
 	// read (JSON lines with partition, offset and value, as stream
 	// connectors deliver them), in the order read.
 	KafkaOffsets map[string][]int64 `json:"kafka_offsets,omitempty"`
+	// KinesisRecords lists the Kinesis records read (JSON lines with
+	// shard_id, sequence_number and value, as the Kinesis connector delivers
+	// them) as "SHARD/SEQUENCE", in the order read.
+	KinesisRecords []string `json:"kinesis_records,omitempty"`
 	// MessageIDs lists the IDs of the queue messages read (JSON lines with
 	// id and body, as queue connectors deliver them), in the order read.
 	MessageIDs []string `json:"message_ids,omitempty"`
@@ -199,6 +204,9 @@ func scan(r io.Reader, sum *Summary, paths map[string]int, reject, failOn string
 			}
 			sum.KafkaOffsets[p] = append(sum.KafkaOffsets[p], off)
 			line = strings.TrimSpace(value)
+		} else if rec, value, isKinesis := kinesisRecord(line); isKinesis {
+			sum.KinesisRecords = append(sum.KinesisRecords, rec)
+			line = strings.TrimSpace(value)
 		} else if id, body, isMessage := queueMessage(line); isMessage {
 			if failOn != "" && strings.Contains(body, failOn) {
 				sum.FailedIDs = append(sum.FailedIDs, id)
@@ -235,6 +243,23 @@ func kafkaRecord(line string) (partition string, offset int64, value string, ok 
 		return "", 0, "", false
 	}
 	return strconv.Itoa(int(*rec.Partition)), *rec.Offset, *rec.Value, true
+}
+
+// kinesisRecord unwraps a Kinesis connector's record line:
+// {"shard_id":"shardId-000000000000","sequence_number":"4959…","value":"<log line>",…}.
+func kinesisRecord(line string) (rec, value string, ok bool) {
+	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"sequence_number"`) {
+		return "", "", false
+	}
+	var r struct {
+		Shard    *string `json:"shard_id"`
+		Sequence *string `json:"sequence_number"`
+		Value    *string `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(line), &r); err != nil || r.Shard == nil || r.Sequence == nil || r.Value == nil {
+		return "", "", false
+	}
+	return *r.Shard + "/" + *r.Sequence, *r.Value, true
 }
 
 // queueMessage unwraps a queue connector's message line:

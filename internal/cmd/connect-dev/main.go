@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -56,7 +58,7 @@ type options struct {
 	runDir                             string
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
-	kafkaPort, sqsPort                 int
+	kafkaPort, sqsPort, kinesisPort    int
 	once                               bool
 }
 
@@ -66,6 +68,7 @@ const (
 	exampleS3URL      = "http://127.0.0.1:9090"
 	exampleKafka      = "127.0.0.1:9092"
 	exampleSQS        = "http://127.0.0.1:4566"
+	exampleKinesis    = "http://127.0.0.1:4567"
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -80,6 +83,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.gatewayPort, "gateway-port", 8470, "input gateway port (0: free port)")
 	fs.IntVar(&o.kafkaPort, "kafka-port", 9092, "Kafka stand-in (kfake) port (0: free port)")
 	fs.IntVar(&o.sqsPort, "sqs-port", 4566, "SQS/SNS stand-in (fauxqs) port (0: free port)")
+	fs.IntVar(&o.kinesisPort, "kinesis-port", 4567, "Kinesis stand-in (kinesalite) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -222,7 +226,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer c.Close()
 	w := workerapp.New(c, workerapp.Options{BacalhauAddress: bacalhau.Address(), Gateway: gateway, S3Clients: s3Clients,
-		QueueClients: devstack.QueueClients})
+		QueueClients: devstack.QueueClients, KinesisClients: devstack.KinesisClient})
 	if err := step("starting the worker", w.Start); err != nil {
 		return err
 	}
@@ -264,6 +268,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runTopic(ctx, out, c, root, modules, queues); err != nil {
 		return err
 	}
+	var streams *devstack.Kinesis
+	if err := step("starting Kinesis (kinesalite)", func() error {
+		f, err := logFile("kinesalite.log")
+		if err != nil {
+			return err
+		}
+		streams, err = devstack.StartKinesis(ctx, devstack.KinesisOptions{StandinsDir: filepath.Join(root, "internal/devstack/standins"), Port: o.kinesisPort, Log: f})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer streams.Stop()
+	if err := runKinesis(ctx, out, c, root, modules, streams); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -273,15 +292,17 @@ Modules         %s
 S3 (versitygw)  %s   (key %s; bucket logs)
 Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -e)
 SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq; topic web-events)
+Kinesis         %s   (kinesalite; stream web-clicks, 2 shards)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
       go run ./starter describe web-events        (one row per partition: checkpoint, end, lag)
+      go run ./starter describe web-clicks        (one row per shard, with its parents)
       go run ./starter pause web-events && go run ./starter reset web-events --to earliest && go run ./starter resume web-events
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
-		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(),
+		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(),
 		workflows.TaskQueue, modules.URL(), modules.URL())
 	if o.once {
 		return nil
@@ -619,6 +640,76 @@ func applyQueueExample(ctx context.Context, out io.Writer, c client.Client, root
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s connector %s: %d of %d messages after 3 min (%s)", cfg.Kind, cfg.Name, st.Counters.Deleted, want, st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// runKinesis creates stream web-clicks (2 shards), puts the sample log
+// lines, applies the example Kinesis connector and waits until every record
+// is processed.
+func runKinesis(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, k *devstack.Kinesis) error {
+	const stream = "web-clicks"
+	sample, err := os.ReadFile(filepath.Join(root, "examples/data/access.log"))
+	if err != nil {
+		return err
+	}
+	if err := k.CreateStream(ctx, stream, 2); err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	var entries []ktypes.PutRecordsRequestEntry
+	for i, l := range lines {
+		entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprintf("client-%d", i%16)), Data: []byte(l)})
+	}
+	resp, err := k.Client().PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+	if err != nil {
+		return fmt.Errorf("putting sample lines: %w", err)
+	}
+	if n := aws.ToInt32(resp.FailedRecordCount); n > 0 {
+		return fmt.Errorf("putting sample lines: %d failed", n)
+	}
+	fmt.Fprintf(out, "put %d sample log lines to Kinesis stream %s (2 shards)\n", len(lines), stream)
+
+	specPath := filepath.Join(root, "examples/connectors/web-clicks.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleKinesis, k.Endpoint()), exampleModulesURL, modules.URL())
+	r, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	cfg := r.Kinesis
+	id := workflows.KinesisWorkflowID(cfg.Name)
+	// kinesalite keeps nothing: a connector from an earlier make dev reads
+	// a stream that is gone. Start afresh.
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example Kinesis connector")
+	for i := 0; i < 2; i++ {
+		_ = c.TerminateWorkflow(ctx, workflows.ShardWorkflowID(cfg.Name, fmt.Sprintf("shardId-%012d", i)), "", "make dev restarts the example Kinesis connector")
+	}
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
+		workflows.KinesisConnectorWorkflowType, workflows.KinesisConnectorInput{Config: *cfg}); err != nil {
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "applied Kinesis connector %s (workflow %s)… ", cfg.Name, id)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryShardStatus)
+		var st workflows.KinesisConnectorStatus
+		if err == nil && v.Get(&st) == nil && st.Records >= int64(len(lines)) {
+			fmt.Fprintf(out, "done in %.1f s\nKinesis connector %s: processed %d records in %d batches over %d shards\n",
+				time.Since(start).Seconds(), cfg.Name, st.Records, st.Batches, len(st.Shards))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kinesis connector %s: %d of %d records after 3 min (%s)", cfg.Name, st.Records, len(lines), st.LastError)
 		}
 		select {
 		case <-ctx.Done():

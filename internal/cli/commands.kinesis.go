@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
+)
+
+// applyKinesis starts a Kinesis connector, or updates a running one in
+// place through a validated Update (consumers apply it between batches).
+func (g *globals) applyKinesis(cmd *cobra.Command, cfg *workflows.KinesisConfig, dryRun bool) error {
+	id := workflows.KinesisWorkflowID(cfg.Name)
+	if dryRun {
+		return g.print(map[string]string{"name": cfg.Name, "kind": "kinesis", "workflow_id": id, "result": "valid"},
+			fmt.Sprintf("connector %s: kinesis spec is valid (workflow %s)\n", cfg.Name, id))
+	}
+	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType,
+		input: workflows.KinesisConnectorInput{Config: *cfg}, config: *cfg,
+		started: fmt.Sprintf("connector %s started (workflow %s; one consumer per shard of %s, following splits and merges)\n", cfg.Name, id, cfg.Stream)})
+}
+
+// kinesisStatus queries a Kinesis connector's aggregated status.
+func (g *globals) kinesisStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KinesisConnectorStatus, error) {
+	v, err := c.QueryWorkflow(cmd.Context(), workflows.KinesisWorkflowID(name), "", workflows.QueryShardStatus)
+	if err != nil {
+		return nil, connectorError(name, "", err)
+	}
+	var st workflows.KinesisConnectorStatus
+	if err := v.Get(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func kinesisState(st *workflows.KinesisConnectorStatus) string {
+	if st.Paused {
+		return "paused"
+	}
+	for _, s := range st.Shards {
+		if s.Phase == "blocked" {
+			return "blocked"
+		}
+	}
+	return "running"
+}
+
+func kinesisRow(st *workflows.KinesisConnectorStatus) connectorRow {
+	open := 0
+	for _, s := range st.Shards {
+		if !s.Finished {
+			open++
+		}
+	}
+	row := connectorRow{Name: st.Name, Kind: "kinesis", State: kinesisState(st), Processed: st.Records,
+		Position: fmt.Sprintf("%s: %d shards (%d finished)", st.Stream, len(st.Shards), len(st.Shards)-open), LastError: st.LastError}
+	var last time.Time
+	for _, s := range st.Shards {
+		if s.LastError != "" {
+			row.LastError = fmt.Sprintf("shard %s: %s", s.Shard, s.LastError)
+		}
+		if s.LastJob != "" && !s.Reported.Before(last) {
+			row.LastJob, last = s.LastJob, s.Reported
+		}
+	}
+	return row
+}
+
+// describeKinesis renders a Kinesis connector's status with one row per
+// shard, parents included.
+func describeKinesis(st *workflows.KinesisConnectorStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "connector   %s (workflow %s), kind kinesis, mode %s\nstate       %s\nstream      %s\n",
+		st.Name, workflows.KinesisWorkflowID(st.Name), st.Mode, kinesisState(st), st.Stream)
+	fmt.Fprintf(&b, "totals      %d records in %d batches, %d dead-lettered\n", st.Records, st.Batches, st.DeadLettered)
+	if st.LastError != "" {
+		fmt.Fprintf(&b, "last error  %s\n", st.LastError)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHARD\tPARENTS\tPHASE\tCHECKPOINT\tBEHIND\tRECORDS\tDEAD\tLAST JOB\tLAST ERROR")
+	for _, s := range st.Shards {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Shard, dash(strings.Join(s.Parents, ",")), s.Phase, dash(s.Checkpoint),
+			time.Duration(s.MillisBehind)*time.Millisecond, s.Records, s.DeadLettered, dash(s.LastJob), dash(s.LastError))
+	}
+	_ = tw.Flush()
+	return b.String()
+}

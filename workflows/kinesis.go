@@ -1,0 +1,275 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+// KinesisConnectorInput starts (or continues) a Kinesis connector.
+type KinesisConnectorInput struct {
+	Config KinesisConfig
+	// StartedAt is the connector's first start (start: latest reads from
+	// there); zero at the first start.
+	StartedAt time.Time `json:",omitempty"`
+	// Shards are the shards known so far, with lineage and progress.
+	Shards []KinesisShard `json:",omitempty"`
+	Paused bool           `json:",omitempty"`
+	// Reports are the consumers' last status reports.
+	Reports []ShardStatus `json:",omitempty"`
+}
+
+// KinesisShard is a shard as the connector tracks it.
+type KinesisShard struct {
+	activities.Shard
+	// Started: its consumer was started; Finished: it reported the shard
+	// closed and fully processed.
+	Started  bool `json:",omitempty"`
+	Finished bool `json:",omitempty"`
+}
+
+// KinesisConnectorStatus answers QueryShardStatus on the connector.
+type KinesisConnectorStatus struct {
+	Name   string
+	Stream string
+	Mode   string
+	Paused bool
+	// Shards holds every known shard's last report (or its waiting state).
+	Shards []ShardStatus
+	// Totals over the shards.
+	Records, Batches, DeadLettered int64
+	// LastError is the connector's own last problem (shard discovery).
+	LastError string `json:",omitempty"`
+}
+
+// shardRecheck is how often the connector looks for new shards.
+const shardRecheck = 10 * time.Second
+
+// KinesisConnector runs one ShardConsumer child per shard (IDs from
+// connector and shard ID), following lineage from ListShards: a shard's
+// consumer starts only once its parent and adjacent parent (when they are
+// known) reported themselves finished — closed and read to their end — so
+// per-key order holds across splits and merges. It looks for new shards
+// every few seconds (and at once when a shard finishes), fans out pause,
+// resume, reset and spec updates, and aggregates status reports. Children
+// are abandoned on continue-as-new and cancelled with the connector.
+func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
+	cfg := in.Config
+	if err := cfg.Validate(); err != nil {
+		return temporal.NewNonRetryableApplicationError("invalid kinesis config: "+err.Error(), "InvalidConfig", nil)
+	}
+	startedAt := in.StartedAt
+	if startedAt.IsZero() {
+		startedAt = workflow.Now(ctx)
+	}
+	shards := append([]KinesisShard(nil), in.Shards...)
+	paused := in.Paused
+	lastError := ""
+	reports := map[string]ShardStatus{}
+	for _, r := range in.Reports {
+		reports[r.Shard] = r
+	}
+	index := func(id string) int {
+		for i, s := range shards {
+			if s.ID == id {
+				return i
+			}
+		}
+		return -1
+	}
+	tell := func(c ShardControl) {
+		for _, s := range shards {
+			if s.Started && !s.Finished {
+				workflow.SignalExternalWorkflow(ctx, ShardWorkflowID(cfg.Name, s.ID), "", SignalShardControl, c)
+			}
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryShardStatus, func() (KinesisConnectorStatus, error) {
+		st := KinesisConnectorStatus{Name: cfg.Name, Stream: cfg.streamName(), Mode: cfg.Mode, Paused: paused, LastError: lastError}
+		for _, s := range shards {
+			r, ok := reports[s.ID]
+			switch {
+			case !ok && s.Started:
+				r = ShardStatus{Shard: s.ID, Phase: "starting"}
+			case !ok:
+				r = ShardStatus{Shard: s.ID, Phase: "waiting-for-parents"}
+			}
+			r.Parents = s.parents()
+			st.Shards = append(st.Shards, r)
+			st.Records += r.Records
+			st.Batches += r.Batches
+			st.DeadLettered += r.DeadLettered
+		}
+		return st, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec, func(ctx workflow.Context, next KinesisConfig) (string, error) {
+		cfg = next
+		tell(ShardControl{Op: ControlConfig, Config: &next})
+		return "updated", nil
+	}, workflow.UpdateHandlerOptions{Validator: func(next KinesisConfig) error {
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		if next.Name != cfg.Name || next.streamName() != cfg.streamName() {
+			return fmt.Errorf("name and source.kinesis.stream cannot change (%s, %s): delete the connector and apply a new one", cfg.Name, cfg.streamName())
+		}
+		return nil
+	}}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReset, func(ctx workflow.Context, r ResetRequest) (int, error) {
+		n := 0
+		for _, s := range shards {
+			if s.Started && !s.Finished {
+				n++
+			}
+		}
+		tell(ShardControl{Op: ControlReset, Reset: &r})
+		return n, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(r ResetRequest) error {
+		if !paused {
+			return errors.New("reset needs a paused connector: pause it, reset, then resume")
+		}
+		if r.To == StartOffsets {
+			return errors.New("reset: a Kinesis connector resets to earliest, latest or timestamp")
+		}
+		return r.Validate()
+	}}); err != nil {
+		return err
+	}
+
+	statusCh := workflow.GetSignalChannel(ctx, SignalShardStatus)
+	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
+	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
+	var k *activities.Kinesis
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	for rounds := 0; ; rounds++ {
+		var listed []activities.Shard
+		if err := workflow.ExecuteActivity(actx, k.ListShards, cfg.streamRef()).Get(ctx, &listed); err != nil {
+			var appErr *temporal.ApplicationError
+			if len(shards) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeStreamNotFound {
+				return fmt.Errorf("listing shards of %s: %w", cfg.streamName(), err)
+			}
+			lastError = fmt.Sprintf("listing shards of %s: %v", cfg.streamName(), err)
+			workflow.GetLogger(ctx).Warn("Listing shards failed; consumers keep their checkpoints", "Error", err)
+		} else {
+			lastError = ""
+		}
+		for _, l := range listed {
+			if i := index(l.ID); i >= 0 {
+				shards[i].Closed = l.Closed
+			} else {
+				shards = append(shards, KinesisShard{Shard: l})
+			}
+		}
+		// Start every shard whose known parents are finished, all in one
+		// workflow task.
+		ready := func(s KinesisShard) bool {
+			for _, p := range s.parents() {
+				if i := index(p); i >= 0 && !shards[i].Finished {
+					return false
+				}
+			}
+			return true
+		}
+		var fresh []int
+		var starting []workflow.ChildWorkflowFuture
+		for i, s := range shards {
+			if s.Started || !ready(s) {
+				continue
+			}
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID:        ShardWorkflowID(cfg.Name, s.ID),
+				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			})
+			f := workflow.ExecuteChildWorkflow(cctx, ShardConsumer, ShardInput{Config: cfg, Shard: s.ID, Position: cfg.startPosition(startedAt), Paused: paused})
+			fresh, starting = append(fresh, i), append(starting, f)
+		}
+		for j, f := range starting {
+			id := shards[fresh[j]].ID
+			if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+				var already *temporal.ChildWorkflowExecutionAlreadyStartedError
+				if !errors.As(err, &already) {
+					return fmt.Errorf("starting consumer of shard %s: %w", id, err)
+				}
+			}
+			shards[fresh[j]].Started = true
+			workflow.GetLogger(ctx).Info("Shard consumer started", "Shard", id, "Parents", shards[fresh[j]].parents())
+		}
+
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		recheck := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(timerCtx, shardRecheck), func(workflow.Future) { recheck = true })
+		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r ShardStatus
+			c.Receive(ctx, &r)
+			reports[r.Shard] = r
+			if i := index(r.Shard); i >= 0 && r.Finished && !shards[i].Finished {
+				shards[i].Finished = true
+				recheck = true // its children may start now
+			}
+		})
+		sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			paused = true
+			tell(ShardControl{Op: ControlPause})
+		})
+		sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			paused = false
+			tell(ShardControl{Op: ControlResume})
+		})
+		for !recheck && ctx.Err() == nil {
+			sel.Select(ctx)
+		}
+		cancelTimer()
+		if ctx.Err() != nil {
+			dctx, cancel := workflow.NewDisconnectedContext(ctx)
+			for _, s := range shards {
+				if s.Started && !s.Finished {
+					_ = workflow.RequestCancelExternalWorkflow(dctx, ShardWorkflowID(cfg.Name, s.ID), "").Get(dctx, nil)
+				}
+			}
+			cancel()
+			return temporal.NewCanceledError("kinesis connector cancelled")
+		}
+		if rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			for sel.HasPending() {
+				sel.Select(ctx)
+			}
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			next := KinesisConnectorInput{Config: cfg, StartedAt: startedAt, Shards: shards, Paused: paused}
+			for _, s := range shards {
+				if r, ok := reports[s.ID]; ok {
+					next.Reports = append(next.Reports, r)
+				}
+			}
+			return workflow.NewContinueAsNewError(ctx, KinesisConnector, next)
+		}
+	}
+}
+
+// parents are the shard's parent and adjacent parent, when it has them.
+func (s KinesisShard) parents() []string {
+	var ps []string
+	for _, p := range []string{s.Parent, s.AdjacentParent} {
+		if p != "" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
