@@ -99,6 +99,9 @@ func Cron(ctx workflow.Context, in CronInput) error {
 	running := false
 	var nextTick time.Time
 
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (CronConfig, error) { return cfg, nil }); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryCronStatus, func() (CronStatus, error) {
 		return CronStatus{Name: cfg.Name, Schedule: cfg.Schedule, Paused: st.Paused, Running: running,
 			NextTick: nextTick, CronState: *st, DoneInWindow: len(st.Cursor.Done)}, nil

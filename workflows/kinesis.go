@@ -90,6 +90,9 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			}
 		}
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (KinesisConfig, error) { return cfg, nil }); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryShardStatus, func() (KinesisConnectorStatus, error) {
 		st := KinesisConnectorStatus{Name: cfg.Name, Stream: cfg.streamName(), Mode: cfg.Mode, Paused: paused, LastError: lastError}
 		for _, s := range shards {

@@ -63,6 +63,10 @@ const (
 	UpdateBackfill = "backfill"
 	// QueryCronStatus returns a CronStatus.
 	QueryCronStatus = "status"
+	// QueryConfig returns a connector's current configuration (of any
+	// kind: CronConfig, KafkaConfig, QueueConfig, KinesisConfig), as
+	// applied, updates included.
+	QueryConfig = "config"
 )
 
 // CronWorkflowID is the workflow ID of the cron connector called name.

@@ -71,6 +71,9 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 		return temporal.NewNonRetryableApplicationError("invalid queue config: "+err.Error(), "InvalidConfig", nil)
 	}
 	st := &QueueStatus{Name: cfg.Name, Kind: cfg.Kind, URL: in.URL, Paused: in.Paused, Counters: in.Counters, SNS: in.SNS}
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (QueueConfig, error) { return cfg, nil }); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryQueueStatus, func() (QueueStatus, error) { return *st, nil }); err != nil {
 		return err
 	}

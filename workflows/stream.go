@@ -127,6 +127,9 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalPartitionControl, c)
 		}
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (KafkaConfig, error) { return cfg, nil }); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryPartitionStatus, func() (KafkaConnectorStatus, error) {
 		st := KafkaConnectorStatus{Name: cfg.Name, Topic: cfg.Topic, Group: cfg.Group, Mode: cfg.Mode, Paused: paused, Started: started, LastError: lastError}
 		for _, p := range started {

@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,46 +35,221 @@ func newConnectorCommands(g *globals) []*cobra.Command {
 
 func newApplyCommand(g *globals) *cobra.Command {
 	var file string
-	var dryRun bool
+	var dryRun, diff bool
 	cmd := &cobra.Command{
-		Use:   "apply -f SPEC",
-		Short: "Validate a connector spec, then start the connector or update it",
-		Long: `Validate a connector spec (every problem is reported with its YAML path and
-the fix), then start the connector, or, when it runs already, update it in place
-through a validated Update: a rejected update changes nothing.`,
-		Example: "  starter apply -f examples/connectors/web-logs.yaml",
-		Args:    cobra.NoArgs,
+		Use:   "apply -f SPEC|FOLDER",
+		Short: "Validate connector specs, then start the connectors or update them",
+		Long: `Validate a connector spec, or every *.yaml / *.yml spec in a folder (every
+problem is reported with its file, YAML path and the fix, and nothing starts
+while any spec is invalid), then start each connector, or, when it runs
+already, update it in place through a validated Update: a rejected update
+changes nothing. --diff shows what would change against the running
+connectors (their "config" query) and changes nothing.`,
+		Example: `  starter apply -f examples/connectors/web-logs.yaml
+  starter apply -f examples/connectors/ --diff
+  starter apply -f examples/connectors/`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
-				return errors.New(`-f: required: the connector spec to apply`)
+				return errors.New(`-f: required: the connector spec (or a folder of specs) to apply`)
 			}
-			r, err := spec.LoadFile(file)
+			files, err := specFiles(file)
 			if err != nil {
 				return err
 			}
-			s := r.Spec
-			if r.Kafka != nil {
-				return g.applyKafka(cmd, r.Kafka, dryRun)
+			var starts []connectorStart
+			var problems []error
+			for _, f := range files {
+				r, err := spec.LoadFile(f)
+				if err != nil {
+					problems = append(problems, err)
+					continue
+				}
+				starts = append(starts, connectorStartFor(r))
 			}
-			if r.Queue != nil {
-				return g.applyQueue(cmd, r.Queue, dryRun)
+			if len(problems) > 0 {
+				return errors.Join(problems...)
 			}
-			if r.Kinesis != nil {
-				return g.applyKinesis(cmd, r.Kinesis, dryRun)
+			for i, cs := range starts {
+				if len(starts) > 1 {
+					fmt.Fprintf(g.stderr, "[%d/%d] %s (%s)\n", i+1, len(starts), cs.name, cs.kind)
+				}
+				switch {
+				case dryRun:
+					err = g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "valid"},
+						fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cs.name, cs.kind, cs.id))
+				case diff:
+					err = g.diff(cmd, cs)
+				default:
+					err = g.startOrUpdate(cmd, cs)
+				}
+				if err != nil {
+					return err
+				}
 			}
-			cfg := r.Cron
-			id := workflows.CronWorkflowID(s.Name)
-			if dryRun {
-				return g.print(map[string]string{"name": s.Name, "workflow_id": id, "result": "valid"},
-					fmt.Sprintf("connector %s: spec is valid (workflow %s)\n", s.Name, id))
-			}
-			return g.startOrUpdate(cmd, connectorStart{name: s.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType,
-				input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", s.Name, id)})
+			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "connector spec (YAML)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "connector spec (YAML), or a folder of them")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; start nothing")
+	cmd.Flags().BoolVar(&diff, "diff", false, "show what would change against the running connectors; change nothing")
 	return cmd
+}
+
+// specFiles is path itself, or the *.yaml and *.yml files in the folder
+// path, sorted.
+func specFiles(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("-f: %w", err)
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("-f: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			files = append(files, filepath.Join(path, e.Name()))
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("-f: no *.yaml or *.yml spec in %s", path)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// connectorStartFor is how a resolved spec's connector starts or updates.
+func connectorStartFor(r *spec.Resolved) connectorStart {
+	switch {
+	case r.Kafka != nil:
+		cfg := r.Kafka
+		id := workflows.KafkaWorkflowID(cfg.Name)
+		return connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType,
+			input: workflows.KafkaConnectorInput{Config: *cfg}, config: *cfg,
+			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic)}
+	case r.Queue != nil:
+		cfg := r.Queue
+		id := workflows.QueueWorkflowID(cfg.Name)
+		return connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType,
+			input: workflows.QueueInput{Config: *cfg}, config: *cfg,
+			started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)}
+	case r.Kinesis != nil:
+		cfg := r.Kinesis
+		id := workflows.KinesisWorkflowID(cfg.Name)
+		return connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType,
+			input: workflows.KinesisConnectorInput{Config: *cfg}, config: *cfg,
+			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per shard of %s, following splits and merges)\n", cfg.Name, id, cfg.Stream)}
+	default:
+		cfg := r.Cron
+		id := workflows.CronWorkflowID(cfg.Name)
+		return connectorStart{name: cfg.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType,
+			input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", cfg.Name, id)}
+	}
+}
+
+// fieldChange is one difference --diff reports.
+type fieldChange struct {
+	Field string `json:"field"`
+	From  any    `json:"from,omitempty"`
+	To    any    `json:"to,omitempty"`
+}
+
+// diff compares a spec's configuration with the running connector's
+// (its config query), field by field, and prints what apply would do.
+func (g *globals) diff(cmd *cobra.Command, cs connectorStart) error {
+	c, err := g.dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res := map[string]any{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id}
+	v, err := c.QueryWorkflow(cmd.Context(), cs.id, "", workflows.QueryConfig)
+	if isNotFound(err) {
+		res["result"] = "would start"
+		return g.print(res, fmt.Sprintf("connector %s (%s): not running; apply would start it (workflow %s)\n", cs.name, cs.kind, cs.id))
+	}
+	var running any
+	if err == nil {
+		err = v.Get(&running)
+	}
+	if err != nil {
+		return connectorError(cs.name, "diff", err)
+	}
+	raw, err := json.Marshal(cs.config)
+	if err != nil {
+		return err
+	}
+	var wanted any
+	if err := json.Unmarshal(raw, &wanted); err != nil {
+		return err
+	}
+	before, after := map[string]any{}, map[string]any{}
+	flatten("", running, before)
+	flatten("", wanted, after)
+	var changes []fieldChange
+	for k, a := range after {
+		if b, ok := before[k]; !ok || !reflect.DeepEqual(a, b) {
+			changes = append(changes, fieldChange{Field: k, From: before[k], To: a})
+		}
+	}
+	for k, b := range before {
+		if _, ok := after[k]; !ok {
+			changes = append(changes, fieldChange{Field: k, From: b})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool { return changes[i].Field < changes[j].Field })
+	res["changes"] = changes
+	var b strings.Builder
+	if len(changes) == 0 {
+		res["result"] = "unchanged"
+		fmt.Fprintf(&b, "connector %s (%s): unchanged\n", cs.name, cs.kind)
+	} else {
+		res["result"] = "would update"
+		fmt.Fprintf(&b, "connector %s (%s): apply would update %d field(s):\n", cs.name, cs.kind, len(changes))
+		for _, ch := range changes {
+			fmt.Fprintf(&b, "  %s: %s → %s\n", ch.Field, show(ch.From), show(ch.To))
+		}
+	}
+	return g.print(res, b.String())
+}
+
+// flatten turns decoded JSON into path → leaf value (objects by field,
+// arrays by index).
+func flatten(prefix string, v any, out map[string]any) {
+	join := func(k string) string {
+		if prefix == "" {
+			return k
+		}
+		return prefix + "." + k
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			flatten(join(k), e, out)
+		}
+	case []any:
+		for i, e := range t {
+			flatten(join(strconv.Itoa(i)), e, out)
+		}
+	default:
+		out[prefix] = v
+	}
+}
+
+func show(v any) string {
+	if v == nil {
+		return "(unset)"
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(raw)
 }
 
 func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*workflows.CronStatus, error) {

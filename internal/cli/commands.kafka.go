@@ -13,18 +13,6 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
-// applyKafka starts a Kafka connector, or updates a running one in place
-// through a validated Update (consumers apply it between batches).
-func (g *globals) applyKafka(cmd *cobra.Command, cfg *workflows.KafkaConfig, dryRun bool) error {
-	id := workflows.KafkaWorkflowID(cfg.Name)
-	if dryRun {
-		return g.print(map[string]string{"name": cfg.Name, "kind": "kafka", "workflow_id": id, "result": "valid"},
-			fmt.Sprintf("connector %s: kafka spec is valid (workflow %s)\n", cfg.Name, id))
-	}
-	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType,
-		input: workflows.KafkaConnectorInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic)})
-}
-
 // kafkaStatus queries a Kafka connector's aggregated status.
 func (g *globals) kafkaStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KafkaConnectorStatus, error) {
 	v, err := c.QueryWorkflow(cmd.Context(), workflows.KafkaWorkflowID(name), "", workflows.QueryPartitionStatus)

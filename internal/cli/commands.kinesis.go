@@ -12,19 +12,6 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
-// applyKinesis starts a Kinesis connector, or updates a running one in
-// place through a validated Update (consumers apply it between batches).
-func (g *globals) applyKinesis(cmd *cobra.Command, cfg *workflows.KinesisConfig, dryRun bool) error {
-	id := workflows.KinesisWorkflowID(cfg.Name)
-	if dryRun {
-		return g.print(map[string]string{"name": cfg.Name, "kind": "kinesis", "workflow_id": id, "result": "valid"},
-			fmt.Sprintf("connector %s: kinesis spec is valid (workflow %s)\n", cfg.Name, id))
-	}
-	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType,
-		input: workflows.KinesisConnectorInput{Config: *cfg}, config: *cfg,
-		started: fmt.Sprintf("connector %s started (workflow %s; one consumer per shard of %s, following splits and merges)\n", cfg.Name, id, cfg.Stream)})
-}
-
 // kinesisStatus queries a Kinesis connector's aggregated status.
 func (g *globals) kinesisStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KinesisConnectorStatus, error) {
 	v, err := c.QueryWorkflow(cmd.Context(), workflows.KinesisWorkflowID(name), "", workflows.QueryShardStatus)

@@ -10,18 +10,6 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
-// applyQueue starts an sqs or sns connector, or updates a running one in
-// place through a validated Update.
-func (g *globals) applyQueue(cmd *cobra.Command, cfg *workflows.QueueConfig, dryRun bool) error {
-	id := workflows.QueueWorkflowID(cfg.Name)
-	if dryRun {
-		return g.print(map[string]string{"name": cfg.Name, "kind": cfg.Kind, "workflow_id": id, "result": "valid"},
-			fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cfg.Name, cfg.Kind, id))
-	}
-	return g.startOrUpdate(cmd, connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType,
-		input: workflows.QueueInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)})
-}
-
 // queueStatus queries a queue connector's status.
 func (g *globals) queueStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.QueueStatus, error) {
 	v, err := c.QueryWorkflow(cmd.Context(), workflows.QueueWorkflowID(name), "", workflows.QueryQueueStatus)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -36,8 +37,10 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
-			if g.output != "text" && g.output != "json" {
-				return fmt.Errorf("--output: %q is not text or json", g.output)
+			switch g.output {
+			case "text", "json", "yaml":
+			default:
+				return fmt.Errorf("--output: %q is not text, json or yaml", g.output)
 			}
 			return nil
 		},
@@ -48,7 +51,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.address, "temporal-address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
 	pf.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace [TEMPORAL_NAMESPACE]")
 	pf.StringVar(&g.taskQueue, "task-queue", envOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
-	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text, json or yaml")
 	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
 	root.AddCommand(newConnectorCommands(g)...)
 	return root
@@ -62,12 +65,29 @@ func (g *globals) dial(cmd *cobra.Command) (client.Client, error) {
 	return c, nil
 }
 
-// print writes v as JSON with -o json, else the text.
+// print writes v as JSON with -o json, as YAML (the same field names)
+// with -o yaml, else the text.
 func (g *globals) print(v any, text string) error {
-	if g.output == "json" {
+	switch g.output {
+	case "json":
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case "yaml":
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		var generic any
+		if err := json.Unmarshal(raw, &generic); err != nil {
+			return err
+		}
+		enc := yaml.NewEncoder(g.stdout)
+		enc.SetIndent(2)
+		if err := enc.Encode(generic); err != nil {
+			return err
+		}
+		return enc.Close()
 	}
 	_, err := fmt.Fprint(g.stdout, text)
 	return err

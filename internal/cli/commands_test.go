@@ -47,7 +47,7 @@ func TestRunTaskChecksTheTemplateBeforeStarting(t *testing.T) {
 			"--var", "MODULES_URL=http://m"}, `Tasks[0].Engine.Type: unknown engine "nope"`},
 		"relative input target": {[]string{"--template", writeTemplate(t, string(sample)), "--var", "MODULES_URL=http://m",
 			"--input", "inputs/a.log=http://x/a.log"}, "inputs[0].target"},
-		"bad output format": {[]string{"--template", "x", "-o", "yaml"}, `--output: "yaml" is not text or json`},
+		"bad output format": {[]string{"--template", "x", "-o", "xml"}, `--output: "xml" is not text, json or yaml`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -68,10 +68,14 @@ func TestBudgetResizeRejectsABadSize(t *testing.T) {
 func TestApplyValidatesBeforeDialing(t *testing.T) {
 	out, err := runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/web-logs.yaml")
 	require.NoError(t, err)
-	assert.Contains(t, out, "connector web-logs: spec is valid")
+	assert.Contains(t, out, "connector web-logs: cron spec is valid")
 	out, err = runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/web-events.yaml", "-o", "json")
 	require.NoError(t, err)
 	assert.Contains(t, out, `"result": "valid"`)
+	out, err = runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/web-clicks.yaml", "-o", "yaml")
+	require.NoError(t, err)
+	assert.Contains(t, out, "result: valid\n")
+	assert.Contains(t, out, "kind: kinesis\n")
 	staged := writeTemplate(t, "") // placeholder path; replaced below
 	raw, err := os.ReadFile("../../examples/connectors/web-events.yaml")
 	require.NoError(t, err)
@@ -111,4 +115,33 @@ func TestResetParsesEveryPosition(t *testing.T) {
 	_, err = runStarter(t, "reset", "web-events", "--to", "soon")
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "connecting to Temporal", "must fail before connecting")
+}
+
+func TestApplyAFolderValidatesEverySpecBeforeStartingAny(t *testing.T) {
+	out, err := runStarter(t, "apply", "--dry-run", "-f", "../../examples/connectors/")
+	require.NoError(t, err)
+	for _, name := range []string{"web-clicks", "web-events", "web-logs", "web-queue", "web-topic"} {
+		assert.Contains(t, out, "connector "+name+":", "every example spec is checked")
+	}
+
+	dir := t.TempDir()
+	good, err := os.ReadFile("../../examples/connectors/web-clicks.yaml")
+	require.NoError(t, err)
+	tmpl, err := filepath.Abs("../../examples/jobs/logsummary.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a-good.yaml"), []byte(strings.ReplaceAll(string(good), "../jobs/logsummary.yaml", tmpl)), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b-bad.yml"), []byte("name: bad\nkind: kinesis\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c-worse.yaml"), []byte("name: Worse!\nkind: cron\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a spec"), 0o644))
+	_, err = runStarter(t, "apply", "-f", dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "b-bad.yml")
+	assert.Contains(t, err.Error(), "source.kinesis")
+	assert.Contains(t, err.Error(), "c-worse.yaml")
+	assert.Contains(t, err.Error(), "schedule: required")
+	assert.NotContains(t, err.Error(), "connecting to Temporal", "nothing starts while a spec is invalid")
+
+	_, err = runStarter(t, "apply", "-f", t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no *.yaml or *.yml spec")
 }

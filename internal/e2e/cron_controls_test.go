@@ -170,10 +170,21 @@ func TestCronControls(t *testing.T) {
 	assert.Contains(t, err.Error(), "schedule")
 	assert.Equal(t, "@every 2s", cronStatus(t, name).Schedule)
 
-	// A valid update: hourly. Trigger runs a tick now.
-	out, err = starter(t, queue, "apply", "-f", specFile(t, name, bucket, "in/", "@every 1h", ""))
+	// A valid update: hourly. --diff shows it against the running
+	// connector's config and changes nothing; apply updates; the next diff
+	// finds nothing to change. Trigger runs a tick now.
+	hourly := specFile(t, name, bucket, "in/", "@every 1h", "")
+	out, err = starter(t, queue, "apply", "--diff", "-f", hourly)
+	require.NoError(t, err)
+	assert.Contains(t, out, "apply would update 1 field(s)")
+	assert.Contains(t, out, `Schedule: "@every 2s" → "@every 1h"`)
+	assert.Equal(t, "@every 2s", cronStatus(t, name).Schedule)
+	out, err = starter(t, queue, "apply", "-f", hourly)
 	require.NoError(t, err)
 	assert.Contains(t, out, "updated")
+	out, err = starter(t, queue, "apply", "--diff", "-f", hourly, "-o", "yaml")
+	require.NoError(t, err)
+	assert.Contains(t, out, "result: unchanged")
 	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
 		if s := cronStatus(t, name).Schedule; s != "@every 1h" {
 			return fmt.Errorf("schedule still %s", s)
