@@ -1,0 +1,77 @@
+package workflows
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
+)
+
+// TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished: of a
+// closed shard s0 (split into s2 and s3) and an open shard s1, the
+// consumers of s0 and s1 start at once; s2 and s3 start only when s0
+// reports itself finished, and s4 (a merge of s3 and s1) only when both of
+// its parents did.
+func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
+	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kinesis{})
+	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{
+		{ID: "s0", Closed: true}, {ID: "s1", Closed: true},
+		{ID: "s2", Parent: "s0"}, {ID: "s3", Parent: "s0", Closed: true},
+		{ID: "s4", Parent: "s3", AdjacentParent: "s1"},
+	}, nil)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	var mu sync.Mutex
+	started := map[string]time.Duration{}
+	begin := env.Now()
+	env.OnWorkflow(ShardConsumerWorkflowType, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ShardInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		started[in.Shard] = workflow.Now(ctx).Sub(begin)
+		return nil
+	})
+	finish := func(at time.Duration, shard string) {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: shard, Finished: true, Phase: "finished", Records: 10})
+		}, at)
+	}
+	finish(time.Minute, "s0")
+	finish(2*time.Minute, "s3")
+	finish(3*time.Minute, "s1")
+	var st KinesisConnectorStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryShardStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&st))
+		env.CancelWorkflow()
+	}, 4*time.Minute)
+	cfg := KinesisConfig{Name: "unit", Stream: "s", Start: KinesisTrimHorizon,
+		StreamBatching: StreamBatching{MaxRecords: 10, MaxBytes: 1 << 18, MaxWait: time.Second, Mode: ModeInline},
+		TaskConfig:     TaskConfig{Template: "Type: batch"}}
+	env.ExecuteWorkflow(KinesisConnectorWorkflowType, KinesisConnectorInput{Config: cfg})
+	require.True(t, env.IsWorkflowCompleted())
+	require.ErrorContains(t, env.GetWorkflowError(), "canceled")
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Less(t, started["s0"], time.Second, "a shard without parents starts at once")
+	assert.Less(t, started["s1"], time.Second)
+	for _, s := range []string{"s2", "s3"} {
+		assert.GreaterOrEqual(t, started[s], time.Minute, "%s waits for s0", s)
+		assert.Less(t, started[s], time.Minute+time.Second, "%s starts as soon as s0 finished", s)
+	}
+	assert.GreaterOrEqual(t, started["s4"], 3*time.Minute, "s4 waits for both parents")
+	require.Len(t, st.Shards, 5)
+	assert.Equal(t, []string{"s3", "s1"}, st.Shards[4].Parents)
+	assert.EqualValues(t, 30, st.Records)
+}
