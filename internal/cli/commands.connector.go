@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -129,25 +131,29 @@ func connectorStartFor(r *spec.Resolved) connectorStart {
 	case r.Kafka != nil:
 		cfg := r.Kafka
 		id := workflows.KafkaWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType,
+		return connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType, source: "kafka:" + cfg.Topic,
 			input: workflows.KafkaConnectorInput{Config: *cfg}, config: *cfg,
 			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic)}
 	case r.Queue != nil:
 		cfg := r.Queue
 		id := workflows.QueueWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType,
+		source := "sqs:" + cfg.Queue
+		if cfg.SNS != nil {
+			source = cfg.SNS.TopicARN
+		}
+		return connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType, source: source,
 			input: workflows.QueueInput{Config: *cfg}, config: *cfg,
 			started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)}
 	case r.Kinesis != nil:
 		cfg := r.Kinesis
 		id := workflows.KinesisWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType,
+		return connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType, source: "kinesis:" + cfg.Stream,
 			input: workflows.KinesisConnectorInput{Config: *cfg}, config: *cfg,
 			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per shard of %s, following splits and merges)\n", cfg.Name, id, cfg.Stream)}
 	default:
 		cfg := r.Cron
 		id := workflows.CronWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType,
+		return connectorStart{name: cfg.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType, source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
 			input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", cfg.Name, id)}
 	}
 }
@@ -533,6 +539,8 @@ func newDeleteCommand(g *globals) *cobra.Command {
 // workflow, or to update a running one.
 type connectorStart struct {
 	name, kind, id, workflowType string
+	// source names what it reads (search attribute ConnectorSource).
+	source string
 	// input starts the workflow; config is the update-spec argument.
 	input, config any
 	// started is the message printed when the workflow started.
@@ -548,8 +556,17 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 		return err
 	}
 	defer c.Close()
-	_, err = c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{ID: cs.id, TaskQueue: g.taskQueue,
-		WorkflowExecutionErrorWhenAlreadyStarted: true}, cs.workflowType, cs.input)
+	opts := client.StartWorkflowOptions{ID: cs.id, TaskQueue: g.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Memo: map[string]any{"connector": cs.name, "kind": cs.kind, "source": cs.source}}
+	if missing := g.missingSearchAttributes(cmd, c); len(missing) == 0 {
+		opts.TypedSearchAttributes = workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source)
+	} else {
+		fmt.Fprintf(g.stderr, "note: search attributes %s are not registered in namespace %s, so the connector starts without them; register them once to filter connectors in the Temporal UI:\n", strings.Join(missing, ", "), g.namespace)
+		for _, m := range missing {
+			fmt.Fprintf(g.stderr, "  temporal operator search-attribute create --namespace %s --name %s --type %s\n", g.namespace, m, workflows.SearchAttributeTypes()[m])
+		}
+	}
+	_, err = c.ExecuteWorkflow(cmd.Context(), opts, cs.workflowType, cs.input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case err == nil:
@@ -570,6 +587,20 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 	}
 	return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"},
 		fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id))
+}
+
+// missingSearchAttributes lists the connectors' custom search attributes
+// the namespace lacks (all of them when they cannot be listed).
+func (g *globals) missingSearchAttributes(cmd *cobra.Command, c client.Client) []string {
+	var missing []string
+	resp, err := c.OperatorService().ListSearchAttributes(cmd.Context(), &operatorservice.ListSearchAttributesRequest{Namespace: g.namespace})
+	for name := range workflows.SearchAttributeTypes() {
+		if err != nil || resp.CustomAttributes[name] == enumspb.INDEXED_VALUE_TYPE_UNSPECIFIED {
+			missing = append(missing, name)
+		}
+	}
+	sort.Strings(missing)
+	return missing
 }
 
 // connectorWorkflowIDs are the workflow IDs a connector called name may

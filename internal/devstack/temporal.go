@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 
 	"go.temporal.io/sdk/client"
@@ -34,6 +35,9 @@ type TemporalOptions struct {
 	Log io.Writer
 	// Logger is the SDK logger for the client. Default: discards.
 	Logger log.Logger
+	// SearchAttributes are custom search attributes to register (name →
+	// type, e.g. Keyword): workflows.SearchAttributeTypes for connectors.
+	SearchAttributes map[string]string
 }
 
 // Temporal is a running Temporal dev server.
@@ -51,6 +55,20 @@ var fastDispatch = []string{
 	"--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
 	"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
 	"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+}
+
+// searchAttributeArgs register custom search attributes (name → type).
+func searchAttributeArgs(types map[string]string) []string {
+	names := make([]string, 0, len(types))
+	for n := range types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var args []string
+	for _, n := range names {
+		args = append(args, "--search-attribute", n+"="+types[n])
+	}
+	return args
 }
 
 // StartTemporal starts `temporal server start-dev` and returns once a client
@@ -86,7 +104,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		DBFilename: opts.DBFile,
 		EnableUI:   !opts.Headless,
 		LogLevel:   "warn",
-		ExtraArgs:  fastDispatch,
+		ExtraArgs:  append(append([]string(nil), fastDispatch...), searchAttributeArgs(opts.SearchAttributes)...),
 		Stdout:     opts.Log,
 		Stderr:     opts.Log,
 	}

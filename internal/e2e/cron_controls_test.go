@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
@@ -121,6 +123,26 @@ func TestCronControls(t *testing.T) {
 	out, err := starter(t, queue, "apply", "-f", specFile(t, name, bucket, "in/", "@every 2s", ""))
 	require.NoError(t, err)
 	assert.Contains(t, out, "connector e2e-ctl started")
+
+	// The connector carries its search attributes and memo: the Temporal
+	// CLI finds it by kind and name, as the UI does.
+	query := fmt.Sprintf("ConnectorKind='cron' AND ConnectorName='%s' AND ConnectorSource='s3://%s/in/'", name, bucket)
+	require.NoError(t, testenv.Eventually(20*time.Second, func() error {
+		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "list", "--address", env.Temporal.HostPort(), "--query", query, "-o", "json")
+		raw, err := cmd.Output()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(raw), `"`+workflows.CronWorkflowID(name)+`"`) {
+			return fmt.Errorf("temporal workflow list --query %q: %s", query, raw)
+		}
+		return nil
+	}))
+	desc, err := env.Client.DescribeWorkflow(context.Background(), workflows.CronWorkflowID(name), "")
+	require.NoError(t, err)
+	var kind string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(desc.RawResponse.WorkflowExecutionInfo.Memo.Fields["kind"], &kind))
+	assert.Equal(t, "cron", kind, "memo")
 
 	// A is processed by the schedule.
 	tA0 := time.Now().Add(-time.Second).Truncate(time.Second)

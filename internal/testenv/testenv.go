@@ -24,6 +24,7 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
+	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
 // Env is a running local stack.
@@ -91,7 +92,7 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 		return nil, err
 	}
 	if e.Temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
-		BinPath: filepath.Join(root, "bin/temporal"), Headless: true, Log: tlog,
+		BinPath: filepath.Join(root, "bin/temporal"), Headless: true, Log: tlog, SearchAttributes: workflows.SearchAttributeTypes(),
 	}); err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
 			BinPath: filepath.Join(root, "bin/temporal"), Port: o.temporalPort, UIPort: o.uiPort,
-			DBFile: filepath.Join(runDir, "temporal.db"), Log: tlog,
+			DBFile: filepath.Join(runDir, "temporal.db"), Log: tlog, SearchAttributes: workflows.SearchAttributeTypes(),
 		})
 		return err
 	}); err != nil {
