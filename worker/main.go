@@ -14,6 +14,8 @@
 //	                                            (default http://<gateway-listen>)
 //	                    CONNECT_GATEWAY_SECRET  HMAC secret for capability URLs, at least 32 bytes; every
 //	                                            replica needs the same one (default: random, one replica only)
+//	-metrics-listen     CONNECT_METRICS_LISTEN  Prometheus /metrics, /healthz and /readyz address
+//	                                            (default 127.0.0.1:9464; "off" to disable)
 //
 // The input gateway signs its S3 requests with the worker's own AWS
 // credentials from the standard chain (AWS_ACCESS_KEY_ID…, shared config,
@@ -39,6 +41,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/metrics"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -96,6 +99,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	bacPort := fs.String("bacalhau-port", env("BACALHAU_API_PORT", "1234"), "Bacalhau API port [BACALHAU_API_PORT]")
 	maxActs := fs.String("max-activities", env("CONNECT_MAX_ACTIVITIES", "0"), "activities at once in this worker, 0 for the SDK default [CONNECT_MAX_ACTIVITIES]")
 	gwListen := fs.String("gateway-listen", env("CONNECT_GATEWAY_LISTEN", "127.0.0.1:8470"), `input gateway address, "off" to disable [CONNECT_GATEWAY_LISTEN]`)
+	metricsListen := fs.String("metrics-listen", env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464"), `Prometheus /metrics, /healthz and /readyz address, "off" to disable [CONNECT_METRICS_LISTEN]`)
 	gwURL := fs.String("gateway-url", env("CONNECT_GATEWAY_URL", ""), "public base URL compute nodes reach the gateway at (default http://<gateway-listen>) [CONNECT_GATEWAY_URL]")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,11 +113,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := client.DialContext(ctx, client.Options{
+	copts := client.Options{
 		HostPort:  *address,
 		Namespace: *namespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
-	})
+	}
+	var metricsSrv *metrics.Server
+	if *metricsListen != "off" {
+		if metricsSrv, err = metrics.Listen(*metricsListen); err != nil {
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+		defer func() { _ = metricsSrv.Close(context.Background()) }()
+		copts.MetricsHandler = metricsSrv.Handler()
+		logger.Info("metrics serving", "listen", "http://"+metricsSrv.Addr()+"/metrics")
+	}
+	c, err := client.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", *address, err)
 	}
@@ -134,14 +148,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	w := workerapp.New(c, opts)
 	logger.Info("worker starting", "temporal", *address, "namespace", *namespace, "task_queue", *queue, "bacalhau", *bacHost+":"+*bacPort)
-	interrupt := make(chan interface{})
-	go func() {
-		<-ctx.Done()
-		close(interrupt)
-	}()
-	if err := w.Run(interrupt); err != nil {
+	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	if metricsSrv != nil {
+		metricsSrv.SetReady(true)
+	}
+	<-ctx.Done()
+	if metricsSrv != nil {
+		metricsSrv.SetReady(false)
+	}
+	w.Stop()
 	logger.Info("worker stopped")
 	return nil
 }

@@ -260,10 +260,12 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 			return fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
 		}
 		var stopErr error
+		m := connectorMetrics(ctx, "cron", cfg.Name)
 		commit := func(batch []activities.Object, rec *BatchRecord, err error) {
 			st.LastBatch = rec
 			switch {
 			case err != nil:
+				batchDone(m, false, 0, 0)
 				if stopErr == nil {
 					stopErr = err
 				}
@@ -278,6 +280,9 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 			st.Counters.Objects += int64(len(batch))
 			if rec.Outcome == "dead-lettered" {
 				st.Counters.DeadLettered++
+				m.Counter(MetricDeadLettered).Inc(int64(len(batch)))
+			} else {
+				batchDone(m, true, len(batch), 0)
 			}
 		}
 		runBatches(ctx, cfg, scan.Batches, round, commit, func() bool { return stopErr != nil })

@@ -198,10 +198,14 @@ func (c *consumer) run(ctx workflow.Context) error {
 		c.st.LastJob = batch.JobID
 		if batch.Rejected != "" {
 			err = temporal.NewNonRetryableApplicationError(batch.Rejected, activities.ErrTypeInvalidTask, nil)
-		} else {
+		}
+		var task time.Duration
+		if batch.Rejected == "" {
 			c.st.Phase = "running"
 			actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
+			started := workflow.Now(ctx)
 			err = workflow.ExecuteActivity(actx, c.b.Await, activities.AwaitInput{JobID: batch.JobID}).Get(ctx, nil)
+			task = workflow.Now(ctx).Sub(started)
 		}
 		leases.release(ctx, leaseID)
 		if ctx.Err() != nil {
@@ -210,6 +214,8 @@ func (c *consumer) run(ctx workflow.Context) error {
 			}
 			return temporal.NewCanceledError("partition consumer cancelled")
 		}
+		m := connectorMetrics(ctx, "kafka", cfg.Name)
+		batchDone(m, err == nil, batch.Count, task)
 		if err != nil {
 			if err := c.failed(ctx, batch, from, until, err); err != nil {
 				return err
@@ -234,6 +240,7 @@ func (c *consumer) run(ctx workflow.Context) error {
 		c.st.LastError = ""
 		run++
 		c.advance(ctx, next, done)
+		m.WithTags(map[string]string{"partition": itoa32(c.in.Partition)}).Gauge(MetricPartitionLag).Update(float64(c.st.Lag))
 	}
 	return workflow.NewContinueAsNewError(ctx, PartitionConsumer, c.next())
 }
@@ -333,6 +340,7 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 		c.report(ctx, true)
 	}
 	wait := retryBackoff(policy, c.attempts)
+	connectorMetrics(ctx, "kafka", c.cfg.Name).Counter(MetricRetries).Inc(1)
 	workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same offsets", "First", lo, "Last", hi, "Attempt", c.attempts, "Wait", wait, "Error", err)
 	if c.st.Phase != "blocked" {
 		c.st.Phase = "backoff"
@@ -361,6 +369,7 @@ func (c *consumer) deadLetter(ctx workflow.Context, lo, hi int64) error {
 	}
 	workflow.GetLogger(ctx).Warn("Records dead-lettered", "First", lo, "Last", hi, "Count", res.Count, "Where", res.Where)
 	c.st.DeadLettered += int64(res.Count)
+	connectorMetrics(ctx, "kafka", c.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
 	c.st.LastDeadLetter = res.Where
 	next := hi + 1
 	if len(c.ranges) > 0 {

@@ -218,9 +218,11 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 	st.InFlight++
 	st.LastJob = batch.JobID
 	actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
+	started := workflow.Now(ctx)
 	awaitErr := workflow.ExecuteActivity(actx, q.AwaitMessages, activities.AwaitMessagesInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID,
 		Messages: batch.Messages, Visibility: cfg.VisibilityTimeout}).Get(ctx, nil)
 	st.InFlight--
+	task := workflow.Now(ctx).Sub(started)
 	if ctx.Err() != nil {
 		stopJob(ctx, batch.JobID)
 		return false, nil
@@ -260,6 +262,7 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 		// The messages reappear after their timeout; redeliveries find the job.
 		st.LastError = err.Error()
 	}
+	batchDone(connectorMetrics(ctx, cfg.Kind, cfg.Name), awaitErr == nil, int(settled.Deleted), task)
 	st.Counters.Batches++
 	st.Counters.Messages += int64(len(batch.Messages))
 	st.Counters.Deleted += int64(settled.Deleted)

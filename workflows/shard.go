@@ -194,10 +194,14 @@ func (s *shardConsumer) run(ctx workflow.Context) error {
 		s.st.LastJob = batch.JobID
 		if batch.Rejected != "" {
 			err = temporal.NewNonRetryableApplicationError(batch.Rejected, activities.ErrTypeInvalidTask, nil)
-		} else {
+		}
+		var task time.Duration
+		if batch.Rejected == "" {
 			s.st.Phase = "running"
 			actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
+			started := workflow.Now(ctx)
 			err = workflow.ExecuteActivity(actx, s.b.Await, activities.AwaitInput{JobID: batch.JobID}).Get(ctx, nil)
+			task = workflow.Now(ctx).Sub(started)
 		}
 		leases.release(ctx, leaseID)
 		if ctx.Err() != nil {
@@ -206,6 +210,9 @@ func (s *shardConsumer) run(ctx workflow.Context) error {
 			}
 			return temporal.NewCanceledError("shard consumer cancelled")
 		}
+		m := connectorMetrics(ctx, "kinesis", cfg.Name)
+		batchDone(m, err == nil, batch.Count, task)
+		m.WithTags(map[string]string{"shard": s.in.Shard}).Gauge(MetricShardBehind).Update(float64(batch.MillisBehind))
 		if err != nil {
 			if err := s.failed(ctx, batch, from, err); err != nil {
 				return err
@@ -319,6 +326,7 @@ func (s *shardConsumer) failed(ctx workflow.Context, batch activities.ShardBatch
 		s.report(ctx, true)
 	}
 	wait := retryBackoff(policy, s.attempts)
+	connectorMetrics(ctx, "kinesis", s.cfg.Name).Counter(MetricRetries).Inc(1)
 	workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same records", "First", batch.First, "Last", batch.Last, "Attempt", s.attempts, "Wait", wait, "Error", err)
 	if s.st.Phase != "blocked" {
 		s.st.Phase = "backoff"
@@ -345,6 +353,7 @@ func (s *shardConsumer) deadLetter(ctx workflow.Context, from activities.ShardPo
 	}
 	workflow.GetLogger(ctx).Warn("Records dead-lettered", "Last", last, "Count", res.Count, "Where", res.Where)
 	s.st.DeadLettered += int64(res.Count)
+	connectorMetrics(ctx, "kinesis", s.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
 	s.st.LastDeadLetter = res.Where
 	next := last
 	if len(s.ranges) > 0 && activities.SeqLess(next, s.ranges[0].Until) {

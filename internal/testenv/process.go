@@ -47,6 +47,8 @@ type WorkerProcessOptions struct {
 	GatewayListen, GatewaySecret string
 	// Log receives the worker's output (appended).
 	Log string
+	// MetricsListen serves the worker's /metrics there; empty: off.
+	MetricsListen string
 }
 
 // StartWorkerProcess builds (once) and starts the worker binary.
@@ -59,8 +61,12 @@ func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions)
 	if err != nil {
 		return nil, err
 	}
+	if opts.MetricsListen == "" {
+		opts.MetricsListen = "off"
+	}
 	cmd := exec.Command(bin, "-temporal-address", e.Temporal.HostPort(), "-task-queue", opts.TaskQueue,
-		"-bacalhau-host", u.Hostname(), "-bacalhau-port", u.Port(), "-gateway-listen", opts.GatewayListen)
+		"-bacalhau-host", u.Hostname(), "-bacalhau-port", u.Port(), "-gateway-listen", opts.GatewayListen,
+		"-metrics-listen", opts.MetricsListen)
 	cmd.Env = append(os.Environ(), "CONNECT_GATEWAY_SECRET="+opts.GatewaySecret)
 	if opts.Log != "" {
 		f, err := os.OpenFile(opts.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
