@@ -21,6 +21,9 @@
 // credentials from the standard chain (AWS_ACCESS_KEY_ID…, shared config,
 // instance roles); no key ever enters a workflow or a job.
 //
+// `worker healthcheck` exits 0 when the worker serving metrics on
+// CONNECT_METRICS_LISTEN is ready (for container health checks).
+//
 // The worker stops gracefully on SIGINT or SIGTERM: running activities get
 // the SDK's stop timeout and Bacalhau jobs keep running for the next worker.
 package main
@@ -32,10 +35,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -49,6 +55,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		// For container health checks (the image has no shell or curl).
+		if err := healthcheck(ctx, env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464")); err != nil {
+			fmt.Fprintln(os.Stderr, "worker healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
@@ -80,6 +94,33 @@ func startGateway(listen, publicURL, secret string, logger *slog.Logger) (*input
 	srv.Serve(gw)
 	logger.Info("input gateway serving", "listen", srv.URL(), "public_url", publicURL)
 	return srv, gw, nil
+}
+
+// healthcheck asks the worker serving metrics on listen whether it is
+// ready (GET /readyz).
+func healthcheck(ctx context.Context, listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("CONNECT_METRICS_LISTEN %q: %w", listen, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz: %s", resp.Status)
+	}
+	return nil
 }
 
 func env(name, def string) string {

@@ -445,6 +445,9 @@ func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Comman
 					break
 				}
 			}
+			if isNotFound(err) && signal == workflows.SignalTrigger {
+				return cronOnly(cmd, c, args[0], use, err)
+			}
 			if err != nil {
 				return connectorError(args[0], use, err)
 			}
@@ -488,6 +491,9 @@ its cursor are untouched.`,
 			var id string
 			if err == nil {
 				err = h.Get(cmd.Context(), &id)
+			}
+			if isNotFound(err) {
+				return cronOnly(cmd, c, args[0], "backfill", err)
 			}
 			if err != nil {
 				return fmt.Errorf("backfill %s: %w", args[0], err)
@@ -587,6 +593,18 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 	}
 	return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"},
 		fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id))
+}
+
+// cronOnly words the error of a cron-only verb (trigger, backfill) on a
+// connector that is not a cron connector, or not there at all.
+func cronOnly(cmd *cobra.Command, c client.Client, name, op string, notFound error) error {
+	for _, id := range connectorWorkflowIDs(name)[1:] {
+		if _, err := c.DescribeWorkflow(cmd.Context(), id, ""); err == nil {
+			kind := strings.TrimSuffix(id[:len(id)-len(name)], "-")
+			return fmt.Errorf("%s: connector %s is a %s connector; %s is for cron connectors (stream and queue connectors run continuously: use reset to reprocess a stream)", op, name, kind, op)
+		}
+	}
+	return connectorError(name, op, notFound)
 }
 
 // missingSearchAttributes lists the connectors' custom search attributes

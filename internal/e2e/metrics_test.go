@@ -109,6 +109,11 @@ func TestWorkerMetricsMatchTheLedger(t *testing.T) {
 	defer func() { _, _ = starter(t, queue, "delete", name) }()
 	waitCheckpoints(t, name, topic, map[int32]int64{0: records / 2, 1: records / 2}, 3*time.Minute)
 
+	// Cron-only verbs say what kind the connector is.
+	_, err = starter(t, queue, "trigger", name)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is a kafka connector; trigger is for cron connectors")
+
 	seen, jobs := kafkaLedger(t, name)
 	require.Len(t, seen, records)
 	label := `connector="` + name + `"`
