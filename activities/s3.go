@@ -54,6 +54,9 @@ type Cursor struct {
 	// Done holds the keys processed whose LastModified is within the
 	// look-back window behind Time, sorted by key.
 	Done []DoneKey `json:",omitempty"`
+	// NotBefore skips objects last modified before it (set by a reset to
+	// latest or to a time).
+	NotBefore time.Time `json:",omitempty"`
 }
 
 // Advance records a processed batch that follows every batch before it:
@@ -71,7 +74,7 @@ func (c Cursor) MarkDone(objs []Object, lookback time.Duration) Cursor {
 }
 
 func (c Cursor) record(objs []Object, lookback time.Duration, moveKey bool) Cursor {
-	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...)}
+	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...), NotBefore: c.NotBefore}
 	for _, o := range objs {
 		if moveKey && o.Key > next.Key {
 			next.Key = o.Key
@@ -94,14 +97,22 @@ func (c Cursor) record(objs []Object, lookback time.Duration, moveKey bool) Curs
 }
 
 // Candidate reports whether an object listed now is still to be processed:
-// it is newer than the start time and either sorts after the cursor's key
-// or arrived within the look-back window and is not done.
+// it is newer than the start time and the cursor's NotBefore, and either
+// sorts after the cursor's key or arrived within the look-back window and
+// is not done. Before anything was processed (Time zero) the key is a plain
+// start-after key: nothing at or before it is a candidate.
 func (c Cursor) Candidate(o Object, startTime time.Time, lookback time.Duration) bool {
 	if !startTime.IsZero() && o.LastModified.Before(startTime) {
 		return false
 	}
+	if !c.NotBefore.IsZero() && o.LastModified.Before(c.NotBefore) {
+		return false
+	}
 	if o.Key > c.Key {
 		return !c.isDone(o.Key)
+	}
+	if c.Time.IsZero() {
+		return false
 	}
 	return !o.LastModified.Before(c.Time.Add(-lookback)) && !c.isDone(o.Key)
 }

@@ -46,6 +46,25 @@ func TestCursorStartTime(t *testing.T) {
 	assert.True(t, c.Candidate(Object{Key: "a", LastModified: at(1)}, at(1), time.Hour))
 }
 
+func TestCursorStartAfterKeySkipsKeysAtOrBeforeIt(t *testing.T) {
+	c := Cursor{Key: "logs/b"}
+	assert.False(t, c.Candidate(Object{Key: "logs/a", LastModified: at(5)}, time.Time{}, time.Hour), "before the start key")
+	assert.False(t, c.Candidate(Object{Key: "logs/b", LastModified: at(5)}, time.Time{}, time.Hour), "the start key itself")
+	assert.True(t, c.Candidate(Object{Key: "logs/c", LastModified: at(5)}, time.Time{}, time.Hour))
+	// Once something was processed, the look-back window applies again.
+	c = c.Advance([]Object{{Key: "logs/c", LastModified: at(5)}}, time.Hour)
+	assert.True(t, c.Candidate(Object{Key: "logs/a", LastModified: at(5)}, time.Time{}, time.Hour), "a late arrival inside the window")
+}
+
+func TestCursorNotBeforeSkipsOlderObjectsAndSurvivesAdvance(t *testing.T) {
+	c := Cursor{NotBefore: at(10)}
+	assert.False(t, c.Candidate(Object{Key: "a", LastModified: at(9)}, time.Time{}, time.Hour))
+	assert.True(t, c.Candidate(Object{Key: "a", LastModified: at(10)}, time.Time{}, time.Hour))
+	c = c.Advance([]Object{{Key: "a", LastModified: at(10)}}, time.Hour)
+	assert.Equal(t, at(10), c.NotBefore)
+	assert.False(t, c.Candidate(Object{Key: "b", LastModified: at(9)}, time.Time{}, time.Hour))
+}
+
 func TestScanWantsBackfillRangeOnly(t *testing.T) {
 	in := ScanInput{Backfill: &BackfillRange{From: at(10), To: at(20), AfterKey: "b"}}
 	assert.False(t, in.wanted(Object{Key: "c", LastModified: at(9)}))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -147,6 +148,25 @@ func Cron(ctx workflow.Context, in CronInput) error {
 				return fmt.Errorf("backfill: --from (%s) must be before --to (%s)", req.From.Format(time.RFC3339), req.To.Format(time.RFC3339))
 			}
 			return nil
+		}},
+	); err != nil {
+		return err
+	}
+
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReset,
+		func(ctx workflow.Context, r ResetRequest) (string, error) {
+			st.Cursor = cronResetCursor(r, workflow.Now(ctx))
+			st.LastError = ""
+			return describeCronReset(r), nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(r ResetRequest) error {
+			if !st.Paused {
+				return errors.New("reset: the connector is not paused; pause it first (starter pause NAME), reset, then resume")
+			}
+			if running {
+				return errors.New("reset: a tick is still running; wait for it to finish (starter describe NAME) and try again")
+			}
+			return validateCronReset(r, cfg.Source.Prefix)
 		}},
 	); err != nil {
 		return err
@@ -397,4 +417,51 @@ func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, r
 
 func inputRef(src S3Source, key string) inputgateway.ObjectRef {
 	return inputgateway.ObjectRef{Bucket: src.Bucket, Key: key, Endpoint: src.Endpoint, Region: src.Region}
+}
+
+// validateCronReset checks a reset of an S3 cursor: earliest, latest, a
+// time, or a start-after key under the connector's prefix.
+func validateCronReset(r ResetRequest, prefix string) error {
+	switch r.To {
+	case StartEarliest, StartLatest:
+	case StartTimestamp:
+		if r.Time.IsZero() {
+			return errors.New("reset to timestamp needs a time")
+		}
+	case StartKey:
+		if r.Key == "" || !strings.HasPrefix(r.Key, prefix) {
+			return fmt.Errorf("reset: key %q is not under the connector's prefix %q; use --to key=%sNAME", r.Key, prefix, prefix)
+		}
+	default:
+		return fmt.Errorf("reset: %q is not a position of an S3 cursor: use earliest, latest, an RFC 3339 time or key=KEY", r.To)
+	}
+	return nil
+}
+
+// cronResetCursor is the cursor a reset moves to: earliest forgets what
+// was processed, latest skips what was last modified before now, a time
+// reprocesses what was last modified at or after it, a key processes the
+// keys after it. The spec's start_time still applies.
+func cronResetCursor(r ResetRequest, now time.Time) activities.Cursor {
+	switch r.To {
+	case StartLatest:
+		return activities.Cursor{NotBefore: now}
+	case StartTimestamp:
+		return activities.Cursor{NotBefore: r.Time}
+	case StartKey:
+		return activities.Cursor{Key: r.Key}
+	}
+	return activities.Cursor{}
+}
+
+func describeCronReset(r ResetRequest) string {
+	switch r.To {
+	case StartTimestamp:
+		return "objects last modified at or after " + r.Time.UTC().Format(time.RFC3339)
+	case StartKey:
+		return "keys after " + r.Key
+	case StartLatest:
+		return "objects last modified from now on"
+	}
+	return "every object under the prefix"
 }

@@ -146,3 +146,58 @@ func TestCronContinuesAsNewWithItsState(t *testing.T) {
 	assert.Equal(t, 5, h.scans)
 	assert.Equal(t, 5, next.TicksPerRun)
 }
+
+// updateCron sends an update to the test workflow; its outcome lands in
+// *errp and, decoded, in result (the callbacks may run after the call).
+func updateCron(h *cronHarness, name string, arg any, errp *error, result any) {
+	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnReject: func(e error) { *errp = e },
+		OnAccept: func() {},
+		OnComplete: func(v interface{}, e error) {
+			*errp = e
+			if e == nil && result != nil {
+				raw, err := converter.GetDefaultDataConverter().ToPayload(v)
+				require.NoError(h.t, err)
+				require.NoError(h.t, converter.GetDefaultDataConverter().FromPayload(raw, result))
+			}
+		},
+	}, arg)
+}
+
+func TestCronResetMovesTheCursorOnlyWhilePaused(t *testing.T) {
+	h := newCronHarness(t)
+	var notPaused, badKey, offsets, keyErr, latestErr error
+	var described string
+	var afterKey, afterLatest CronStatus
+	start := h.env.Now()
+	h.env.RegisterDelayedCallback(func() {
+		updateCron(h, UpdateReset, ResetRequest{To: StartEarliest}, &notPaused, nil)
+	}, 10*time.Second)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 15*time.Second)
+	h.env.RegisterDelayedCallback(func() {
+		updateCron(h, UpdateReset, ResetRequest{To: StartKey, Key: "elsewhere/x"}, &badKey, nil)
+		updateCron(h, UpdateReset, ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 1}}, &offsets, nil)
+		updateCron(h, UpdateReset, ResetRequest{To: StartKey, Key: "logs/b"}, &keyErr, &described)
+	}, 20*time.Second)
+	h.env.RegisterDelayedCallback(func() { afterKey = h.status() }, 25*time.Second)
+	h.env.RegisterDelayedCallback(func() {
+		updateCron(h, UpdateReset, ResetRequest{To: StartLatest}, &latestErr, nil)
+	}, 30*time.Second)
+	h.env.RegisterDelayedCallback(func() { afterLatest = h.status(); h.env.CancelWorkflow() }, 35*time.Second)
+	cfg := unitCronConfig()
+	cfg.Source.Prefix = "logs/"
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg, State: &CronState{Cursor: activities.Cursor{Key: "logs/z", Time: start}}})
+
+	require.Error(t, notPaused)
+	assert.Contains(t, notPaused.Error(), "not paused")
+	require.Error(t, badKey)
+	assert.Contains(t, badKey.Error(), `not under the connector's prefix "logs/"`)
+	require.Error(t, offsets)
+	assert.Contains(t, offsets.Error(), "not a position of an S3 cursor")
+	require.NoError(t, keyErr)
+	assert.Equal(t, "keys after logs/b", described)
+	assert.Equal(t, activities.Cursor{Key: "logs/b"}, afterKey.Cursor)
+	require.NoError(t, latestErr)
+	assert.Equal(t, start.Add(30*time.Second).UTC(), afterLatest.Cursor.NotBefore.UTC())
+	assert.Empty(t, afterLatest.Cursor.Key)
+}

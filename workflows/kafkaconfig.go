@@ -61,6 +61,8 @@ const (
 	StartLatest    = "latest"
 	StartTimestamp = "timestamp"
 	StartOffsets   = "offsets"
+	// StartKey is a cron connector's reset to a start-after S3 key.
+	StartKey = "key"
 )
 
 // Validate checks what a running connector relies on; internal/spec's

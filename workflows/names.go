@@ -84,8 +84,10 @@ const (
 	// consumer, and a KafkaConnectorStatus (every partition) from the
 	// connector.
 	QueryPartitionStatus = "status"
-	// UpdateReset moves every partition's checkpoint of a paused Kafka
-	// connector (argument ResetRequest); it returns the partitions told.
+	// UpdateReset moves the position of a paused connector (argument
+	// ResetRequest): a Kafka or Kinesis connector returns the partitions or
+	// shards told (int), a cron connector the new S3 cursor in words
+	// (string).
 	UpdateReset = "reset"
 	// SignalPartitionControl carries a PartitionControl from the connector
 	// to its partition consumers (pause, resume, reset, config), in order.

@@ -45,13 +45,15 @@ type KafkaConnectorStatus struct {
 	LastError string `json:",omitempty"`
 }
 
-// ResetRequest moves the checkpoints of a paused Kafka connector: To is
-// earliest, latest, timestamp (Time) or offsets (Offsets, by partition;
-// partitions not listed keep their checkpoint).
+// ResetRequest moves the checkpoints of a paused connector: To is
+// earliest, latest, timestamp (Time), offsets (Kafka: Offsets, by
+// partition; partitions not listed keep their checkpoint) or key (cron: the
+// S3 cursor's start-after Key).
 type ResetRequest struct {
 	To      string
 	Time    time.Time       `json:",omitempty"`
 	Offsets map[int32]int64 `json:",omitempty"`
+	Key     string          `json:",omitempty"`
 }
 
 // Validate checks a reset request.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -77,20 +78,31 @@ func describeKafka(st *workflows.KafkaConnectorStatus) string {
 func newResetCommand(g *globals) *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
-		Use:   "reset NAME --to earliest|latest|TIME|PARTITION=OFFSET,...",
-		Short: "Move a paused Kafka or Kinesis connector's checkpoints (then resume it)",
-		Long: `Move every partition's checkpoint of a paused Kafka connector: to the earliest
-retained offset, to the end (latest), to the first offset at or after an RFC 3339
-time, or to explicit offsets (partitions not listed keep theirs). The consumer
-group mirrors the new checkpoints at once. A Kinesis connector's open shards move
-to TRIM_HORIZON (earliest), the time of the reset (latest) or a time. The
-connector must be paused, so no batch is in flight while its position moves.`,
+		Use:   "reset NAME --to earliest|latest|TIME|PARTITION=OFFSET,...|key=KEY",
+		Short: "Move a paused connector's position: Kafka offsets, Kinesis positions, S3 cursor (then resume it)",
+		Long: `Move the position of a paused connector, then resume it to go on from there.
+
+Kafka: every partition's checkpoint moves to the earliest retained offset, to
+the end (latest), to the first offset at or after an RFC 3339 time, or to
+explicit offsets (partitions not listed keep theirs). The consumer group
+mirrors the new checkpoints at once.
+Kinesis: the open shards move to TRIM_HORIZON (earliest), the time of the
+reset (latest) or a time.
+Cron (S3 cursor): earliest processes every object under the prefix again,
+latest skips what was last modified before now, a time reprocesses what was
+last modified at or after it, key=KEY processes the keys after KEY. The
+spec's start_time still applies.
+
+The connector must be paused, so no batch is in flight while its position
+moves. Queue connectors have no position (a message is deleted once done).`,
 		Example: `  starter pause web-events
   starter reset web-events --to earliest
   starter reset web-events --to 0=1200,1=980
+  starter reset nightly-logs --to key=logs/2026-11-01/
   starter resume web-events`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
 			req, err := parseReset(to)
 			if err != nil {
 				return err
@@ -100,28 +112,47 @@ connector must be paused, so no batch is in flight while its position moves.`,
 				return err
 			}
 			defer c.Close()
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: workflows.KafkaWorkflowID(args[0]), UpdateName: workflows.UpdateReset,
-				Args: []interface{}{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if isNotFound(err) {
-				h, err = c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-					WorkflowID: workflows.KinesisWorkflowID(args[0]), UpdateName: workflows.UpdateReset,
+			update := func(id string) (client.WorkflowUpdateHandle, error) {
+				return c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+					WorkflowID: id, UpdateName: workflows.UpdateReset,
 					Args: []interface{}{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
 				})
+			}
+			if h, err := update(workflows.CronWorkflowID(name)); !isNotFound(err) {
+				var cursor string
+				if err == nil {
+					err = h.Get(cmd.Context(), &cursor)
+				}
+				if err != nil {
+					return connectorError(name, "reset", err)
+				}
+				return g.print(map[string]any{"name": name, "kind": "cron", "result": "reset", "to": to, "cursor": cursor},
+					fmt.Sprintf("connector %s: S3 cursor reset: next ticks process %s; resume it to go on\n", name, cursor))
+			}
+			if req.To == workflows.StartKey {
+				return fmt.Errorf("reset: --to key=KEY is for cron connectors (an S3 cursor); connector %s is not one (Kafka takes PARTITION=OFFSET,...)", name)
+			}
+			h, err := update(workflows.KafkaWorkflowID(name))
+			if isNotFound(err) {
+				h, err = update(workflows.KinesisWorkflowID(name))
+			}
+			if isNotFound(err) {
+				if _, qerr := c.DescribeWorkflow(cmd.Context(), workflows.QueueWorkflowID(name), ""); qerr == nil {
+					return fmt.Errorf("reset: connector %s is a queue connector; a queue has no position to move (each message is deleted once processed)", name)
+				}
 			}
 			var n int
 			if err == nil {
 				err = h.Get(cmd.Context(), &n)
 			}
 			if err != nil {
-				return connectorError(args[0], "reset", err)
+				return connectorError(name, "reset", err)
 			}
-			return g.print(map[string]any{"name": args[0], "result": "reset", "partitions": n, "to": to},
-				fmt.Sprintf("connector %s: %d partitions told to reset to %s; resume it to go on\n", args[0], n, to))
+			return g.print(map[string]any{"name": name, "result": "reset", "partitions": n, "to": to},
+				fmt.Sprintf("connector %s: %d partitions told to reset to %s; resume it to go on\n", name, n, to))
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "earliest, latest, an RFC 3339 time, or PARTITION=OFFSET[,PARTITION=OFFSET...]")
+	cmd.Flags().StringVar(&to, "to", "", "earliest, latest, an RFC 3339 time, PARTITION=OFFSET[,PARTITION=OFFSET...] (Kafka) or key=KEY (cron)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
@@ -135,13 +166,19 @@ func parseReset(to string) (workflows.ResetRequest, error) {
 	if t, err := time.Parse(time.RFC3339, to); err == nil {
 		return workflows.ResetRequest{To: workflows.StartTimestamp, Time: t}, nil
 	}
+	if key, ok := strings.CutPrefix(to, "key="); ok {
+		if key == "" {
+			return workflows.ResetRequest{}, errors.New("--to key=KEY: the key is empty; name the S3 key to start after, e.g. key=logs/2026-11-01/")
+		}
+		return workflows.ResetRequest{To: workflows.StartKey, Key: key}, nil
+	}
 	req := workflows.ResetRequest{To: workflows.StartOffsets, Offsets: map[int32]int64{}}
 	for _, kv := range strings.Split(to, ",") {
 		p, o, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		pi, perr := strconv.ParseInt(p, 10, 32)
 		oi, oerr := strconv.ParseInt(o, 10, 64)
 		if !ok || perr != nil || oerr != nil || pi < 0 || oi < 0 {
-			return req, fmt.Errorf("--to: %q is not earliest, latest, an RFC 3339 time or PARTITION=OFFSET pairs such as 0=1200,1=980", to)
+			return req, fmt.Errorf("--to: %q is not earliest, latest, an RFC 3339 time or PARTITION=OFFSET pairs such as 0=1200,1=980 (Kafka) or key=KEY (cron)", to)
 		}
 		req.Offsets[int32(pi)] = oi
 	}

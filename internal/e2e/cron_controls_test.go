@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"bytes"
 	"context"
 	"errors"
@@ -235,12 +236,56 @@ func TestCronControls(t *testing.T) {
 		assert.Equal(t, 1, seen[k], k)
 	}
 
+	// Reset moves the S3 cursor, only while paused: to the key after B,
+	// so C runs once more and nothing before it does.
+	_, err = starter(t, queue, "reset", name, "--to", "key="+setB[len(setB)-1])
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not paused")
+	_, err = starter(t, queue, "pause", name)
+	require.NoError(t, err)
+	_, err = starter(t, queue, "reset", name, "--to", "0=5")
+	require.Error(t, err, "Kafka offsets are no S3 cursor position")
+	assert.Contains(t, err.Error(), "not a position of an S3 cursor")
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		out, err = starter(t, queue, "reset", name, "--to", "key="+setB[len(setB)-1], "-o", "json")
+		return err
+	}))
+	assert.Contains(t, out, `"cursor": "keys after `+setB[len(setB)-1]+`"`)
+	assert.Equal(t, setB[len(setB)-1], cronStatus(t, name).Cursor.Key)
+	_, err = starter(t, queue, "resume", name)
+	require.NoError(t, err)
+	_, err = starter(t, queue, "trigger", name)
+	require.NoError(t, err)
+	waitObjects(t, name, 30, 30*time.Second)
+	seen, _ = ledger(t, name)
+	for _, k := range setC {
+		assert.Equal(t, 2, seen[k], "%s: once before the reset, once after", k)
+	}
+	for _, k := range setB {
+		assert.Equal(t, 1, seen[k], "%s: at or before the reset key", k)
+	}
+
 	out, err = starter(t, queue, "describe", name)
 	require.NoError(t, err)
-	assert.Contains(t, out, "25 objects")
-	out, err = starter(t, queue, "list")
+	assert.Contains(t, out, "30 objects")
+	out, err = starter(t, queue, "list", "-o", "json")
 	require.NoError(t, err)
-	assert.Contains(t, out, name)
+	var rows []struct {
+		Name, Kind, State, Position string
+		Processed                   int64
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	found := false
+	for _, r := range rows {
+		if r.Name == name {
+			found = true
+			assert.Equal(t, "cron", r.Kind)
+			assert.Equal(t, "waiting", r.State)
+			assert.Equal(t, int64(30), r.Processed)
+			assert.Contains(t, r.Position, "in/c-004.log")
+		}
+	}
+	assert.True(t, found, "list shows %s: %s", name, out)
 
 	_, err = starter(t, queue, "delete", name)
 	require.NoError(t, err)
@@ -254,6 +299,7 @@ func TestCronControls(t *testing.T) {
 		}
 		return nil
 	}))
+	assert.Len(t, listKeys(t, bucket, "in/"), 25, "delete stops the connector and leaves the data")
 	recordHistory(t, workflows.CronWorkflowID(name), "cron-controls")
 	recordHistory(t, workflows.CronWorkflowID(name)+"-backfill-1", "cron-backfill")
 }
