@@ -61,10 +61,11 @@ type Bacalhau struct {
 }
 
 // NewBacalhau returns the Bacalhau activities for the API at address
-// (e.g. http://127.0.0.1:1234). minter may be nil when no task reads S3
-// objects through the gateway.
-func NewBacalhau(address string, minter URLMinter) *Bacalhau {
-	api := clientv2.New(address)
+// (e.g. http://127.0.0.1:1234), with the client options given (TLS, API
+// key). minter may be nil when no task reads S3 objects through the
+// gateway.
+func NewBacalhau(address string, minter URLMinter, opts ...clientv2.OptionFn) *Bacalhau {
+	api := clientv2.New(address, opts...)
 	return &Bacalhau{
 		jobs:    api.Jobs(),
 		nodes:   api.Nodes(),

@@ -17,6 +17,24 @@
 //	-metrics-listen     CONNECT_METRICS_LISTEN  Prometheus /metrics, /healthz and /readyz address
 //	                                            (default 127.0.0.1:9464; "off" to disable)
 //
+// Secured clusters (names as the temporal and bacalhau CLIs use them):
+//
+//	-tls                TEMPORAL_TLS                      TLS to Temporal (default: on when any TLS setting or API key is set)
+//	-tls-cert-path      TEMPORAL_TLS_CLIENT_CERT_PATH     mTLS client certificate
+//	-tls-key-path       TEMPORAL_TLS_CLIENT_KEY_PATH      mTLS client key
+//	-tls-ca-path        TEMPORAL_TLS_SERVER_CA_CERT_PATH  Temporal server CA (default: system roots)
+//	-tls-server-name    TEMPORAL_TLS_SERVER_NAME          name to verify the server certificate against
+//	-api-key-file       TEMPORAL_API_KEY_FILE             Temporal API key file (else TEMPORAL_API_KEY)
+//	-codec-key-file     CONNECT_CODEC_KEY_FILE            AES-256 key: encrypt every payload in history
+//	-bacalhau-tls       BACALHAU_API_TLS_USETLS           TLS to the Bacalhau API
+//	-bacalhau-ca-cert   BACALHAU_API_TLS_CACERT           Bacalhau API CA (default: system roots)
+//	-bacalhau-api-key-file BACALHAU_API_KEY_FILE          Bacalhau API key file (else BACALHAU_API_KEY)
+//
+// `worker codec-server` serves that key's /encode and /decode for the
+// Temporal UI and CLI (-listen, CONNECT_CODEC_LISTEN, default
+// 127.0.0.1:8089; -allow-origin, the UI's origin; CONNECT_CODEC_AUTH_TOKEN,
+// when set, is required as a bearer token).
+//
 // The input gateway signs its S3 requests with the worker's own AWS
 // credentials from the standard chain (AWS_ACCESS_KEY_ID…, shared config,
 // instance roles); no key ever enters a workflow or a job.
@@ -31,6 +49,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,12 +59,15 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/codec"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/conn"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/metrics"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/workerapp"
@@ -59,6 +81,13 @@ func main() {
 		// For container health checks (the image has no shell or curl).
 		if err := healthcheck(ctx, env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464")); err != nil {
 			fmt.Fprintln(os.Stderr, "worker healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "codec-server" {
+		if err := codecServer(ctx, os.Args[2:], os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "worker codec-server:", err)
 			os.Exit(1)
 		}
 		return
@@ -94,6 +123,47 @@ func startGateway(listen, publicURL, secret string, logger *slog.Logger) (*input
 	srv.Serve(gw)
 	logger.Info("input gateway serving", "listen", srv.URL(), "public_url", publicURL)
 	return srv, gw, nil
+}
+
+// codecServer serves the payload codec's /encode and /decode for the
+// Temporal UI (its codec endpoint setting) and CLI (--codec-endpoint).
+func codecServer(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker codec-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", env("CONNECT_CODEC_LISTEN", "127.0.0.1:8089"), "address to serve on [CONNECT_CODEC_LISTEN]")
+	keyFile := fs.String("codec-key-file", env("CONNECT_CODEC_KEY_FILE", ""), "file holding the AES-256 key the workers use [CONNECT_CODEC_KEY_FILE]")
+	origins := fs.String("allow-origin", env("CONNECT_CODEC_ALLOW_ORIGIN", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated web origins of the Temporal UI [CONNECT_CODEC_ALLOW_ORIGIN]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keyFile == "" {
+		return errors.New("-codec-key-file: required (the file holding the workers' codec key)")
+	}
+	c, err := codec.LoadKeyFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	token := os.Getenv("CONNECT_CODEC_AUTH_TOKEN")
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           codec.NewHandler(c, codec.ServerOptions{AllowOrigins: strings.Split(*origins, ","), AuthToken: token}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger.Info("codec server serving", "listen", "http://"+ln.Addr().String(), "key_id", c.KeyID(), "token_required", token != "")
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // healthcheck asks the worker serving metrics on listen whether it is
@@ -133,11 +203,11 @@ func env(name, def string) string {
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	address := fs.String("temporal-address", env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
-	namespace := fs.String("namespace", env("TEMPORAL_NAMESPACE", "default"), "Temporal namespace [TEMPORAL_NAMESPACE]")
+	var tc conn.Temporal
+	tc.Register(fs, "default")
+	var bc conn.Bacalhau
+	bc.Register(fs)
 	queue := fs.String("task-queue", env("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue [CONNECT_TASK_QUEUE]")
-	bacHost := fs.String("bacalhau-host", env("BACALHAU_API_HOST", "127.0.0.1"), "Bacalhau API host [BACALHAU_API_HOST]")
-	bacPort := fs.String("bacalhau-port", env("BACALHAU_API_PORT", "1234"), "Bacalhau API port [BACALHAU_API_PORT]")
 	maxActs := fs.String("max-activities", env("CONNECT_MAX_ACTIVITIES", "0"), "activities at once in this worker, 0 for the SDK default [CONNECT_MAX_ACTIVITIES]")
 	gwListen := fs.String("gateway-listen", env("CONNECT_GATEWAY_LISTEN", "127.0.0.1:8470"), `input gateway address, "off" to disable [CONNECT_GATEWAY_LISTEN]`)
 	metricsListen := fs.String("metrics-listen", env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464"), `Prometheus /metrics, /healthz and /readyz address, "off" to disable [CONNECT_METRICS_LISTEN]`)
@@ -149,15 +219,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil || maxActivities < 0 {
 		return fmt.Errorf("-max-activities: %q is not a number >= 0", *maxActs)
 	}
-	if _, err := strconv.Atoi(*bacPort); err != nil {
-		return fmt.Errorf("-bacalhau-port: %q is not a port number", *bacPort)
+	bacAddress, bacOptions, err := bc.Client()
+	if err != nil {
+		return err
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	copts := client.Options{
-		HostPort:  *address,
-		Namespace: *namespace,
-		Logger:    sdklog.NewStructuredLogger(logger),
+	copts, err := tc.ClientOptions(client.Options{Logger: sdklog.NewStructuredLogger(logger)})
+	if err != nil {
+		return err
 	}
 	var metricsSrv *metrics.Server
 	if *metricsListen != "off" {
@@ -170,13 +240,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	c, err := client.DialContext(ctx, copts)
 	if err != nil {
-		return fmt.Errorf("connecting to Temporal at %s: %w", *address, err)
+		return fmt.Errorf("connecting to Temporal at %s: %w", tc.Address, err)
 	}
 	defer c.Close()
 
 	opts := workerapp.Options{
 		TaskQueue:               *queue,
-		BacalhauAddress:         "http://" + *bacHost + ":" + *bacPort,
+		BacalhauAddress:         bacAddress,
+		BacalhauOptions:         bacOptions,
 		MaxConcurrentActivities: maxActivities,
 	}
 	if *gwListen != "off" {
@@ -188,7 +259,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		opts.Gateway = gw
 	}
 	w := workerapp.New(c, opts)
-	logger.Info("worker starting", "temporal", *address, "namespace", *namespace, "task_queue", *queue, "bacalhau", *bacHost+":"+*bacPort)
+	logger.Info("worker starting", "temporal", tc.Address, "namespace", tc.Namespace, "task_queue", *queue, "bacalhau", bacAddress,
+		"temporal_tls", copts.ConnectionOptions.TLS != nil, "payload_codec", tc.CodecKeyFile != "")
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

@@ -12,13 +12,15 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"gopkg.in/yaml.v3"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/conn"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
 // globals are the flags every command shares.
 type globals struct {
-	address, namespace, taskQueue, output string
-	stdout, stderr                        io.Writer
+	temporal          conn.Temporal
+	taskQueue, output string
+	stdout, stderr    io.Writer
 }
 
 func envOr(name, def string) string {
@@ -48,8 +50,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.address, "temporal-address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
-	pf.StringVar(&g.namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace [TEMPORAL_NAMESPACE]")
+	g.temporal.Register(pf, "default")
 	pf.StringVar(&g.taskQueue, "task-queue", envOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text, json or yaml")
 	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
@@ -58,9 +59,13 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func (g *globals) dial(cmd *cobra.Command) (client.Client, error) {
-	c, err := client.DialContext(cmd.Context(), client.Options{HostPort: g.address, Namespace: g.namespace, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	opts, err := g.temporal.ClientOptions(client.Options{Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to Temporal at %s: %w", g.address, err)
+		return nil, err
+	}
+	c, err := client.DialContext(cmd.Context(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Temporal at %s: %w", g.temporal.Address, err)
 	}
 	return c, nil
 }

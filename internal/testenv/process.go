@@ -25,8 +25,8 @@ type WorkerProcess struct {
 	err  error
 }
 
-// workerBinary builds ./worker once per environment.
-func (e *Env) workerBinary(ctx context.Context) (string, error) {
+// WorkerBinary builds ./worker once per environment and returns its path.
+func (e *Env) WorkerBinary(ctx context.Context) (string, error) {
 	e.buildOnce.Do(func() {
 		e.workerBin = filepath.Join(e.Dir, "worker-bin")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.workerBin, "./worker")
@@ -49,11 +49,16 @@ type WorkerProcessOptions struct {
 	Log string
 	// MetricsListen serves the worker's /metrics there; empty: off.
 	MetricsListen string
+	// Args are more flags, after the stack's own (a later flag wins, so
+	// -temporal-address here replaces the stack's).
+	Args []string
+	// Env adds environment variables (NAME=value).
+	Env []string
 }
 
 // StartWorkerProcess builds (once) and starts the worker binary.
 func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions) (*WorkerProcess, error) {
-	bin, err := e.workerBinary(ctx)
+	bin, err := e.WorkerBinary(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +72,8 @@ func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions)
 	cmd := exec.Command(bin, "-temporal-address", e.Temporal.HostPort(), "-task-queue", opts.TaskQueue,
 		"-bacalhau-host", u.Hostname(), "-bacalhau-port", u.Port(), "-gateway-listen", opts.GatewayListen,
 		"-metrics-listen", opts.MetricsListen)
-	cmd.Env = append(os.Environ(), "CONNECT_GATEWAY_SECRET="+opts.GatewaySecret)
+	cmd.Args = append(cmd.Args, opts.Args...)
+	cmd.Env = append(append(os.Environ(), "CONNECT_GATEWAY_SECRET="+opts.GatewaySecret), opts.Env...)
 	if opts.Log != "" {
 		f, err := os.OpenFile(opts.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {

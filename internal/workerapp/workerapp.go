@@ -5,6 +5,7 @@
 package workerapp
 
 import (
+	clientv2 "github.com/bacalhau-project/bacalhau/pkg/publicapi/client/v2"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -20,6 +21,8 @@ type Options struct {
 	TaskQueue string
 	// BacalhauAddress is the Bacalhau API base URL, e.g. http://127.0.0.1:1234.
 	BacalhauAddress string
+	// BacalhauOptions configure its client (TLS, API key: conn.Bacalhau).
+	BacalhauOptions []clientv2.OptionFn
 	// Gateway mints capability URLs for tasks that read S3 objects (an
 	// *inputgateway.Gateway); leave it nil when this worker serves none.
 	Gateway activities.URLMinter
@@ -46,7 +49,7 @@ func New(c client.Client, opts Options) worker.Worker {
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
 	})
-	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway)
+	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway, opts.BacalhauOptions...)
 	kafka := activities.NewKafkaClients()
 	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients),
 		activities.NewQueue(b, opts.QueueClients), activities.NewKinesis(b, opts.KinesisClients, opts.S3Clients))
