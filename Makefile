@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check tools clean
+.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check tools clean screenshots
 
 all: build
 
@@ -23,6 +23,10 @@ bin/temporal:
 # worker, run the sample task once, stay up until Ctrl-C.
 dev: bin/temporal tools
 	$(GO) run ./internal/cmd/connect-dev $(DEV_ARGS)
+
+# Temporal UI screenshots under docs/ (needs Debian's chromium: apt-get install chromium).
+screenshots: bin/temporal tools
+	bash docs/screenshots.sh
 
 # The whole suite: gofmt, vet, staticcheck, compose validation, unit and end-to-end tests
 # on the real local stack (Temporal dev server, in-process Bacalhau node).

@@ -197,6 +197,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 	}
 
 	for {
+		syncConnectorState(ctx, st.Paused)
 		sched, err := ParseSchedule(cfg.Schedule, cfg.Timezone)
 		if err != nil {
 			return temporal.NewNonRetryableApplicationError("schedule: "+err.Error(), "InvalidConfig", nil)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -200,4 +201,30 @@ func TestCronResetMovesTheCursorOnlyWhilePaused(t *testing.T) {
 	require.NoError(t, latestErr)
 	assert.Equal(t, start.Add(30*time.Second).UTC(), afterLatest.Cursor.NotBefore.UTC())
 	assert.Empty(t, afterLatest.Cursor.Key)
+}
+
+func TestCronKeepsItsConnectorStateSearchAttributeCurrent(t *testing.T) {
+	h := newCronHarness(t)
+	registered := func(string) bool { return true }
+	require.NoError(t, h.env.SetTypedSearchAttributesOnStart(ConnectorSearchAttributes("unit", "cron", "s3://b/", registered)))
+	var states []string
+	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		v, _ := args.Get(0).(temporal.SearchAttributes).GetKeyword(connectorStateKey)
+		states = append(states, v)
+	}).Return(nil)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 10*time.Second)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, nil) }, 20*time.Second)
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 30*time.Second)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: unitCronConfig()})
+	assert.Equal(t, []string{ConnectorStatePaused, ConnectorStateActive}, states)
+}
+
+func TestCronWithoutTheStateAttributeUpsertsNothing(t *testing.T) {
+	h := newCronHarness(t)
+	upserts := 0
+	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(mock.Arguments) { upserts++ }).Return(nil).Maybe()
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 10*time.Second)
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 20*time.Second)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: unitCronConfig()})
+	assert.Zero(t, upserts, "a connector started without ConnectorState (unregistered, or before the attribute) upserts nothing")
 }

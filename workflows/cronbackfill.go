@@ -24,6 +24,13 @@ type BackfillResult struct {
 	Batches, Objects, DeadLettered int
 }
 
+// BackfillProgress answers QueryBackfillProgress: the counts so far and
+// the last key processed.
+type BackfillProgress struct {
+	BackfillResult
+	LastKey string `json:",omitempty"`
+}
+
 // CronBackfill processes the objects of a connector's prefix last modified
 // in [From, To), in key order, beside the live schedule: it never reads or
 // moves the connector's cursor, and its batches have identities of their
@@ -38,6 +45,13 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 	sctx := scanOptions(ctx)
 	round := "bf" + strconv.Itoa(in.Seq)
 	after := in.AfterKey
+	// Progress so far, for `starter backfill --wait` (no command: recorded
+	// histories replay unchanged).
+	if err := workflow.SetQueryHandler(ctx, QueryBackfillProgress, func() (BackfillProgress, error) {
+		return BackfillProgress{BackfillResult: *done, LastKey: after}, nil
+	}); err != nil {
+		return nil, err
+	}
 	for {
 		var scan activities.ScanResult
 		if err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{

@@ -228,11 +228,13 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			c.Receive(ctx, nil)
 			paused = true
 			tell(ShardControl{Op: ControlPause})
+			syncConnectorState(ctx, paused)
 		})
 		sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			paused = false
 			tell(ShardControl{Op: ControlResume})
+			syncConnectorState(ctx, paused)
 		})
 		for !recheck && ctx.Err() == nil {
 			sel.Select(ctx)

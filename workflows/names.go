@@ -63,6 +63,8 @@ const (
 	UpdateBackfill = "backfill"
 	// QueryCronStatus returns a CronStatus.
 	QueryCronStatus = "status"
+	// QueryBackfillProgress returns a backfill's BackfillProgress.
+	QueryBackfillProgress = "progress"
 	// QueryConfig returns a connector's current configuration (of any
 	// kind: CronConfig, KafkaConfig, QueueConfig, KinesisConfig), as
 	// applied, updates included.

@@ -121,6 +121,7 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 			if ctx.Err() != nil {
 				return
 			}
+			syncConnectorState(ctx, st.Paused)
 		}
 	})
 

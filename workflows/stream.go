@@ -245,11 +245,13 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			c.Receive(ctx, nil)
 			paused = true
 			tell(PartitionControl{Op: ControlPause})
+			syncConnectorState(ctx, paused)
 		})
 		sel.AddReceive(resumeCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			paused = false
 			tell(PartitionControl{Op: ControlResume})
+			syncConnectorState(ctx, paused)
 		})
 		for !recheck && ctx.Err() == nil {
 			sel.Select(ctx)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -259,15 +260,7 @@ func show(v any) string {
 }
 
 func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*workflows.CronStatus, error) {
-	v, err := c.QueryWorkflow(cmd.Context(), workflows.CronWorkflowID(name), "", workflows.QueryCronStatus)
-	if err != nil {
-		return nil, connectorError(name, "", err)
-	}
-	var st workflows.CronStatus
-	if err := v.Get(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return queryStatus[workflows.CronStatus](cmd, c, name, workflows.CronWorkflowID(name), workflows.QueryCronStatus)
 }
 
 // connectorRow is one line of `starter list`, whatever the kind.
@@ -397,14 +390,23 @@ func newDescribeCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			st, err := g.status(cmd, c, args[0])
 			if err != nil {
-				if kst, kerr := g.kafkaStatus(cmd, c, args[0]); kerr == nil {
+				kst, kerr := g.kafkaStatus(cmd, c, args[0])
+				if kerr == nil {
 					return g.print(kst, describeKafka(kst))
 				}
-				if qst, qerr := g.queueStatus(cmd, c, args[0]); qerr == nil {
+				qst, qerr := g.queueStatus(cmd, c, args[0])
+				if qerr == nil {
 					return g.print(qst, describeQueue(qst))
 				}
-				if kst, kerr := g.kinesisStatus(cmd, c, args[0]); kerr == nil {
-					return g.print(kst, describeKinesis(kst))
+				nst, nerr := g.kinesisStatus(cmd, c, args[0])
+				if nerr == nil {
+					return g.print(nst, describeKinesis(nst))
+				}
+				// A connector that is there but cannot answer says why.
+				for _, e := range []error{err, kerr, qerr, nerr} {
+					if !errors.Is(e, errConnectorNotFound) {
+						return e
+					}
 				}
 				return err
 			}
@@ -502,8 +504,8 @@ its cursor are untouched.`,
 				return g.print(map[string]string{"name": args[0], "backfill_workflow_id": id},
 					fmt.Sprintf("backfill started (workflow %s)\n", id))
 			}
-			var res workflows.BackfillResult
-			if err := c.GetWorkflow(cmd.Context(), id, "").Get(cmd.Context(), &res); err != nil {
+			res, err := g.waitBackfill(cmd, c, id)
+			if err != nil {
 				return fmt.Errorf("backfill %s: %w", id, err)
 			}
 			return g.print(res, fmt.Sprintf("backfill %s done: %d batches, %d objects, %d dead-lettered\n", id, res.Batches, res.Objects, res.DeadLettered))
@@ -564,12 +566,13 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 	defer c.Close()
 	opts := client.StartWorkflowOptions{ID: cs.id, TaskQueue: g.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
 		Memo: map[string]any{"connector": cs.name, "kind": cs.kind, "source": cs.source}}
-	if missing := g.missingSearchAttributes(cmd, c); len(missing) == 0 {
-		opts.TypedSearchAttributes = workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source)
-	} else {
-		fmt.Fprintf(g.stderr, "note: search attributes %s are not registered in namespace %s, so the connector starts without them; register them once to filter connectors in the Temporal UI:\n", strings.Join(missing, ", "), g.namespace)
+	missing := g.missingSearchAttributes(cmd, c)
+	opts.TypedSearchAttributes = workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source,
+		func(name string) bool { return !slices.Contains(missing, name) })
+	if len(missing) > 0 {
+		fmt.Fprintf(g.stderr, "note: search attributes %s are not registered in namespace %s, so the connector starts without them; register them once to filter connectors in the Temporal UI:\n", strings.Join(missing, ", "), g.temporal.Namespace)
 		for _, m := range missing {
-			fmt.Fprintf(g.stderr, "  temporal operator search-attribute create --namespace %s --name %s --type %s\n", g.namespace, m, workflows.SearchAttributeTypes()[m])
+			fmt.Fprintf(g.stderr, "  temporal operator search-attribute create --namespace %s --name %s --type %s\n", g.temporal.Namespace, m, workflows.SearchAttributeTypes()[m])
 		}
 	}
 	_, err = c.ExecuteWorkflow(cmd.Context(), opts, cs.workflowType, cs.input)
@@ -595,6 +598,38 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 		fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id))
 }
 
+// waitBackfill waits for a backfill to finish, printing its progress to
+// stderr every few seconds.
+func (g *globals) waitBackfill(cmd *cobra.Command, c client.Client, id string) (workflows.BackfillResult, error) {
+	var res workflows.BackfillResult
+	run := c.GetWorkflow(cmd.Context(), id, "")
+	done := make(chan error, 1)
+	go func() { done <- run.Get(cmd.Context(), &res) }()
+	tick := time.NewTicker(backfillProgressEvery)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case err := <-done:
+			return res, err
+		case <-tick.C:
+			v, err := c.QueryWorkflow(cmd.Context(), id, "", workflows.QueryBackfillProgress)
+			var p workflows.BackfillProgress
+			if err != nil || v.Get(&p) != nil {
+				continue // an older worker or a finishing run: the result comes
+			}
+			line := fmt.Sprintf("backfill %s: %d batches, %d objects, %d dead-lettered so far (last key %s)\n", id, p.Batches, p.Objects, p.DeadLettered, dash(p.LastKey))
+			if line != last {
+				fmt.Fprint(g.stderr, line)
+				last = line
+			}
+		}
+	}
+}
+
+// backfillProgressEvery is how often backfill --wait reports progress.
+const backfillProgressEvery = 2 * time.Second
+
 // cronOnly words the error of a cron-only verb (trigger, backfill) on a
 // connector that is not a cron connector, or not there at all.
 func cronOnly(cmd *cobra.Command, c client.Client, name, op string, notFound error) error {
@@ -611,7 +646,7 @@ func cronOnly(cmd *cobra.Command, c client.Client, name, op string, notFound err
 // the namespace lacks (all of them when they cannot be listed).
 func (g *globals) missingSearchAttributes(cmd *cobra.Command, c client.Client) []string {
 	var missing []string
-	resp, err := c.OperatorService().ListSearchAttributes(cmd.Context(), &operatorservice.ListSearchAttributesRequest{Namespace: g.namespace})
+	resp, err := c.OperatorService().ListSearchAttributes(cmd.Context(), &operatorservice.ListSearchAttributesRequest{Namespace: g.temporal.Namespace})
 	for name := range workflows.SearchAttributeTypes() {
 		if err != nil || resp.CustomAttributes[name] == enumspb.INDEXED_VALUE_TYPE_UNSPECIFIED {
 			missing = append(missing, name)
@@ -632,11 +667,28 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
+// errConnectorNotFound is a connector with no running workflow of any kind.
+var errConnectorNotFound = errors.New("not found (starter list shows the running ones)")
+
+// queryStatus asks a connector workflow's status query and decodes the
+// answer, naming the likely cause when it cannot be decoded.
+func queryStatus[T any](cmd *cobra.Command, c client.Client, name, workflowID, query string) (*T, error) {
+	v, err := c.QueryWorkflow(cmd.Context(), workflowID, "", query)
+	if err != nil {
+		return nil, connectorError(name, "", err)
+	}
+	var st T
+	if err := v.Get(&st); err != nil {
+		return nil, fmt.Errorf("connector %s: decoding the %s query of %s: %w (if the workers encrypt history, give the starter the same --codec-key-file)", name, query, workflowID, err)
+	}
+	return &st, nil
+}
+
 // connectorError words an error of operation op on connector name, telling a
 // missing connector apart.
 func connectorError(name, op string, err error) error {
 	if isNotFound(err) {
-		return fmt.Errorf("connector %s: not found (starter list shows the running ones)", name)
+		return fmt.Errorf("connector %s: %w", name, errConnectorNotFound)
 	}
 	if op == "" {
 		return fmt.Errorf("connector %s: %w", name, err)

@@ -16,15 +16,7 @@ import (
 
 // kafkaStatus queries a Kafka connector's aggregated status.
 func (g *globals) kafkaStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KafkaConnectorStatus, error) {
-	v, err := c.QueryWorkflow(cmd.Context(), workflows.KafkaWorkflowID(name), "", workflows.QueryPartitionStatus)
-	if err != nil {
-		return nil, connectorError(name, "", err)
-	}
-	var st workflows.KafkaConnectorStatus
-	if err := v.Get(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return queryStatus[workflows.KafkaConnectorStatus](cmd, c, name, workflows.KafkaWorkflowID(name), workflows.QueryPartitionStatus)
 }
 
 func kafkaState(st *workflows.KafkaConnectorStatus) string {

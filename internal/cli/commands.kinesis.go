@@ -14,15 +14,7 @@ import (
 
 // kinesisStatus queries a Kinesis connector's aggregated status.
 func (g *globals) kinesisStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KinesisConnectorStatus, error) {
-	v, err := c.QueryWorkflow(cmd.Context(), workflows.KinesisWorkflowID(name), "", workflows.QueryShardStatus)
-	if err != nil {
-		return nil, connectorError(name, "", err)
-	}
-	var st workflows.KinesisConnectorStatus
-	if err := v.Get(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return queryStatus[workflows.KinesisConnectorStatus](cmd, c, name, workflows.KinesisWorkflowID(name), workflows.QueryShardStatus)
 }
 
 func kinesisState(st *workflows.KinesisConnectorStatus) string {

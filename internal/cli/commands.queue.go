@@ -12,15 +12,7 @@ import (
 
 // queueStatus queries a queue connector's status.
 func (g *globals) queueStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.QueueStatus, error) {
-	v, err := c.QueryWorkflow(cmd.Context(), workflows.QueueWorkflowID(name), "", workflows.QueryQueueStatus)
-	if err != nil {
-		return nil, connectorError(name, "", err)
-	}
-	var st workflows.QueueStatus
-	if err := v.Get(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return queryStatus[workflows.QueueStatus](cmd, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
 }
 
 func queueState(st *workflows.QueueStatus) string {

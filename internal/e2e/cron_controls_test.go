@@ -113,6 +113,23 @@ func TestStarterApplyRejectsMalformedSpecsAndStartsNothing(t *testing.T) {
 	assert.True(t, errors.As(err, &nf), "no connector may start from a malformed spec, got %v", err)
 }
 
+// waitListed waits until `temporal workflow list --query` finds the
+// workflow, as the UI's filter would.
+func waitListed(t *testing.T, query, workflowID string) {
+	t.Helper()
+	require.NoError(t, testenv.Eventually(20*time.Second, func() error {
+		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "list", "--address", env.Temporal.HostPort(), "--query", query, "-o", "json")
+		raw, err := cmd.Output()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(raw), `"`+workflowID+`"`) {
+			return fmt.Errorf("temporal workflow list --query %q: %s", query, raw)
+		}
+		return nil
+	}))
+}
+
 func TestCronControls(t *testing.T) {
 	queue := startWorker(t)
 	const bucket, name = "cron-controls", "e2e-ctl"
@@ -127,18 +144,8 @@ func TestCronControls(t *testing.T) {
 
 	// The connector carries its search attributes and memo: the Temporal
 	// CLI finds it by kind and name, as the UI does.
-	query := fmt.Sprintf("ConnectorKind='cron' AND ConnectorName='%s' AND ConnectorSource='s3://%s/in/'", name, bucket)
-	require.NoError(t, testenv.Eventually(20*time.Second, func() error {
-		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "list", "--address", env.Temporal.HostPort(), "--query", query, "-o", "json")
-		raw, err := cmd.Output()
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(raw), `"`+workflows.CronWorkflowID(name)+`"`) {
-			return fmt.Errorf("temporal workflow list --query %q: %s", query, raw)
-		}
-		return nil
-	}))
+	waitListed(t, fmt.Sprintf("ConnectorKind='cron' AND ConnectorName='%s' AND ConnectorSource='s3://%s/in/' AND ConnectorState='active'", name, bucket),
+		workflows.CronWorkflowID(name))
 	desc, err := env.Client.DescribeWorkflow(context.Background(), workflows.CronWorkflowID(name), "")
 	require.NoError(t, err)
 	var kind string
@@ -163,6 +170,7 @@ func TestCronControls(t *testing.T) {
 		}
 		return nil
 	}))
+	waitListed(t, fmt.Sprintf("ConnectorName='%s' AND ConnectorState='paused'", name), workflows.CronWorkflowID(name))
 	before := cronStatus(t, name)
 	setB := keys("in/b-", 10)
 	putLogs(t, bucket, setB...)
@@ -174,6 +182,7 @@ func TestCronControls(t *testing.T) {
 	// Resume continues from the cursor.
 	_, err = starter(t, queue, "resume", name)
 	require.NoError(t, err)
+	waitListed(t, fmt.Sprintf("ConnectorName='%s' AND ConnectorState='active'", name), workflows.CronWorkflowID(name))
 	waitObjects(t, name, 20, time.Minute)
 
 	// An invalid update is rejected and changes nothing.

@@ -143,6 +143,7 @@ on_failure:
 	_, err = starter(t, queue, "pause", name)
 	require.NoError(t, err)
 	waitPhase(t, name, topic, []int32{0, 1}, "paused")
+	waitListed(t, fmt.Sprintf("ConnectorKind='kafka' AND ConnectorName='%s' AND ConnectorState='paused'", name), workflows.KafkaWorkflowID(name))
 	for p := int32(0); p < 2; p++ {
 		for i := 0; i < 10; i++ {
 			produce(t, c, topic, p, nginxLine(5000+i))

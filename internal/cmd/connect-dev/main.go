@@ -1,8 +1,9 @@
 // Command connect-dev is `make dev`: it brings up the embedded local stack
 // (Temporal dev server with UI, an in-process Bacalhau node, the module
 // server), starts a worker, runs the sample log task once through the RunTask
-// workflow, prints its result and the Temporal UI URL, and stays up until
-// Ctrl-C. Each part logs to a file under the run folder (default run/).
+// workflow, applies the example connectors, prints the Temporal UI URL, and
+// stays up until Ctrl-C, redrawing a one-screen summary of the connectors.
+// Each part logs to a file under the run folder (default run/).
 package main
 
 import (
@@ -308,7 +309,7 @@ Try:  go run ./starter describe web-logs
 		return nil
 	}
 	fmt.Fprintln(out, "up; press Ctrl-C to stop")
-	<-ctx.Done()
+	liveSummary(ctx, out, temporal.HostPort())
 	fmt.Fprintln(out)
 	return nil
 }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Takes the Temporal UI screenshots under docs/ (make screenshots): starts the
+# dev stack (make dev's connect-dev, on free ports), waits for its example
+# connectors, and has Debian's headless Chromium capture the UI's workflow
+# list filtered by the connectors' search attributes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GONOSUMDB=github.com/bacalhau-project
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+[ -x "$CHROMIUM" ] || { echo "screenshots: $CHROMIUM missing (sudo apt-get install -y chromium)" >&2; exit 1; }
+
+run=$(mktemp -d)
+trap 'kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$run"' EXIT
+go run ./internal/cmd/connect-dev --run-dir "$run" --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
+  --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 > "$run/out.txt" 2>&1 &
+dev=$!
+for _ in $(seq 1 600); do
+  grep -q 'up; press Ctrl-C' "$run/out.txt" && break
+  kill -0 "$dev" 2>/dev/null || { cat "$run/out.txt" >&2; exit 1; }
+  sleep 1
+done
+ui=$(awk '/^Temporal UI/ {print $3}' "$run/out.txt")
+[ -n "$ui" ] || { echo "screenshots: no UI URL in the dev stack's output" >&2; cat "$run/out.txt" >&2; exit 1; }
+echo "UI at $ui"
+
+shot() { # shot FILE URL
+  local profile
+  profile=$(mktemp -d)
+  "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --hide-scrollbars --window-size=1600,900 \
+    --virtual-time-budget=20000 --screenshot="$1" "$2" 2>/dev/null
+  rm -rf "$profile"
+  echo "wrote $1"
+}
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+shot docs/ui-connectors.png "$ui/namespaces/default/workflows?query=$(enc "ConnectorKind IN ('cron','kafka','sqs','sns','kinesis') AND ExecutionStatus='Running'")"
+shot docs/ui-kafka-connectors.png "$ui/namespaces/default/workflows?query=$(enc "ConnectorKind='kafka'")"
+shot docs/ui-kafka-connector.png "$ui/namespaces/default/workflows/kafka-web-events"
