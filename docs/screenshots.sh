@@ -26,15 +26,20 @@ echo "UI at $ui"
 shot() { # shot FILE URL
   local profile
   profile=$(mktemp -d)
-  "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$profile" --hide-scrollbars --window-size=1600,900 \
-    --virtual-time-budget=20000 --screenshot="$1" "$2" 2>/dev/null
+    --virtual-time-budget=15000 --screenshot="$1" "$2" 2>/dev/null || echo "screenshots: $1 timed out" >&2
   rm -rf "$profile"
   echo "wrote $1"
 }
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+list() { echo "$ui/namespaces/default/workflows?query=$(enc "$1")"; }
 
-shot docs/ui-connectors.png "$ui/namespaces/default/workflows?query=$(enc "ConnectorKind IN ('cron','kafka','sqs','sns','kinesis') AND ExecutionStatus='Running'")"
-shot docs/ui-kafka-connectors.png "$ui/namespaces/default/workflows?query=$(enc "ConnectorKind='kafka'")"
-shot docs/ui-kafka-connector.png "$ui/namespaces/default/workflows/kafka-web-events"
+# Every connector, then one kind; then pause one and find it by its state.
+shot docs/ui-connectors.png "$(list "ConnectorName STARTS_WITH 'web-' AND ExecutionStatus='Running'")"
+shot docs/ui-kafka-connectors.png "$(list "ConnectorKind='kafka'")"
+addr=$(awk '/^Temporal  / {print $2}' "$run/out.txt")
+go run ./starter pause web-clicks --temporal-address "$addr"
+sleep 3
+shot docs/ui-paused-connectors.png "$(list "ConnectorState='paused'")"

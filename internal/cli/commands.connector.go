@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,6 +158,22 @@ func connectorStartFor(r *spec.Resolved) connectorStart {
 		return connectorStart{name: cfg.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType, source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
 			input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", cfg.Name, id)}
 	}
+}
+
+// startOptions are the connector's workflow start options: ID, task
+// queue, memo and the search attributes registered says exist.
+func (cs connectorStart) startOptions(taskQueue string, registered func(string) bool) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{ID: cs.id, TaskQueue: taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Memo:                  map[string]any{"connector": cs.name, "kind": cs.kind, "source": cs.source},
+		TypedSearchAttributes: workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source, registered)}
+}
+
+// StartConnector starts the connector of a resolved spec as `starter
+// apply` does (same ID, memo and search attributes; every attribute is
+// taken as registered), for callers with their own client such as make dev.
+func StartConnector(ctx context.Context, c client.Client, r *spec.Resolved, taskQueue string) (client.WorkflowRun, error) {
+	cs := connectorStartFor(r)
+	return c.ExecuteWorkflow(ctx, cs.startOptions(taskQueue, func(string) bool { return true }), cs.workflowType, cs.input)
 }
 
 // fieldChange is one difference --diff reports.
@@ -564,11 +581,8 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 		return err
 	}
 	defer c.Close()
-	opts := client.StartWorkflowOptions{ID: cs.id, TaskQueue: g.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Memo: map[string]any{"connector": cs.name, "kind": cs.kind, "source": cs.source}}
 	missing := g.missingSearchAttributes(cmd, c)
-	opts.TypedSearchAttributes = workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source,
-		func(name string) bool { return !slices.Contains(missing, name) })
+	opts := cs.startOptions(g.taskQueue, func(name string) bool { return !slices.Contains(missing, name) })
 	if len(missing) > 0 {
 		fmt.Fprintf(g.stderr, "note: search attributes %s are not registered in namespace %s, so the connector starts without them; register them once to filter connectors in the Temporal UI:\n", strings.Join(missing, ", "), g.temporal.Namespace)
 		for _, m := range missing {

@@ -38,6 +38,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
@@ -418,10 +419,9 @@ func runCron(ctx context.Context, out io.Writer, c client.Client, root string, m
 	if err != nil {
 		return err
 	}
-	s, cfg := r.Spec, r.Cron
+	s := r.Spec
 	id := workflows.CronWorkflowID(s.Name)
-	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true},
-		workflows.CronWorkflowType, workflows.CronInput{Config: *cfg})
+	_, err = cli.StartConnector(ctx, c, r, workflows.TaskQueue)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case err == nil:
@@ -505,8 +505,7 @@ func runKafka(ctx context.Context, out io.Writer, c client.Client, root string, 
 	for p := int32(0); p < 8; p++ {
 		_ = c.TerminateWorkflow(ctx, workflows.PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", "make dev restarts the example Kafka connector")
 	}
-	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: *cfg}); err != nil {
+	if _, err := cli.StartConnector(ctx, c, r, workflows.TaskQueue); err != nil {
 		return fmt.Errorf("starting %s: %w", id, err)
 	}
 	fmt.Fprintf(out, "applied Kafka connector %s (workflow %s)… ", cfg.Name, id)
@@ -624,8 +623,7 @@ func applyQueueExample(ctx context.Context, out io.Writer, c client.Client, root
 	cfg := r.Queue
 	id := workflows.QueueWorkflowID(cfg.Name)
 	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example connector")
-	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.QueueWorkflowType, workflows.QueueInput{Config: *cfg}); err != nil {
+	if _, err := cli.StartConnector(ctx, c, r, workflows.TaskQueue); err != nil {
 		return fmt.Errorf("starting %s: %w", id, err)
 	}
 	fmt.Fprintf(out, "applied %s connector %s (workflow %s)… ", strings.ToUpper(cfg.Kind), cfg.Name, id)
@@ -694,8 +692,7 @@ func runKinesis(ctx context.Context, out io.Writer, c client.Client, root string
 	for i := 0; i < 2; i++ {
 		_ = c.TerminateWorkflow(ctx, workflows.ShardWorkflowID(cfg.Name, fmt.Sprintf("shardId-%012d", i)), "", "make dev restarts the example Kinesis connector")
 	}
-	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.KinesisConnectorWorkflowType, workflows.KinesisConnectorInput{Config: *cfg}); err != nil {
+	if _, err := cli.StartConnector(ctx, c, r, workflows.TaskQueue); err != nil {
 		return fmt.Errorf("starting %s: %w", id, err)
 	}
 	fmt.Fprintf(out, "applied Kinesis connector %s (workflow %s)… ", cfg.Name, id)
