@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check tools clean screenshots
+.PHONY: all build dev dev-smoke test unit e2e bench lint compose-check tools clean screenshots fuzz fuzz-smoke
 
 all: build
 
@@ -32,6 +32,24 @@ screenshots: bin/temporal tools
 # on the real local stack (Temporal dev server, in-process Bacalhau node).
 test: bin/temporal tools compose-check lint dev-smoke
 	$(GO) test -count=1 -timeout 20m ./...
+
+# Fuzz targets (package:name). make test runs their seeds and the corpora
+# committed under each package's testdata/fuzz/ as plain tests; `make fuzz`
+# fuzzes each for FUZZTIME, `make fuzz-smoke` for 3 s each (its first
+# instrumented build of the whole dependency tree takes ~4 min on 2 cores,
+# too long for make test's budget).
+FUZZ_TARGETS := ./internal/spec:FuzzLoad ./activities:FuzzEncodeRecord ./activities:FuzzEncodeKinesisRecord \
+	./activities:FuzzParseFailureReport ./activities:FuzzCursor
+FUZZTIME ?= 10m
+FUZZPARALLEL ?= 2
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) || exit 1; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # `make dev` end to end on free ports in a scratch folder, exiting after the
 # sample task and every example connector (cron, Kafka, SQS, SNS, Kinesis)

@@ -62,14 +62,21 @@ type kafkaLine struct {
 	Offset      int64     `json:"offset"`
 	Timestamp   time.Time `json:"timestamp"`
 	Key         string    `json:"key,omitempty"`
+	KeyBase64   string    `json:"key_base64,omitempty"`
 	Value       *string   `json:"value,omitempty"`
 	ValueBase64 string    `json:"value_base64,omitempty"`
 }
 
-// EncodeRecord is a record's JSON line (with its newline): value as text
-// when it is UTF-8, else base64.
+// EncodeRecord is a record's JSON line (with its newline): key and value
+// as text when they are UTF-8, else base64 (key_base64, value_base64), so
+// the task gets back their exact bytes.
 func EncodeRecord(r *kgo.Record) ([]byte, error) {
-	l := kafkaLine{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Key: string(r.Key)}
+	l := kafkaLine{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC()}
+	if utf8.Valid(r.Key) {
+		l.Key = string(r.Key)
+	} else {
+		l.KeyBase64 = base64.StdEncoding.EncodeToString(r.Key)
+	}
 	if utf8.Valid(r.Value) {
 		v := string(r.Value)
 		l.Value = &v
