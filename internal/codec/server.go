@@ -12,7 +12,8 @@ import (
 // ServerOptions configures the codec server's handler.
 type ServerOptions struct {
 	// AllowOrigins are the web origins (e.g. the Temporal UI's
-	// http://127.0.0.1:8233) whose browsers may call the server.
+	// http://127.0.0.1:8233) whose browsers may call the server; "*"
+	// allows any (a local dev stack only).
 	AllowOrigins []string
 	// AuthToken, when set, is required as "Authorization: Bearer TOKEN"
 	// (the temporal CLI's --codec-auth; a UI behind single sign-on passes
@@ -26,7 +27,7 @@ type ServerOptions struct {
 func NewHandler(c converter.PayloadCodec, opts ServerOptions) http.Handler {
 	inner := converter.NewPayloadCodecHTTPHandler(c)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && slices.Contains(opts.AllowOrigins, origin) {
+		if origin := r.Header.Get("Origin"); origin != "" && (slices.Contains(opts.AllowOrigins, origin) || slices.Contains(opts.AllowOrigins, "*")) {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
 			w.Header().Set("Access-Control-Allow-Credentials", "true")
 			w.Header().Set("Access-Control-Allow-Headers", "Content-Type,X-Namespace,Authorization")

@@ -38,6 +38,8 @@ type TemporalOptions struct {
 	// SearchAttributes are custom search attributes to register (name →
 	// type, e.g. Keyword): workflows.SearchAttributeTypes for connectors.
 	SearchAttributes map[string]string
+	// UICodecEndpoint is the codec server the web UI decodes payloads with.
+	UICodecEndpoint string
 }
 
 // Temporal is a running Temporal dev server.
@@ -107,6 +109,9 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		ExtraArgs:  append(append([]string(nil), fastDispatch...), searchAttributeArgs(opts.SearchAttributes)...),
 		Stdout:     opts.Log,
 		Stderr:     opts.Log,
+	}
+	if opts.UICodecEndpoint != "" {
+		devOpts.ExtraArgs = append(devOpts.ExtraArgs, "--ui-codec-endpoint", opts.UICodecEndpoint)
 	}
 	uiURL := ""
 	if !opts.Headless {

@@ -274,6 +274,33 @@ func TestCronControls(t *testing.T) {
 		assert.Equal(t, 1, seen[k], "%s: at or before the reset key", k)
 	}
 
+	// Every control is also a plain Temporal CLI call (as the README
+	// shows): pause and resume by signal, reset by update, status and
+	// config by query.
+	tcli := func(args ...string) string {
+		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), append(args, "--address", env.Temporal.HostPort())...)
+		raw, err := cmd.CombinedOutput()
+		require.NoError(t, err, "temporal %v: %s", args, raw)
+		return string(raw)
+	}
+	id := workflows.CronWorkflowID(name)
+	tcli("workflow", "signal", "--workflow-id", id, "--name", workflows.SignalPause)
+	waitListed(t, fmt.Sprintf("ConnectorName='%s' AND ConnectorState='paused'", name), id)
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "update", "execute", "--address", env.Temporal.HostPort(),
+			"--workflow-id", id, "--name", workflows.UpdateReset, "--input", `{"To":"key","Key":"`+setC[len(setC)-1]+`"}`)
+		raw, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, raw)
+		}
+		return nil
+	}))
+	assert.Equal(t, setC[len(setC)-1], cronStatus(t, name).Cursor.Key)
+	assert.Contains(t, tcli("workflow", "query", "--workflow-id", id, "--type", workflows.QueryCronStatus), setC[len(setC)-1])
+	assert.Contains(t, tcli("workflow", "query", "--workflow-id", id, "--type", workflows.QueryConfig), "@every 1h")
+	tcli("workflow", "signal", "--workflow-id", id, "--name", workflows.SignalResume)
+	waitListed(t, fmt.Sprintf("ConnectorName='%s' AND ConnectorState='active'", name), id)
+
 	out, err = starter(t, queue, "describe", name)
 	require.NoError(t, err)
 	assert.Contains(t, out, "30 objects")

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
@@ -129,10 +130,24 @@ on_failure:
 		}
 		return nil
 	}))
-	out, err = starter(t, queue, "list")
+	out, err = starter(t, queue, "list", "-o", "yaml")
 	require.NoError(t, err)
-	assert.Contains(t, out, name)
-	assert.Contains(t, out, "kafka")
+	var rows []struct {
+		Name, Kind, State, Position string
+		Processed, Lag              int64
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(out), &rows), out)
+	found := false
+	for _, r := range rows {
+		if r.Name == name {
+			found = true
+			assert.Equal(t, "kafka", r.Kind)
+			assert.Equal(t, int64(299), r.Processed)
+			assert.Zero(t, r.Lag)
+			assert.Equal(t, topic+": 2 partitions", r.Position)
+		}
+	}
+	assert.True(t, found, "list shows %s: %s", name, out)
 
 	// Reset is refused while running: nothing moves.
 	_, err = starter(t, queue, "reset", name, "--to", "earliest")
@@ -180,6 +195,60 @@ on_failure:
 	_, err = starter(t, queue, "resume", name+"-missing")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not found")
+
+	// trigger and backfill are cron verbs: the error names the kind.
+	_, err = starter(t, queue, "trigger", name)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is a kafka connector")
+	_, err = starter(t, queue, "backfill", name, "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is a kafka connector")
+
+	// apply --diff shows a changed batch size and changes nothing; apply
+	// updates the running connector; the next diff finds nothing.
+	smaller := kafkaSpecFile(t, name, k.Brokers()[0], topic, `batch: {max_records: 20, max_wait: 1s}
+retry: {max_attempts: 2, initial_interval: 1s}
+on_failure:
+  dead_letter: {kafka: {topic: `+dlq+`}}
+`, "-reject=POISON")
+	out, err = starter(t, queue, "apply", "--diff", "-f", smaller)
+	require.NoError(t, err)
+	assert.Contains(t, out, "MaxRecords: 40 → 20")
+	out, err = starter(t, queue, "apply", "-f", smaller)
+	require.NoError(t, err)
+	assert.Contains(t, out, "updated")
+	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
+		out, err := starter(t, queue, "apply", "--diff", "-f", smaller, "-o", "json")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, `"result": "unchanged"`) {
+			return fmt.Errorf("diff after the update: %s", out)
+		}
+		return nil
+	}))
+
+	// delete stops the connector and its consumers; the topic keeps its records.
+	_, err = starter(t, queue, "delete", name)
+	require.NoError(t, err)
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		for _, id := range []string{workflows.KafkaWorkflowID(name), workflows.PartitionWorkflowID(name, topic, 0), workflows.PartitionWorkflowID(name, topic, 1)} {
+			d, err := env.Client.DescribeWorkflow(ctx, id, "")
+			if err != nil {
+				return err
+			}
+			if s := d.RawResponse.WorkflowExecutionInfo.Status.String(); s == "Running" {
+				return fmt.Errorf("%s still running", id)
+			}
+		}
+		return nil
+	}))
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	require.NoError(t, err)
+	ends.Each(func(o kadm.ListedOffset) {
+		assert.Equal(t, int64(162), o.Offset, "partition %d keeps its records", o.Partition)
+	})
+
 	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 1), "kafka-partition-poison")
 	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector-controls")
 }

@@ -39,6 +39,7 @@ import (
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/conn"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
@@ -61,7 +62,8 @@ type options struct {
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
 	kafkaPort, sqsPort, kinesisPort    int
-	once                               bool
+	codecPort                          int
+	once, codec                        bool
 }
 
 // Ports the example connector spec (examples/connectors/web-logs.yaml) names.
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.sqsPort, "sqs-port", 4566, "SQS/SNS stand-in (fauxqs) port (0: free port)")
 	fs.IntVar(&o.kinesisPort, "kinesis-port", 4567, "Kinesis stand-in (kinesalite) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
+	fs.BoolVar(&o.codec, "codec", false, "encrypt every payload in history (key run/codec.key) and serve the codec to the UI")
+	fs.IntVar(&o.codecPort, "codec-port", 8089, "codec server port with --codec (0: free port)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,6 +150,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer func() { _ = modules.Stop() }()
 
+	var dc *devCodec
+	if o.codec {
+		if err := step("starting the codec server", func() error {
+			var err error
+			dc, err = startDevCodec(runDir, o.codecPort)
+			return err
+		}); err != nil {
+			return err
+		}
+		defer dc.stop()
+	}
+	codecURL := func() string {
+		if dc == nil {
+			return ""
+		}
+		return dc.url
+	}
+
 	var temporal *devstack.Temporal
 	if err := step("starting Temporal", func() error {
 		tlog, err := logFile("temporal.log")
@@ -155,6 +177,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
 			BinPath: filepath.Join(root, "bin/temporal"), Port: o.temporalPort, UIPort: o.uiPort,
 			DBFile: filepath.Join(runDir, "temporal.db"), Log: tlog, SearchAttributes: workflows.SearchAttributeTypes(),
+			UICodecEndpoint: codecURL(),
 		})
 		return err
 	}); err != nil {
@@ -219,10 +242,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort: temporal.HostPort(),
-		Logger:   sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(wlog, nil))),
-	})
+	tc := conn.Temporal{Address: temporal.HostPort(), Namespace: temporal.Namespace()}
+	if dc != nil {
+		tc.CodecKeyFile = dc.keyFile
+	}
+	copts, err := tc.ClientOptions(client.Options{Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(wlog, nil)))})
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal: %w", err)
 	}
@@ -306,11 +334,19 @@ Try:  go run ./starter describe web-logs
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
 		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(),
 		workflows.TaskQueue, modules.URL(), modules.URL())
+	if dc != nil {
+		fmt.Fprintf(out, "Codec server    %s   (every payload in history encrypted with %s; the UI decodes through it;\n"+
+			"                temporal workflow show --codec-endpoint %s …)\n", dc.url, dc.keyFile, dc.url)
+	}
 	if o.once {
 		return nil
 	}
 	fmt.Fprintln(out, "up; press Ctrl-C to stop")
-	liveSummary(ctx, out, temporal.HostPort())
+	summaryArgs := []string{"--temporal-address", temporal.HostPort()}
+	if dc != nil {
+		summaryArgs = append(summaryArgs, "--codec-key-file", dc.keyFile)
+	}
+	liveSummary(ctx, out, summaryArgs)
 	fmt.Fprintln(out)
 	return nil
 }

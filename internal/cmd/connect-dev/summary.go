@@ -24,11 +24,12 @@ type summaryRow struct {
 	LastError string `json:"last_error"`
 }
 
-// listConnectors runs the starter's list in-process against the stack.
-func listConnectors(ctx context.Context, address string) ([]summaryRow, error) {
+// listConnectors runs the starter's list in-process against the stack
+// (connection flags in conn).
+func listConnectors(ctx context.Context, conn []string) ([]summaryRow, error) {
 	var out, errOut bytes.Buffer
 	cmd := cli.NewRootCommand(&out, &errOut)
-	cmd.SetArgs([]string{"list", "-o", "json", "--temporal-address", address})
+	cmd.SetArgs(append([]string{"list", "-o", "json"}, conn...))
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ func renderSummary(w io.Writer, now time.Time, rows []summaryRow, prev map[strin
 
 // liveSummary redraws the summary every interval on a terminal (every
 // 30 s, appended, when the output is a file or a pipe) until ctx ends.
-func liveSummary(ctx context.Context, out io.Writer, address string) {
+func liveSummary(ctx context.Context, out io.Writer, conn []string) {
 	interval, clear := 30*time.Second, false
 	if f, ok := out.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -76,7 +77,7 @@ func liveSummary(ctx context.Context, out io.Writer, address string) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		rows, err := listConnectors(ctx, address)
+		rows, err := listConnectors(ctx, conn)
 		now := time.Now()
 		var screen bytes.Buffer
 		if clear {
