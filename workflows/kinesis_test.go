@@ -75,3 +75,45 @@ func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing
 	assert.Equal(t, []string{"s3", "s1"}, st.Shards[4].Parents)
 	assert.EqualValues(t, 30, st.Records)
 }
+
+// TestKinesisConnectorKeepsTheNewerOfReportsArrivingOutOfOrder: a shard's
+// "idle" report overtook its earlier "running" one; the connector's status
+// keeps the idle one.
+func TestKinesisConnectorKeepsTheNewerOfReportsArrivingOutOfOrder(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
+	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kinesis{})
+	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{{ID: "s0"}}, nil)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnWorkflow(ShardConsumerWorkflowType, mock.Anything, mock.Anything).Return(nil)
+	at := env.Now()
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s0", Phase: "idle", Records: 20, Reported: at.Add(2 * time.Second)})
+	}, 10*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s0", Phase: "running", Records: 20, Reported: at.Add(time.Second)})
+	}, 11*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s0", Phase: "running", Records: 30, Reported: at.Add(3 * time.Second)})
+	}, 12*time.Second)
+	var stale, fresh KinesisConnectorStatus
+	query := func(into *KinesisConnectorStatus) {
+		v, err := env.QueryWorkflow(QueryShardStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(into))
+	}
+	env.RegisterDelayedCallback(func() { query(&stale) }, 11*time.Second+time.Millisecond)
+	env.RegisterDelayedCallback(func() { query(&fresh); env.CancelWorkflow() }, 13*time.Second)
+	cfg := KinesisConfig{Name: "unit", Stream: "s", Start: KinesisTrimHorizon,
+		StreamBatching: StreamBatching{MaxRecords: 10, MaxBytes: 1 << 18, MaxWait: time.Second, Mode: ModeInline},
+		TaskConfig:     TaskConfig{Template: "Type: batch"}}
+	env.ExecuteWorkflow(KinesisConnectorWorkflowType, KinesisConnectorInput{Config: cfg})
+
+	require.Len(t, stale.Shards, 1)
+	assert.Equal(t, "idle", stale.Shards[0].Phase, "the stale running report did not overwrite the newer idle one")
+	require.Len(t, fresh.Shards, 1)
+	assert.Equal(t, "running", fresh.Shards[0].Phase, "a later report still replaces it")
+	assert.EqualValues(t, 30, fresh.Records)
+}

@@ -239,7 +239,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
 			var r PartitionStatus
 			c.Receive(ctx, &r)
-			reports[r.Partition] = r
+			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) time.Time { return p.Reported })
 		})
 		sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
@@ -298,4 +298,15 @@ func cancelConsumers(ctx workflow.Context, cfg KafkaConfig, parts []int32) {
 	for _, p := range parts {
 		_ = workflow.RequestCancelExternalWorkflow(dctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "").Get(dctx, nil)
 	}
+}
+
+// newerReport keeps the later of a consumer's reports: signals from one
+// consumer can arrive out of order, and a stale report must not overwrite
+// a newer one (Reported is the consumer's workflow time; equal times keep
+// the arrival order). No command: recorded histories replay unchanged.
+func newerReport[T any](held, got T, reported func(T) time.Time) T {
+	if reported(got).Before(reported(held)) {
+		return held
+	}
+	return got
 }
