@@ -113,17 +113,26 @@ func TestStarterApplyRejectsMalformedSpecsAndStartsNothing(t *testing.T) {
 	assert.True(t, errors.As(err, &nf), "no connector may start from a malformed spec, got %v", err)
 }
 
+// temporalCLI runs the temporal CLI (bin/temporal) against the test stack.
+func temporalCLI(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), append(args, "--address", env.Temporal.HostPort())...)
+	raw, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(raw), fmt.Errorf("temporal %s: %w: %s", strings.Join(args, " "), err, raw)
+	}
+	return string(raw), nil
+}
+
 // waitListed waits until `temporal workflow list --query` finds the
 // workflow, as the UI's filter would.
 func waitListed(t *testing.T, query, workflowID string) {
 	t.Helper()
 	require.NoError(t, testenv.Eventually(20*time.Second, func() error {
-		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "list", "--address", env.Temporal.HostPort(), "--query", query, "-o", "json")
-		raw, err := cmd.Output()
+		raw, err := temporalCLI("workflow", "list", "--query", query, "-o", "json")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(raw), `"`+workflowID+`"`) {
+		if !strings.Contains(raw, `"`+workflowID+`"`) {
 			return fmt.Errorf("temporal workflow list --query %q: %s", query, raw)
 		}
 		return nil
@@ -278,22 +287,17 @@ func TestCronControls(t *testing.T) {
 	// shows): pause and resume by signal, reset by update, status and
 	// config by query.
 	tcli := func(args ...string) string {
-		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), append(args, "--address", env.Temporal.HostPort())...)
-		raw, err := cmd.CombinedOutput()
-		require.NoError(t, err, "temporal %v: %s", args, raw)
-		return string(raw)
+		out, err := temporalCLI(args...)
+		require.NoError(t, err)
+		return out
 	}
 	id := workflows.CronWorkflowID(name)
 	tcli("workflow", "signal", "--workflow-id", id, "--name", workflows.SignalPause)
 	waitListed(t, fmt.Sprintf("ConnectorName='%s' AND ConnectorState='paused'", name), id)
 	require.NoError(t, testenv.Eventually(10*time.Second, func() error {
-		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "update", "execute", "--address", env.Temporal.HostPort(),
-			"--workflow-id", id, "--name", workflows.UpdateReset, "--input", `{"To":"key","Key":"`+setC[len(setC)-1]+`"}`)
-		raw, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, raw)
-		}
-		return nil
+		_, err := temporalCLI("workflow", "update", "execute", "--workflow-id", id, "--name", workflows.UpdateReset,
+			"--input", `{"To":"key","Key":"`+setC[len(setC)-1]+`"}`)
+		return err
 	}))
 	assert.Equal(t, setC[len(setC)-1], cronStatus(t, name).Cursor.Key)
 	assert.Contains(t, tcli("workflow", "query", "--workflow-id", id, "--type", workflows.QueryCronStatus), setC[len(setC)-1])

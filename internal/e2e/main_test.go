@@ -30,12 +30,34 @@ func run(m *testing.M) int {
 	defer cancel()
 	start := time.Now()
 	env, err = testenv.Start(ctx, dir)
+	if err == nil {
+		_, secretKey := env.S3.Credentials()
+		noteSecret("the S3 secret key", secretKey)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the local stack:", err, "(logs in", dir+")")
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: local stack up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), dir)
 	code := m.Run()
+	if code == 0 && os.Getenv("E2E_SKIP_HISTORY_SCAN") == "" {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		problems, scanned, err := scanHistories(sctx)
+		scancel()
+		switch {
+		case err != nil:
+			fmt.Fprintln(os.Stderr, "e2e: history scan:", err)
+			code = 1
+		case len(problems) > 0:
+			fmt.Fprintf(os.Stderr, "e2e: history scan: %d problem(s) in %d workflow histories:\n", len(problems), scanned)
+			for _, p := range problems {
+				fmt.Fprintln(os.Stderr, "  "+p)
+			}
+			code = 1
+		default:
+			fmt.Fprintf(os.Stderr, "e2e: history scan: %d workflow histories hold no secret and no presigned URL signature\n", scanned)
+		}
+	}
 	env.Stop()
 	if code == 0 && os.Getenv("KEEP_E2E_DIR") == "" {
 		_ = os.RemoveAll(dir)

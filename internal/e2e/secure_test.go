@@ -72,6 +72,9 @@ func TestSecuredConnectionsAndThePayloadCodec(t *testing.T) {
 	key := make([]byte, 32)
 	_, err = rand.Read(key)
 	require.NoError(t, err)
+	noteSecret("the codec key", base64.StdEncoding.EncodeToString(key))
+	noteSecret("the Bacalhau API key", bacalhauKey)
+	noteSecret("the codec server token", codecToken)
 	keyFile := filepath.Join(dir, "codec.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
 
@@ -144,10 +147,9 @@ on_failure:
 
 	partition := workflows.PartitionWorkflowID(name, topic, 0)
 	temporal := func(args ...string) string {
-		cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), append(args, "--address", env.Temporal.HostPort(), "-o", "json")...)
-		raw, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", raw)
-		return string(raw)
+		out, err := temporalCLI(append(args, "-o", "json")...)
+		require.NoError(t, err)
+		return out
 	}
 	encrypted := base64.StdEncoding.EncodeToString([]byte("binary/encrypted"))
 	for _, id := range []string{workflows.KafkaWorkflowID(name), partition} {
@@ -179,44 +181,13 @@ on_failure:
 		"--codec-endpoint", "http://"+codecAddr, "--codec-auth", "Bearer "+codecToken))
 	assert.Contains(t, decoded, specCanary, "the codec server decodes the connector's input (its spec)")
 	assert.Contains(t, decoded, recordCanary+"-12", "and the partition reports, which quote the refused record")
-	cmd := exec.Command(filepath.Join(env.Root, "bin/temporal"), "workflow", "show", "--workflow-id", workflows.KafkaWorkflowID(name),
-		"--address", env.Temporal.HostPort(), "-o", "json", "--codec-endpoint", "http://"+codecAddr, "--codec-auth", "Bearer wrong")
-	raw, _ := cmd.CombinedOutput()
-	assert.NotContains(t, historyText(t, string(raw)), specCanary, "a wrong token decodes nothing")
+	raw, _ := temporalCLI("workflow", "show", "--workflow-id", workflows.KafkaWorkflowID(name), "-o", "json",
+		"--codec-endpoint", "http://"+codecAddr, "--codec-auth", "Bearer wrong")
+	assert.NotContains(t, historyText(t, raw), specCanary, "a wrong token decodes nothing")
 }
 
-// historyText is `temporal workflow show -o json` output with every
-// payload's base64 data decoded beside it, so a search sees what the
-// payloads say (the CLI prints JSON payloads as base64).
+// historyText is payloadText for a test.
 func historyText(t *testing.T, raw string) string {
 	t.Helper()
-	var doc any
-	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
-		return raw
-	}
-	var b strings.Builder
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, e := range v {
-				if s, ok := e.(string); ok && k == "data" {
-					if dec, err := base64.StdEncoding.DecodeString(s); err == nil {
-						b.Write(dec)
-						b.WriteByte('\n')
-					}
-				}
-				walk(e)
-			}
-		case []any:
-			for _, e := range v {
-				walk(e)
-			}
-		case string:
-			b.WriteString(v)
-			b.WriteByte('\n')
-		}
-	}
-	walk(doc)
-	return b.String()
+	return payloadText(raw)
 }

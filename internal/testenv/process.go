@@ -69,6 +69,7 @@ func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions)
 	if opts.MetricsListen == "" {
 		opts.MetricsListen = "off"
 	}
+	e.noteGatewaySecret(opts.GatewaySecret)
 	cmd := exec.Command(bin, "-temporal-address", e.Temporal.HostPort(), "-task-queue", opts.TaskQueue,
 		"-bacalhau-host", u.Hostname(), "-bacalhau-port", u.Port(), "-gateway-listen", opts.GatewayListen,
 		"-metrics-listen", opts.MetricsListen)

@@ -45,6 +45,24 @@ type Env struct {
 	buildOnce sync.Once
 	workerBin string
 	buildErr  error
+	// gatewaySecrets are the gateway secrets of this environment and its
+	// worker processes (GatewaySecrets).
+	mu             sync.Mutex
+	gatewaySecrets []string
+}
+
+// GatewaySecrets are the input gateway secrets this environment and its
+// worker processes sign with: a history scan looks for them.
+func (e *Env) GatewaySecrets() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.gatewaySecrets...)
+}
+
+func (e *Env) noteGatewaySecret(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gatewaySecrets = append(e.gatewaySecrets, s)
 }
 
 // RepoRoot finds the repository root (the folder with go.mod) above the
@@ -126,6 +144,7 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 		return nil, err
 	}
 	e.s3client = e.S3.Client()
+	e.noteGatewaySecret(string(secret))
 	if e.Gateway, err = inputgateway.New(inputgateway.Options{
 		Secret: secret, PublicURL: e.GatewayServer.URL(), Clients: e.S3Clients,
 	}); err != nil {
