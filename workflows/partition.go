@@ -59,6 +59,11 @@ type PartitionStatus struct {
 // partitionBatchesPerRun bounds one run's history before continue-as-new.
 const partitionBatchesPerRun = 100
 
+// changeReportIdle versions the idle report a consumer sends when its last
+// report (after its last batch) carried another phase: histories from
+// before it replay without that signal.
+const changeReportIdle = "partition-report-idle"
+
 // reportEvery throttles a consumer's status reports to its connector.
 const reportEvery = 2 * time.Second
 
@@ -107,6 +112,8 @@ type consumer struct {
 	lastReport time.Time
 	// dirty is set when the status changed since the last report.
 	dirty bool
+	// reported is the phase of the last report sent.
+	reported string
 	// k and b name the activities (nil receivers: methods as names).
 	k *activities.Kafka
 	b *activities.Bacalhau
@@ -145,6 +152,9 @@ func (c *consumer) run(ctx workflow.Context) error {
 			c.st.Phase = "idle"
 			if c.dirty {
 				c.report(ctx, true) // caught up: the connector sees the final state
+			} else if c.reported != "idle" && workflow.GetVersion(ctx, changeReportIdle, workflow.DefaultVersion, 1) == 1 {
+				// The last report (after the last batch) said running.
+				c.report(ctx, true)
 			}
 			has, interrupted, err := c.waitForRecords(ctx, wctx)
 			if err != nil {
@@ -459,7 +469,7 @@ func (c *consumer) report(ctx workflow.Context, force bool) {
 	if !force && now.Sub(c.lastReport) < reportEvery {
 		return
 	}
-	c.lastReport, c.dirty = now, false
+	c.lastReport, c.dirty, c.reported = now, false, c.st.Phase
 	c.st.Reported = now
 	c.st.Lag = max(0, c.st.End-c.st.Checkpoint)
 	workflow.SignalExternalWorkflow(ctx, KafkaWorkflowID(c.cfg.Name), "", SignalPartitionStatus, *c.st)

@@ -38,6 +38,8 @@ type partitionHarness struct {
 	failed    []OffsetRange
 	dead      []OffsetRange
 	committed []int64
+	// reports are the status reports sent to the connector, in order.
+	reports []PartitionStatus
 }
 
 func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHarness {
@@ -51,7 +53,15 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 	env.RegisterActivity(&activities.Kafka{})
 	env.RegisterActivity(&activities.Bacalhau{})
 	env.RegisterActivity(&activities.Temporal{})
-	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_, _, _, signal string, arg any) error {
+			if st, ok := arg.(PartitionStatus); ok && signal == SignalPartitionStatus {
+				h.mu.Lock()
+				h.reports = append(h.reports, st)
+				h.mu.Unlock()
+			}
+			return nil
+		})
 	// The budget grants every lease at once.
 	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SignalWithStartInput) error {
 		req := in.Signal.(map[string]any)
@@ -243,4 +253,22 @@ func TestPartitionConsumerDeadLettersARecordTooLargeForAJob(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []int64{0, 1, 2, 4, 5, 6, 7, 8, 9}, done)
+}
+
+// TestPartitionConsumerReportsIdleAfterItsLastBatch: the report after the
+// last batch (phase running, not throttled) is followed by an idle one, so
+// the connector does not keep showing the partition running.
+func TestPartitionConsumerReportsIdleAfterItsLastBatch(t *testing.T) {
+	h := newPartitionHarness(t, 10)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Minute)
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: -1})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// (The mock records signals from goroutines: their order here is not
+	// the send order, so look for the final state itself.)
+	idleAtEnd := false
+	for _, r := range h.reports {
+		idleAtEnd = idleAtEnd || (r.Phase == "idle" && r.Checkpoint == 10)
+	}
+	assert.True(t, idleAtEnd, "an idle report at checkpoint 10 among %+v", h.reports)
 }
