@@ -7,7 +7,11 @@
 //	starter budget resize 8
 //
 // Global flags: --temporal-address [TEMPORAL_ADDRESS], --namespace
-// [TEMPORAL_NAMESPACE], --task-queue [CONNECT_TASK_QUEUE], -o text|json.
+// [TEMPORAL_NAMESPACE], --task-queue [CONNECT_TASK_QUEUE], -o text|json|yaml;
+// for a secured cluster --tls, --tls-cert-path, --tls-key-path,
+// --tls-ca-path, --tls-server-name, --api-key-file (or TEMPORAL_API_KEY),
+// and --codec-key-file [CONNECT_CODEC_KEY_FILE] when the workers encrypt
+// history (the README's Configuration section lists them all).
 package main
 
 import (

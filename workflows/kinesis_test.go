@@ -19,12 +19,19 @@ import (
 // consumers of s0 and s1 start at once; s2 and s3 start only when s0
 // reports itself finished, and s4 (a merge of s3 and s1) only when both of
 // its parents did.
-func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing.T) {
+// newKinesisConnectorEnv is a test environment for KinesisConnector with
+// its consumer workflow and activities registered.
+func newKinesisConnectorEnv() *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
 	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
 	env.RegisterActivity(&activities.Kinesis{})
+	return env
+}
+
+func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing.T) {
+	env := newKinesisConnectorEnv()
 	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{
 		{ID: "s0", Closed: true}, {ID: "s1", Closed: true},
 		{ID: "s2", Parent: "s0"}, {ID: "s3", Parent: "s0", Closed: true},
@@ -80,11 +87,7 @@ func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing
 // "idle" report overtook its earlier "running" one; the connector's status
 // keeps the idle one.
 func TestKinesisConnectorKeepsTheNewerOfReportsArrivingOutOfOrder(t *testing.T) {
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
-	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
-	env.RegisterActivity(&activities.Kinesis{})
+	env := newKinesisConnectorEnv()
 	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{{ID: "s0"}}, nil)
 	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
 	env.OnWorkflow(ShardConsumerWorkflowType, mock.Anything, mock.Anything).Return(nil)
