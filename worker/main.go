@@ -79,7 +79,7 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		// For container health checks (the image has no shell or curl).
-		if err := healthcheck(ctx, env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464")); err != nil {
+		if err := healthcheck(ctx, conn.EnvOr("CONNECT_METRICS_LISTEN", "127.0.0.1:9464")); err != nil {
 			fmt.Fprintln(os.Stderr, "worker healthcheck:", err)
 			os.Exit(1)
 		}
@@ -130,9 +130,9 @@ func startGateway(listen, publicURL, secret string, logger *slog.Logger) (*input
 func codecServer(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker codec-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", env("CONNECT_CODEC_LISTEN", "127.0.0.1:8089"), "address to serve on [CONNECT_CODEC_LISTEN]")
-	keyFile := fs.String("codec-key-file", env("CONNECT_CODEC_KEY_FILE", ""), "file holding the AES-256 key the workers use [CONNECT_CODEC_KEY_FILE]")
-	origins := fs.String("allow-origin", env("CONNECT_CODEC_ALLOW_ORIGIN", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated web origins of the Temporal UI [CONNECT_CODEC_ALLOW_ORIGIN]")
+	listen := fs.String("listen", conn.EnvOr("CONNECT_CODEC_LISTEN", "127.0.0.1:8089"), "address to serve on [CONNECT_CODEC_LISTEN]")
+	keyFile := fs.String("codec-key-file", conn.EnvOr("CONNECT_CODEC_KEY_FILE", ""), "file holding the AES-256 key the workers use [CONNECT_CODEC_KEY_FILE]")
+	origins := fs.String("allow-origin", conn.EnvOr("CONNECT_CODEC_ALLOW_ORIGIN", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated web origins of the Temporal UI [CONNECT_CODEC_ALLOW_ORIGIN]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,26 +144,13 @@ func codecServer(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	token := os.Getenv("CONNECT_CODEC_AUTH_TOKEN")
-	ln, err := net.Listen("tcp", *listen)
+	srv, err := codec.Listen(*listen, c, codec.ServerOptions{AllowOrigins: strings.Split(*origins, ","), AuthToken: token})
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           codec.NewHandler(c, codec.ServerOptions{AllowOrigins: strings.Split(*origins, ","), AuthToken: token}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	logger.Info("codec server serving", "listen", "http://"+ln.Addr().String(), "key_id", c.KeyID(), "token_required", token != "")
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	logger.Info("codec server serving", "listen", srv.URL, "key_id", c.KeyID(), "token_required", token != "")
+	return srv.Serve(ctx)
 }
 
 // healthcheck asks the worker serving metrics on listen whether it is
@@ -193,13 +180,6 @@ func healthcheck(ctx context.Context, listen string) error {
 	return nil
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
-}
-
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -207,11 +187,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	tc.Register(fs, "default")
 	var bc conn.Bacalhau
 	bc.Register(fs)
-	queue := fs.String("task-queue", env("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue [CONNECT_TASK_QUEUE]")
-	maxActs := fs.String("max-activities", env("CONNECT_MAX_ACTIVITIES", "0"), "activities at once in this worker, 0 for the SDK default [CONNECT_MAX_ACTIVITIES]")
-	gwListen := fs.String("gateway-listen", env("CONNECT_GATEWAY_LISTEN", "127.0.0.1:8470"), `input gateway address, "off" to disable [CONNECT_GATEWAY_LISTEN]`)
-	metricsListen := fs.String("metrics-listen", env("CONNECT_METRICS_LISTEN", "127.0.0.1:9464"), `Prometheus /metrics, /healthz and /readyz address, "off" to disable [CONNECT_METRICS_LISTEN]`)
-	gwURL := fs.String("gateway-url", env("CONNECT_GATEWAY_URL", ""), "public base URL compute nodes reach the gateway at (default http://<gateway-listen>) [CONNECT_GATEWAY_URL]")
+	queue := fs.String("task-queue", conn.EnvOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue [CONNECT_TASK_QUEUE]")
+	maxActs := fs.String("max-activities", conn.EnvOr("CONNECT_MAX_ACTIVITIES", "0"), "activities at once in this worker, 0 for the SDK default [CONNECT_MAX_ACTIVITIES]")
+	gwListen := fs.String("gateway-listen", conn.EnvOr("CONNECT_GATEWAY_LISTEN", "127.0.0.1:8470"), `input gateway address, "off" to disable [CONNECT_GATEWAY_LISTEN]`)
+	metricsListen := fs.String("metrics-listen", conn.EnvOr("CONNECT_METRICS_LISTEN", "127.0.0.1:9464"), `Prometheus /metrics, /healthz and /readyz address, "off" to disable [CONNECT_METRICS_LISTEN]`)
+	gwURL := fs.String("gateway-url", conn.EnvOr("CONNECT_GATEWAY_URL", ""), "public base URL compute nodes reach the gateway at (default http://<gateway-listen>) [CONNECT_GATEWAY_URL]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -160,13 +160,18 @@ func Cron(ctx workflow.Context, in CronInput) error {
 			return describeCronReset(r), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(r ResetRequest) error {
+			// A malformed position is refused whatever the state, so the
+			// answer does not depend on whether a pause was seen yet.
+			if err := validateCronReset(r, cfg.Source.Prefix); err != nil {
+				return err
+			}
 			if !st.Paused {
 				return errors.New("reset: the connector is not paused; pause it first (starter pause NAME), reset, then resume")
 			}
 			if running {
 				return errors.New("reset: a tick is still running; wait for it to finish (starter describe NAME) and try again")
 			}
-			return validateCronReset(r, cfg.Source.Prefix)
+			return nil
 		}},
 	); err != nil {
 		return err
@@ -424,11 +429,8 @@ func inputRef(src S3Source, key string) inputgateway.ObjectRef {
 // time, or a start-after key under the connector's prefix.
 func validateCronReset(r ResetRequest, prefix string) error {
 	switch r.To {
-	case StartEarliest, StartLatest:
-	case StartTimestamp:
-		if r.Time.IsZero() {
-			return errors.New("reset to timestamp needs a time")
-		}
+	case StartEarliest, StartLatest, StartTimestamp:
+		return r.Validate()
 	case StartKey:
 		if r.Key == "" || !strings.HasPrefix(r.Key, prefix) {
 			return fmt.Errorf("reset: key %q is not under the connector's prefix %q; use --to key=%sNAME", r.Key, prefix, prefix)

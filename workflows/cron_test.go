@@ -167,12 +167,13 @@ func updateCron(h *cronHarness, name string, arg any, errp *error, result any) {
 
 func TestCronResetMovesTheCursorOnlyWhilePaused(t *testing.T) {
 	h := newCronHarness(t)
-	var notPaused, badKey, offsets, keyErr, latestErr error
+	var notPaused, badWhileRunning, badKey, offsets, keyErr, latestErr error
 	var described string
 	var afterKey, afterLatest CronStatus
 	start := h.env.Now()
 	h.env.RegisterDelayedCallback(func() {
 		updateCron(h, UpdateReset, ResetRequest{To: StartEarliest}, &notPaused, nil)
+		updateCron(h, UpdateReset, ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 5}}, &badWhileRunning, nil)
 	}, 10*time.Second)
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 15*time.Second)
 	h.env.RegisterDelayedCallback(func() {
@@ -191,6 +192,8 @@ func TestCronResetMovesTheCursorOnlyWhilePaused(t *testing.T) {
 
 	require.Error(t, notPaused)
 	assert.Contains(t, notPaused.Error(), "not paused")
+	require.Error(t, badWhileRunning, "a malformed position is refused whatever the state")
+	assert.Contains(t, badWhileRunning.Error(), "not a position of an S3 cursor")
 	require.Error(t, badKey)
 	assert.Contains(t, badKey.Error(), `not under the connector's prefix "logs/"`)
 	require.Error(t, offsets)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -21,13 +20,6 @@ type globals struct {
 	temporal          conn.Temporal
 	taskQueue, output string
 	stdout, stderr    io.Writer
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // NewRootCommand returns the starter CLI writing to stdout and stderr.
@@ -51,7 +43,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	g.temporal.Register(pf, "default")
-	pf.StringVar(&g.taskQueue, "task-queue", envOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
+	pf.StringVar(&g.taskQueue, "task-queue", conn.EnvOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text, json or yaml")
 	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
 	root.AddCommand(newConnectorCommands(g)...)

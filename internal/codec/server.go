@@ -1,10 +1,15 @@
 package codec
 
 import (
+	"context"
 	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/converter"
 )
@@ -47,4 +52,41 @@ func NewHandler(c converter.PayloadCodec, opts ServerOptions) http.Handler {
 		}
 		inner.ServeHTTP(w, r)
 	})
+}
+
+// Server is a running codec server: NewHandler on a listening socket.
+type Server struct {
+	// URL is the address the Temporal UI and CLI use as codec endpoint.
+	URL string
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen opens addr (host:port; port 0 picks one) for a codec server of c.
+// Call Serve to answer requests.
+func Listen(addr string, c converter.PayloadCodec, opts ServerOptions) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("codec server: listen on %s: %w", addr, err)
+	}
+	return &Server{
+		URL: "http://" + ln.Addr().String(),
+		srv: &http.Server{Handler: NewHandler(c, opts), ReadHeaderTimeout: 10 * time.Second},
+		ln:  ln,
+	}, nil
+}
+
+// Serve answers requests until ctx is done, then shuts down, giving
+// requests in flight five seconds.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	})
+	defer stop()
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("codec server: %w", err)
+	}
+	return nil
 }

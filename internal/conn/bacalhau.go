@@ -23,12 +23,12 @@ type Bacalhau struct {
 
 // Register adds the Bacalhau flags, with their environment defaults.
 func (b *Bacalhau) Register(fs FlagSet) {
-	fs.StringVar(&b.Host, "bacalhau-host", env("BACALHAU_API_HOST", "127.0.0.1"), "Bacalhau API host [BACALHAU_API_HOST]")
-	fs.StringVar(&b.Port, "bacalhau-port", env("BACALHAU_API_PORT", "1234"), "Bacalhau API port [BACALHAU_API_PORT]")
-	fs.StringVar(&b.TLS, "bacalhau-tls", env("BACALHAU_API_TLS_USETLS", "false"), "call the Bacalhau API over TLS: true or false [BACALHAU_API_TLS_USETLS]")
-	fs.StringVar(&b.CACert, "bacalhau-ca-cert", env("BACALHAU_API_TLS_CACERT", ""), "CA certificate (PEM) of the Bacalhau API, default the system roots [BACALHAU_API_TLS_CACERT]")
-	fs.StringVar(&b.Insecure, "bacalhau-insecure", env("BACALHAU_API_TLS_INSECURE", "false"), "TLS without verifying the certificate (tests only) [BACALHAU_API_TLS_INSECURE]")
-	fs.StringVar(&b.APIKeyFile, "bacalhau-api-key-file", env("BACALHAU_API_KEY_FILE", ""), "file holding the Bacalhau API key; else BACALHAU_API_KEY is read [BACALHAU_API_KEY_FILE]")
+	fs.StringVar(&b.Host, "bacalhau-host", EnvOr("BACALHAU_API_HOST", "127.0.0.1"), "Bacalhau API host [BACALHAU_API_HOST]")
+	fs.StringVar(&b.Port, "bacalhau-port", EnvOr("BACALHAU_API_PORT", "1234"), "Bacalhau API port [BACALHAU_API_PORT]")
+	fs.StringVar(&b.TLS, "bacalhau-tls", EnvOr("BACALHAU_API_TLS_USETLS", "false"), "call the Bacalhau API over TLS: true or false [BACALHAU_API_TLS_USETLS]")
+	fs.StringVar(&b.CACert, "bacalhau-ca-cert", EnvOr("BACALHAU_API_TLS_CACERT", ""), "CA certificate (PEM) of the Bacalhau API, default the system roots [BACALHAU_API_TLS_CACERT]")
+	fs.StringVar(&b.Insecure, "bacalhau-insecure", EnvOr("BACALHAU_API_TLS_INSECURE", "false"), "TLS without verifying the certificate (tests only) [BACALHAU_API_TLS_INSECURE]")
+	fs.StringVar(&b.APIKeyFile, "bacalhau-api-key-file", EnvOr("BACALHAU_API_KEY_FILE", ""), "file holding the Bacalhau API key; else BACALHAU_API_KEY is read [BACALHAU_API_KEY_FILE]")
 }
 
 // Client returns the API's base URL and the client options: TLS, CA, and

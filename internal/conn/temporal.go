@@ -46,7 +46,9 @@ type Temporal struct {
 	CodecKeyFile string
 }
 
-func env(name, def string) string {
+// EnvOr is the value of the environment variable name, or def when it is
+// unset or empty: the default of every flag that has an environment name.
+func EnvOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
@@ -55,15 +57,15 @@ func env(name, def string) string {
 
 // Register adds the Temporal flags, with their environment defaults.
 func (t *Temporal) Register(fs FlagSet, defaultNamespace string) {
-	fs.StringVar(&t.Address, "temporal-address", env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
-	fs.StringVar(&t.Namespace, "namespace", env("TEMPORAL_NAMESPACE", defaultNamespace), "Temporal namespace [TEMPORAL_NAMESPACE]")
-	fs.StringVar(&t.TLS, "tls", env("TEMPORAL_TLS", ""), "connect to Temporal over TLS: true or false (default: true when a TLS setting or an API key is given) [TEMPORAL_TLS]")
-	fs.StringVar(&t.CertPath, "tls-cert-path", env("TEMPORAL_TLS_CLIENT_CERT_PATH", ""), "client certificate (PEM) for mTLS [TEMPORAL_TLS_CLIENT_CERT_PATH]")
-	fs.StringVar(&t.KeyPath, "tls-key-path", env("TEMPORAL_TLS_CLIENT_KEY_PATH", ""), "client private key (PEM) for mTLS [TEMPORAL_TLS_CLIENT_KEY_PATH]")
-	fs.StringVar(&t.CAPath, "tls-ca-path", env("TEMPORAL_TLS_SERVER_CA_CERT_PATH", ""), "CA certificate (PEM) of the Temporal server, default the system roots [TEMPORAL_TLS_SERVER_CA_CERT_PATH]")
-	fs.StringVar(&t.ServerName, "tls-server-name", env("TEMPORAL_TLS_SERVER_NAME", ""), "server name to verify the Temporal certificate against [TEMPORAL_TLS_SERVER_NAME]")
-	fs.StringVar(&t.APIKeyFile, "api-key-file", env("TEMPORAL_API_KEY_FILE", ""), "file holding the Temporal API key; else TEMPORAL_API_KEY is read [TEMPORAL_API_KEY_FILE]")
-	fs.StringVar(&t.CodecKeyFile, "codec-key-file", env("CONNECT_CODEC_KEY_FILE", ""), "file holding the AES-256 key that encrypts every payload in history (base64, hex or 32 raw bytes); every worker and starter needs the same [CONNECT_CODEC_KEY_FILE]")
+	fs.StringVar(&t.Address, "temporal-address", EnvOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port [TEMPORAL_ADDRESS]")
+	fs.StringVar(&t.Namespace, "namespace", EnvOr("TEMPORAL_NAMESPACE", defaultNamespace), "Temporal namespace [TEMPORAL_NAMESPACE]")
+	fs.StringVar(&t.TLS, "tls", EnvOr("TEMPORAL_TLS", ""), "connect to Temporal over TLS: true or false (default: true when a TLS setting or an API key is given) [TEMPORAL_TLS]")
+	fs.StringVar(&t.CertPath, "tls-cert-path", EnvOr("TEMPORAL_TLS_CLIENT_CERT_PATH", ""), "client certificate (PEM) for mTLS [TEMPORAL_TLS_CLIENT_CERT_PATH]")
+	fs.StringVar(&t.KeyPath, "tls-key-path", EnvOr("TEMPORAL_TLS_CLIENT_KEY_PATH", ""), "client private key (PEM) for mTLS [TEMPORAL_TLS_CLIENT_KEY_PATH]")
+	fs.StringVar(&t.CAPath, "tls-ca-path", EnvOr("TEMPORAL_TLS_SERVER_CA_CERT_PATH", ""), "CA certificate (PEM) of the Temporal server, default the system roots [TEMPORAL_TLS_SERVER_CA_CERT_PATH]")
+	fs.StringVar(&t.ServerName, "tls-server-name", EnvOr("TEMPORAL_TLS_SERVER_NAME", ""), "server name to verify the Temporal certificate against [TEMPORAL_TLS_SERVER_NAME]")
+	fs.StringVar(&t.APIKeyFile, "api-key-file", EnvOr("TEMPORAL_API_KEY_FILE", ""), "file holding the Temporal API key; else TEMPORAL_API_KEY is read [TEMPORAL_API_KEY_FILE]")
+	fs.StringVar(&t.CodecKeyFile, "codec-key-file", EnvOr("CONNECT_CODEC_KEY_FILE", ""), "file holding the AES-256 key that encrypts every payload in history (base64, hex or 32 raw bytes); every worker and starter needs the same [CONNECT_CODEC_KEY_FILE]")
 }
 
 // ClientOptions returns the SDK client options; opts holds the caller's

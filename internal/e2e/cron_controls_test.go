@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
@@ -137,6 +138,33 @@ func waitListed(t *testing.T, query, workflowID string) {
 		}
 		return nil
 	}))
+}
+
+// listedRow is a row of `starter list -o json|yaml`.
+type listedRow struct {
+	Name, Kind, State, Position string
+	Processed, Lag              int64
+}
+
+// listRow runs `starter list -o format` (json or yaml) and returns the
+// row of connector name, failing the test when there is none.
+func listRow(t *testing.T, queue, format, name string) listedRow {
+	t.Helper()
+	out, err := starter(t, queue, "list", "-o", format)
+	require.NoError(t, err)
+	var rows []listedRow
+	if format == "yaml" {
+		require.NoError(t, yaml.Unmarshal([]byte(out), &rows), out)
+	} else {
+		require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	}
+	for _, r := range rows {
+		if r.Name == name {
+			return r
+		}
+	}
+	require.Failf(t, "connector not listed", "list shows no %s: %s", name, out)
+	return listedRow{}
 }
 
 func TestCronControls(t *testing.T) {
@@ -308,24 +336,11 @@ func TestCronControls(t *testing.T) {
 	out, err = starter(t, queue, "describe", name)
 	require.NoError(t, err)
 	assert.Contains(t, out, "30 objects")
-	out, err = starter(t, queue, "list", "-o", "json")
-	require.NoError(t, err)
-	var rows []struct {
-		Name, Kind, State, Position string
-		Processed                   int64
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
-	found := false
-	for _, r := range rows {
-		if r.Name == name {
-			found = true
-			assert.Equal(t, "cron", r.Kind)
-			assert.Equal(t, "waiting", r.State)
-			assert.Equal(t, int64(30), r.Processed)
-			assert.Contains(t, r.Position, "in/c-004.log")
-		}
-	}
-	assert.True(t, found, "list shows %s: %s", name, out)
+	row := listRow(t, queue, "json", name)
+	assert.Equal(t, "cron", row.Kind)
+	assert.Equal(t, "waiting", row.State)
+	assert.Equal(t, int64(30), row.Processed)
+	assert.Contains(t, row.Position, "in/c-004.log")
 
 	_, err = starter(t, queue, "delete", name)
 	require.NoError(t, err)

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
@@ -130,24 +129,11 @@ on_failure:
 		}
 		return nil
 	}))
-	out, err = starter(t, queue, "list", "-o", "yaml")
-	require.NoError(t, err)
-	var rows []struct {
-		Name, Kind, State, Position string
-		Processed, Lag              int64
-	}
-	require.NoError(t, yaml.Unmarshal([]byte(out), &rows), out)
-	found := false
-	for _, r := range rows {
-		if r.Name == name {
-			found = true
-			assert.Equal(t, "kafka", r.Kind)
-			assert.Equal(t, int64(299), r.Processed)
-			assert.Zero(t, r.Lag)
-			assert.Equal(t, topic+": 2 partitions", r.Position)
-		}
-	}
-	assert.True(t, found, "list shows %s: %s", name, out)
+	row := listRow(t, queue, "yaml", name)
+	assert.Equal(t, "kafka", row.Kind)
+	assert.Equal(t, int64(299), row.Processed)
+	assert.Zero(t, row.Lag)
+	assert.Equal(t, topic+": 2 partitions", row.Position)
 
 	// Reset is refused while running: nothing moves.
 	_, err = starter(t, queue, "reset", name, "--to", "earliest")

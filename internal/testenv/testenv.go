@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +63,9 @@ func (e *Env) GatewaySecrets() []string {
 func (e *Env) noteGatewaySecret(s string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.gatewaySecrets = append(e.gatewaySecrets, s)
+	if !slices.Contains(e.gatewaySecrets, s) {
+		e.gatewaySecrets = append(e.gatewaySecrets, s)
+	}
 }
 
 // RepoRoot finds the repository root (the folder with go.mod) above the

@@ -1,15 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/codec"
 )
@@ -19,7 +17,7 @@ import (
 type devCodec struct {
 	keyFile string
 	url     string
-	srv     *http.Server
+	stop    context.CancelFunc
 }
 
 // startDevCodec makes (once) run/codec.key and serves /encode and /decode
@@ -39,13 +37,11 @@ func startDevCodec(runDir string, port int) (*devCodec, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	srv, err := codec.Listen(fmt.Sprintf("127.0.0.1:%d", port), c, codec.ServerOptions{AllowOrigins: []string{"*"}})
 	if err != nil {
-		return nil, fmt.Errorf("codec server: %w", err)
+		return nil, err
 	}
-	srv := &http.Server{Handler: codec.NewHandler(c, codec.ServerOptions{AllowOrigins: []string{"*"}}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return &devCodec{keyFile: keyFile, url: "http://" + ln.Addr().String(), srv: srv}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	go func() { _ = srv.Serve(ctx) }()
+	return &devCodec{keyFile: keyFile, url: srv.URL, stop: stop}, nil
 }
-
-func (d *devCodec) stop() { _ = d.srv.Close() }
