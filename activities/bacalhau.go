@@ -26,7 +26,8 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 )
 
-// TailBytes is how much of a task's stdout and stderr results carry.
+// TailBytes is how much of a task's stdout and stderr Output and the
+// dead-letter activities read.
 const TailBytes = 2048
 
 // jobsAPI is the part of the Bacalhau jobs API these activities use.
@@ -232,13 +233,19 @@ type AwaitInput struct {
 	PendingTimeout time.Duration
 }
 
-// AwaitResult is the job's end state.
+// AwaitResult is the job's end state. It names the task's output by size,
+// never by content: a task's stdout and stderr may quote the records it
+// read, and activity results are workflow history (DESIGN.md §2.4). Read
+// the output with `bacalhau job logs JOB`, or with Output where history may
+// hold it (one-off runs).
 type AwaitResult struct {
 	JobID       string
 	ExecutionID string
 	ExitCode    int
-	StdoutTail  string
-	StderrTail  string
+	// StdoutBytes and StderrBytes are the sizes of the output Bacalhau
+	// kept (it truncates each to 2 KB).
+	StdoutBytes int `json:",omitempty"`
+	StderrBytes int `json:",omitempty"`
 }
 
 // AwaitProgress is what Await heartbeats.
@@ -252,6 +259,9 @@ type AwaitProgress struct {
 // task exited 0. It fails with ErrTypeTaskFailed (non-zero exit or a failed
 // job; details: TaskFailure), ErrTypeNoCapacity, ErrTypeJobStopped or
 // ErrTypePendingTimeout, all non-retryable; API errors stay retryable.
+// Neither its result nor its errors quote the task's output (see
+// AwaitResult): a failure names the job, the exit code and the size of
+// stderr.
 //
 // When the activity is cancelled it stops the job before returning. When its
 // worker stops or its deadline passes it leaves the job running, so the
@@ -422,15 +432,16 @@ func (b *Bacalhau) completed(ctx context.Context, job *models.Job) (*AwaitResult
 			continue
 		}
 		res := &AwaitResult{JobID: job.ID, ExecutionID: e.ID}
+		stderrCut := false
 		if out := e.RunOutput; out != nil {
 			res.ExitCode = out.ExitCode
-			res.StdoutTail = tail(out.STDOUT)
-			res.StderrTail = tail(out.STDERR)
+			res.StdoutBytes, res.StderrBytes = len(out.STDOUT), len(out.STDERR)
+			stderrCut = out.StderrTruncated
 		}
 		if res.ExitCode != 0 {
 			msg := fmt.Sprintf("task of job %s exited %d", job.ID, res.ExitCode)
-			return nil, temporal.NewNonRetryableApplicationError(msg+": "+lastLine(res.StderrTail), ErrTypeTaskFailed, nil,
-				TaskFailure{JobID: job.ID, ExitCode: res.ExitCode, Message: msg, StderrTail: res.StderrTail})
+			return nil, temporal.NewNonRetryableApplicationError(msg+" "+outputHint(job.ID, res.StderrBytes, stderrCut), ErrTypeTaskFailed, nil,
+				TaskFailure{JobID: job.ID, ExitCode: res.ExitCode, Message: msg, StderrBytes: res.StderrBytes})
 		}
 		return res, nil
 	}
@@ -475,14 +486,14 @@ func (b *Bacalhau) exitedZero(ctx context.Context, job *models.Job) (bool, error
 
 func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 	f := TaskFailure{JobID: job.ID, ExitCode: -1, Message: job.State.Message}
-	ran := false
+	ran, stderrCut := false, false
 	if execs, err := b.executions(ctx, job.ID); err == nil {
 		var msgs []string
 		for _, e := range execs {
 			ran = ran || e.ComputeState.StateType == models.ExecutionStateFailed || e.RunOutput != nil
 			if e.RunOutput != nil {
-				if f.StderrTail == "" {
-					f.StderrTail = tail(e.RunOutput.STDERR)
+				if f.StderrBytes == 0 {
+					f.StderrBytes, stderrCut = len(e.RunOutput.STDERR), e.RunOutput.StderrTruncated
 					f.ExitCode = e.RunOutput.ExitCode
 				}
 				if e.RunOutput.ErrorMsg != "" {
@@ -505,18 +516,101 @@ func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 			ErrTypeNoCapacity, nil, f)
 	}
 	msg := fmt.Sprintf("job %s failed: %s", job.ID, f.Message)
-	if f.StderrTail != "" {
-		msg += "; stderr: " + lastLine(f.StderrTail)
+	if f.StderrBytes > 0 {
+		msg += " " + outputHint(job.ID, f.StderrBytes, stderrCut)
 	}
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeTaskFailed, nil, f)
 }
 
-// Results is what a finished job left behind.
-type Results struct {
+// outputHint says how much a task wrote to stderr and where to read it,
+// without quoting it: "(stderr 57 bytes: bacalhau job logs j-1)".
+func outputHint(jobID string, stderrBytes int, truncated bool) string {
+	if stderrBytes == 0 {
+		return "(no stderr)"
+	}
+	more := ""
+	if truncated {
+		more = "+"
+	}
+	return fmt.Sprintf("(stderr %d%s bytes: bacalhau job logs %s)", stderrBytes, more, jobID)
+}
+
+// Output is a finished task's stdout and stderr (their last TailBytes each).
+type Output struct {
 	JobID      string
-	ExitCode   int
 	StdoutTail string
 	StderrTail string
+}
+
+// Output reads a finished job's stdout and stderr: from its published
+// results when there are some (complete output), else from Bacalhau's run
+// output (truncated to 2 KB). Only RunTask calls it, and only for one-off
+// runs that ask for their output (RunTaskInput.Output, starter run-task):
+// its result enters workflow history, and a connector's task output may
+// quote records. Connectors' dead-letter activities read the stderr tail
+// themselves (stderrTail) and never return it.
+func (b *Bacalhau) Output(ctx context.Context, jobID string) (*Output, error) {
+	if _, files, err := b.results(ctx, jobID); err == nil {
+		return &Output{JobID: jobID, StdoutTail: tail(string(files["stdout"])), StderrTail: tail(string(files["stderr"]))}, nil
+	}
+	execs, err := b.executions(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	out := &Output{JobID: jobID}
+	for _, e := range execs { // latest first
+		if e.RunOutput != nil && (e.RunOutput.STDOUT != "" || e.RunOutput.STDERR != "") {
+			out.StdoutTail, out.StderrTail = tail(e.RunOutput.STDOUT), tail(e.RunOutput.STDERR)
+			break
+		}
+	}
+	return out, nil
+}
+
+// stderrTail returns the stderr tail of the latest of a job's executions
+// that wrote some, or "" when none did or Bacalhau cannot say. It is for
+// activities that put the task's error where records may go (dead
+// letters); they must not return it to a workflow.
+func (b *Bacalhau) stderrTail(ctx context.Context, jobID string) string {
+	if b == nil || jobID == "" {
+		return ""
+	}
+	execs, err := b.executions(ctx, jobID)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("Reading the task's stderr failed", "JobID", jobID, "Error", err)
+		return ""
+	}
+	for _, e := range execs { // latest first
+		if e.RunOutput != nil && e.RunOutput.STDERR != "" {
+			return tail(e.RunOutput.STDERR)
+		}
+	}
+	return ""
+}
+
+// deadLetterError is the error a dead-letter record carries: the
+// workflow's payload-free message, then the stderr tail of the last failed
+// job, read from Bacalhau here (the record's own place, not history).
+func (b *Bacalhau) deadLetterError(ctx context.Context, msg string, jobIDs []string) string {
+	if len(jobIDs) == 0 {
+		return msg
+	}
+	last := jobIDs[len(jobIDs)-1]
+	if t := strings.TrimSpace(b.stderrTail(ctx, last)); t != "" {
+		return msg + "; stderr of job " + last + ": " + t
+	}
+	return msg
+}
+
+// Results is what a finished job left behind: exit code, output sizes and
+// published files, never the output itself (see AwaitResult; Output reads
+// it).
+type Results struct {
+	JobID    string
+	ExitCode int
+	// StdoutBytes and StderrBytes are the sizes of the complete output.
+	StdoutBytes int64 `json:",omitempty"`
+	StderrBytes int64 `json:",omitempty"`
 	// ResultURL is where the publisher put the outputs (local publisher: a
 	// tar.gz over HTTP). Fetch it with FetchPublished.
 	ResultURL string
@@ -531,8 +625,7 @@ type OutputFile struct {
 }
 
 // Results reads the published results of a completed job: exit code, output
-// tails (complete tails from the archive, not Bacalhau's 2 KB-truncated run
-// output) and the list of output files.
+// sizes and the list of output files.
 func (b *Bacalhau) Results(ctx context.Context, jobID string) (*Results, error) {
 	res, _, err := b.results(ctx, jobID)
 	return res, err
@@ -563,8 +656,7 @@ func (b *Bacalhau) results(ctx context.Context, jobID string) (*Results, map[str
 	if code, ok := files["exitCode"]; ok {
 		_, _ = fmt.Sscan(string(code), &res.ExitCode)
 	}
-	res.StdoutTail = tail(string(files["stdout"]))
-	res.StderrTail = tail(string(files["stderr"]))
+	res.StdoutBytes, res.StderrBytes = int64(len(files["stdout"])), int64(len(files["stderr"]))
 	for name, data := range files {
 		if strings.HasPrefix(name, "outputs/") {
 			res.Outputs = append(res.Outputs, OutputFile{Path: name, Size: int64(len(data))})
@@ -630,7 +722,8 @@ func tail(s string) string {
 	return s[len(s)-TailBytes:]
 }
 
-func lastLine(s string) string {
+// LastLine is the last non-empty line of s (a stderr tail, say).
+func LastLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		return s[i+1:]

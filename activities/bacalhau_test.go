@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -229,4 +230,49 @@ func TestAwaitKeepsItsVerdictOnAJobItStoppedBeforeACrash(t *testing.T) {
 	f = &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeStopped, time.Now(), "stopped by an operator")}}
 	_, err = runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
 	assert.Equal(t, ErrTypeJobStopped, appErrType(t, err))
+}
+
+// TestAwaitNeverQuotesTheTaskOutput: a task's stderr may quote the record it
+// failed on, and Await's result and errors are workflow history: they name
+// the job, the exit code and the output's size, never its text.
+func TestAwaitNeverQuotesTheTaskOutput(t *testing.T) {
+	const record = "user=alice card=4111-1111-1111-1111"
+	exec := func(state models.ExecutionStateType, exit int) []*models.Execution {
+		return []*models.Execution{{ID: "e1", ComputeState: models.State[models.ExecutionStateType]{StateType: state},
+			RunOutput: &models.RunCommandResult{ExitCode: exit, STDOUT: "processed " + record + "\n", STDERR: "cannot process record: " + record + "\n"}}}
+	}
+	failure := func(err error) TaskFailure {
+		t.Helper()
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(err, &appErr))
+		var f TaskFailure
+		require.NoError(t, appErr.Details(&f))
+		return f
+	}
+
+	// Exit 3.
+	f := &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeCompleted, time.Now(), "")}, execs: exec(models.ExecutionStateCompleted, 3)}
+	_, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	require.Error(t, err)
+	assert.Equal(t, ErrTypeTaskFailed, appErrType(t, err))
+	assert.NotContains(t, err.Error(), record)
+	assert.Contains(t, err.Error(), "task of job j1 exited 3 (stderr 59 bytes: bacalhau job logs j1)")
+	got := failure(err)
+	assert.Equal(t, TaskFailure{JobID: "j1", ExitCode: 3, Message: "task of job j1 exited 3", StderrBytes: 59}, got)
+
+	// A failed job.
+	f = &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeFailed, time.Now(), "execution failed")}, execs: exec(models.ExecutionStateFailed, 1)}
+	_, err = runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), record)
+	assert.Contains(t, err.Error(), "(stderr 59 bytes: bacalhau job logs j1)")
+	assert.NotContains(t, fmt.Sprintf("%+v", failure(err)), record)
+
+	// Success: sizes only.
+	f = &fakeJobs{gets: []func() (*models.Job, error){job(models.JobStateTypeCompleted, time.Now(), "")}, execs: exec(models.ExecutionStateCompleted, 0)}
+	v, err := runActivity(t, f, "Await", AwaitInput{JobID: "j1"})
+	require.NoError(t, err)
+	var res AwaitResult
+	require.NoError(t, v.(interface{ Get(any) error }).Get(&res))
+	assert.Equal(t, AwaitResult{JobID: "j1", ExecutionID: "e1", StdoutBytes: 46, StderrBytes: 59}, res)
 }

@@ -33,12 +33,16 @@ const (
 	ErrTypePendingTimeout = "PendingTimeout"
 )
 
-// TaskFailure is the detail of an ErrTypeTaskFailed or ErrTypeNoCapacity error.
+// TaskFailure is the detail of an ErrTypeTaskFailed or ErrTypeNoCapacity
+// error. It names the job and the size of its stderr, never the stderr
+// itself: errors enter workflow history, and a task's stderr may quote the
+// record it failed on. Read it with `bacalhau job logs JOB`; dead letters
+// carry its tail.
 type TaskFailure struct {
-	JobID      string `json:"job_id"`
-	ExitCode   int    `json:"exit_code"`
-	Message    string `json:"message"`
-	StderrTail string `json:"stderr_tail"`
+	JobID       string `json:"job_id"`
+	ExitCode    int    `json:"exit_code"`
+	Message     string `json:"message"`
+	StderrBytes int    `json:"stderr_bytes,omitempty"`
 }
 
 func nonRetryable(errType string, cause error, format string, args ...any) error {

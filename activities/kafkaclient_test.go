@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -156,7 +157,11 @@ func TestDeadLetterRecordsToS3AndTopic(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		require.NoError(t, c.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte(fmt.Sprintf("record %d", i))}).FirstErr())
 	}
-	kafka := NewKafka(nil, nil, func(context.Context, string, string) (*s3.Client, error) { return s3c, nil })
+	// The failed job's stderr is read from Bacalhau into the dead letter's
+	// error; the workflow only passed the job's ID and a message.
+	bac := &Bacalhau{jobs: &fakeJobs{execs: []*models.Execution{{ID: "e1",
+		RunOutput: &models.RunCommandResult{ExitCode: 3, STDERR: "reading\ncannot process record: record 3\n"}}}}}
+	kafka := NewKafka(nil, bac, func(context.Context, string, string) (*s3.Client, error) { return s3c, nil })
 	read := KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "src", Partition: 0, From: 2, Until: 3, MaxWait: 2 * time.Second}
 
 	res, err := kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: read, Connector: "c1", Error: "exit 3", JobIDs: []string{"j-1"},
@@ -175,13 +180,13 @@ func TestDeadLetterRecordsToS3AndTopic(t *testing.T) {
 		} `json:"records"`
 	}
 	require.NoError(t, json.NewDecoder(obj.Body).Decode(&doc))
-	assert.Equal(t, "exit 3", doc.Error)
+	assert.Equal(t, "exit 3; stderr of job j-1: reading\ncannot process record: record 3", doc.Error)
 	assert.Equal(t, []string{"j-1"}, doc.Jobs)
 	require.Len(t, doc.Records, 2)
 	assert.Equal(t, int64(2), doc.Records[0].Offset)
 	assert.Equal(t, "record 3", doc.Records[1].Value)
 
-	res, err = kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: read, Connector: "c1", Error: "exit 3", Topic: "dlq"})
+	res, err = kafka.DeadLetterRecords(ctx, DeadLetterRecordsInput{Read: read, Connector: "c1", Error: "exit 3", JobIDs: []string{"j-0", "j-1"}, Topic: "dlq"})
 	require.NoError(t, err)
 	assert.Equal(t, 2, res.Count)
 	b, err := ReadPartition(ctx, KafkaRead{KafkaCluster: KafkaCluster{Brokers: k.Brokers()}, Topic: "dlq", MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: 2 * time.Second, Until: -1})
@@ -192,7 +197,8 @@ func TestDeadLetterRecordsToS3AndTopic(t *testing.T) {
 		headers[h.Key] = string(h.Value)
 	}
 	assert.Equal(t, "src/0@2", headers[HeaderSource])
-	assert.Equal(t, "exit 3", headers[HeaderError])
+	assert.Equal(t, "exit 3; stderr of job j-1: reading\ncannot process record: record 3", headers[HeaderError])
+	assert.Equal(t, "j-0,j-1", headers[HeaderJobs])
 	assert.Equal(t, "k", string(b.Records[0].Key))
 
 	// A range it cannot read to its end is never passed over.

@@ -555,13 +555,16 @@ type DeadLetterShardInput struct {
 	// Read names the shard and the range (after ShardPosition, up to Until).
 	Read      ShardRead
 	Connector string
-	Error     string
-	JobIDs    []string `json:",omitempty"`
-	S3        *S3Prefix
+	// Error is the workflow's payload-free message; the document's error
+	// adds the stderr tail of the last of JobIDs, read from Bacalhau.
+	Error  string
+	JobIDs []string `json:",omitempty"`
+	S3     *S3Prefix
 }
 
 // DeadLetterShardRecords reads the range again and writes its records as
-// one JSON document to the S3 prefix (rewritten, not repeated, on a retry).
+// one JSON document to the S3 prefix (rewritten, not repeated, on a retry),
+// with the error and the last failed job's stderr tail.
 func (k *Kinesis) DeadLetterShardRecords(ctx context.Context, in DeadLetterShardInput) (*DeadLettered, error) {
 	c, err := k.client(ctx, in.Read.StreamRef)
 	if err != nil {
@@ -581,7 +584,7 @@ func (k *Kinesis) DeadLetterShardRecords(ctx context.Context, in DeadLetterShard
 	}
 	where, err := deadLetterDocument(ctx, k.s3, in.S3, fmt.Sprintf("%s/%s/%s/%s-%s.json", in.Connector, read.Stream, read.Shard, batch.First, read.Until),
 		map[string]any{"connector": in.Connector, "stream": read.name(), "shard": read.Shard,
-			"first": batch.First, "last": read.Until, "error": in.Error, "jobs": in.JobIDs}, batch.Lines)
+			"first": batch.First, "last": read.Until, "error": k.bacalhau.deadLetterError(ctx, in.Error, in.JobIDs), "jobs": in.JobIDs}, batch.Lines)
 	if err != nil {
 		return nil, err
 	}

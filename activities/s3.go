@@ -20,14 +20,17 @@ import (
 // credentials. Create it with NewS3.
 type S3 struct {
 	clients inputgateway.ClientFactory
+	// bacalhau reads failed tasks' stderr for dead-letter manifests.
+	bacalhau *Bacalhau
 }
 
-// NewS3 returns the S3 activities; clients nil means the standard AWS chain.
-func NewS3(clients inputgateway.ClientFactory) *S3 {
+// NewS3 returns the S3 activities; clients nil means the standard AWS
+// chain; b (may be nil) reads failed tasks' stderr for dead letters.
+func NewS3(clients inputgateway.ClientFactory, b *Bacalhau) *S3 {
 	if clients == nil {
 		clients = inputgateway.DefaultClientFactory
 	}
-	return &S3{clients: clients}
+	return &S3{clients: clients, bacalhau: b}
 }
 
 // Object is one listed S3 object: metadata only, never its content.
@@ -220,12 +223,15 @@ type DeadLetterInput struct {
 	Connector, BatchID               string
 	Source                           string
 	Objects                          []Object
-	Error                            string
-	JobIDs                           []string `json:",omitempty"`
+	// Error is the workflow's payload-free message; the manifest's error
+	// adds the stderr tail of the last of JobIDs, read from Bacalhau.
+	Error  string
+	JobIDs []string `json:",omitempty"`
 }
 
-// WriteDeadLetter writes the batch's manifest (objects and error) as JSON
-// to <prefix><batch>.json and returns the key. Rewriting it is harmless.
+// WriteDeadLetter writes the batch's manifest (objects, error with the last
+// failed job's stderr tail, jobs) as JSON to <prefix><batch>.json and
+// returns the key. Rewriting it is harmless.
 func (a *S3) WriteDeadLetter(ctx context.Context, in DeadLetterInput) (string, error) {
 	c, err := a.clients(ctx, in.Endpoint, in.Region)
 	if err != nil {
@@ -233,7 +239,7 @@ func (a *S3) WriteDeadLetter(ctx context.Context, in DeadLetterInput) (string, e
 	}
 	body, err := json.MarshalIndent(map[string]any{
 		"connector": in.Connector, "batch": in.BatchID, "source": in.Source,
-		"objects": in.Objects, "error": in.Error, "jobs": in.JobIDs,
+		"objects": in.Objects, "error": a.bacalhau.deadLetterError(ctx, in.Error, in.JobIDs), "jobs": in.JobIDs,
 	}, "", "  ")
 	if err != nil {
 		return "", err

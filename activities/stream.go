@@ -406,8 +406,11 @@ type DeadLetterRecordsInput struct {
 	// Read names the partition and the range (From..Until).
 	Read      KafkaRead
 	Connector string
-	Error     string
-	JobIDs    []string `json:",omitempty"`
+	// Error is the workflow's payload-free message (job, exit code); the
+	// activity adds the stderr tail of the last of JobIDs, read from
+	// Bacalhau, to the dead letter's error.
+	Error  string
+	JobIDs []string `json:",omitempty"`
 	// Topic or S3 receives the records.
 	Topic string    `json:",omitempty"`
 	S3    *S3Prefix `json:",omitempty"`
@@ -430,7 +433,8 @@ const (
 
 // DeadLetterRecords reads the range again and writes its records to the
 // dead-letter topic (same key and value, with headers naming the connector,
-// the source topic/partition@offset, the error and the jobs) or as one JSON
+// the source topic/partition@offset, the error with the last job's stderr
+// tail, and the jobs) or as one JSON
 // document to the S3 prefix. Writing twice (a retry after a crash) may
 // repeat a record in a topic; the S3 document is simply rewritten.
 func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput) (*DeadLettered, error) {
@@ -449,6 +453,9 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 		return nil, fmt.Errorf("dead letter: read %d records of %s/%d offsets %d..%d before the wait ended; retrying",
 			batch.Count, read.Topic, read.Partition, read.From, read.Until)
 	}
+	// The error gains the task's stderr here, where the records go too;
+	// the workflow's input held only the job IDs and a payload-free message.
+	errText := k.bacalhau.deadLetterError(ctx, in.Error, in.JobIDs)
 	jobs := ""
 	for i, j := range in.JobIDs {
 		if i > 0 {
@@ -459,7 +466,7 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 	if in.S3 != nil {
 		where, err := deadLetterDocument(ctx, k.s3, in.S3, fmt.Sprintf("%s/%s/%d/%020d-%020d.json", in.Connector, read.Topic, read.Partition, read.From, read.Until),
 			map[string]any{"connector": in.Connector, "topic": read.Topic, "partition": read.Partition,
-				"first": read.From, "last": read.Until, "error": in.Error, "jobs": in.JobIDs}, batch.Lines)
+				"first": read.From, "last": read.Until, "error": errText, "jobs": in.JobIDs}, batch.Lines)
 		if err != nil {
 			return nil, err
 		}
@@ -474,7 +481,7 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 		recs = append(recs, &kgo.Record{Topic: in.Topic, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
 			kgo.RecordHeader{Key: HeaderConnector, Value: []byte(in.Connector)},
 			kgo.RecordHeader{Key: HeaderSource, Value: []byte(StreamBatchID(r.Topic, r.Partition, r.Offset))},
-			kgo.RecordHeader{Key: HeaderError, Value: []byte(in.Error)},
+			kgo.RecordHeader{Key: HeaderError, Value: []byte(errText)},
 			kgo.RecordHeader{Key: HeaderJobs, Value: []byte(jobs)},
 		)})
 	}

@@ -411,7 +411,9 @@ func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, r
 	if derr := workflow.ExecuteActivity(actx, s3.WriteDeadLetter, activities.DeadLetterInput{
 		Bucket: dl.Bucket, Prefix: dl.Prefix, Endpoint: dl.Endpoint, Region: dl.Region,
 		Connector: cfg.Name, BatchID: id, Source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
-		Objects: batch, Error: err.Error(),
+		// The error names jobs and exit codes, never task output; the
+		// activity adds the failed job's stderr tail to the manifest.
+		Objects: batch, Error: err.Error(), JobIDs: failedJobIDs(err),
 	}).Get(ctx, nil); derr != nil {
 		rec.Outcome = "failed"
 		return rec, fmt.Errorf("batch %s failed (%v) and could not be dead-lettered: %w", id, err, derr)

@@ -40,6 +40,12 @@ type RunTaskInput struct {
 	Retry TaskRetryPolicy
 	// Budget says how this task takes part in the shared in-flight budget.
 	Budget BudgetRef
+	// Output asks for the task's stdout and stderr: their tails in the
+	// result, and the last attempt's stderr in the failure. It is for one-off
+	// runs (starter run-task), whose output is the user's own. Connectors
+	// leave it off: their tasks' output may quote the records they read,
+	// and what RunTask returns is history in its own and its parent's run.
+	Output bool `json:",omitempty"`
 }
 
 // TaskRetryPolicy decides when a failed task runs again. Failures that a
@@ -85,11 +91,13 @@ type BudgetRef struct {
 
 // RunTaskResult is the outcome of a successful task.
 type RunTaskResult struct {
-	JobID      string
-	Attempts   int
-	ExitCode   int
-	StdoutTail string
-	StderrTail string
+	JobID    string
+	Attempts int
+	ExitCode int
+	// StdoutTail and StderrTail are set only when the input asked for
+	// Output.
+	StdoutTail string `json:",omitempty"`
+	StderrTail string `json:",omitempty"`
 	// ResultURL is where the published outputs are (activities.FetchPublished).
 	ResultURL string
 	Outputs   []activities.OutputFile
@@ -143,9 +151,53 @@ func RunTask(ctx workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
 	if ctx.Err() != nil {
 		return nil, lastErr
 	}
-	return nil, temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("task for batch %s of %s failed after %d attempt(s): %v", in.BatchID, in.Connector, status.Attempt, lastErr),
-		ErrTypeTaskRunFailed, lastErr)
+	msg := fmt.Sprintf("task for batch %s of %s failed after %d attempt(s): %v", in.BatchID, in.Connector, status.Attempt, lastErr)
+	if ids := failedJobIDs(lastErr); in.Output && len(ids) > 0 {
+		if out := readOutput(ctx, ids[len(ids)-1]); out != nil && out.StderrTail != "" {
+			msg += "; stderr: " + activities.LastLine(out.StderrTail)
+		}
+	}
+	return nil, temporal.NewNonRetryableApplicationError(msg, ErrTypeTaskRunFailed, lastErr)
+}
+
+// readOutput reads a job's stdout and stderr for a run that asked for its
+// Output; nil when they cannot be read.
+//
+// Await and Results, which connectors' batches share with one-off runs,
+// return sizes only; the text comes from this separate activity, run only
+// when RunTaskInput.Output is set, so no connector's history holds task
+// output (a task's stderr quotes the record it refused).
+func readOutput(ctx workflow.Context, jobID string) *activities.Output {
+	octx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
+	})
+	var b *activities.Bacalhau
+	var out activities.Output
+	if err := workflow.ExecuteActivity(octx, b.Output, jobID).Get(ctx, &out); err != nil {
+		workflow.GetLogger(ctx).Warn("Reading the task's output failed", "JobID", jobID, "Error", err)
+		return nil
+	}
+	return &out
+}
+
+// failedJobIDs lists the jobs named by the task failures in err's chain
+// (a RunTask failure wraps its last attempt's), outermost first.
+func failedJobIDs(err error) []string {
+	var ids []string
+	for err != nil {
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) {
+			break
+		}
+		var f activities.TaskFailure
+		if (appErr.Type() == activities.ErrTypeTaskFailed || appErr.Type() == activities.ErrTypeNoCapacity) &&
+			appErr.HasDetails() && appErr.Details(&f) == nil && f.JobID != "" {
+			ids = append(ids, f.JobID)
+		}
+		err = appErr.Unwrap()
+	}
+	return ids
 }
 
 // retryable says whether another attempt of the task could succeed.
@@ -212,11 +264,13 @@ func runAttempt(ctx workflow.Context, in RunTaskInput, attempt int, status *RunT
 	if err := workflow.ExecuteActivity(rctx, b.Results, sub.JobID).Get(ctx, &results); err != nil {
 		return nil, err
 	}
-	return &RunTaskResult{
-		JobID: sub.JobID, ExitCode: done.ExitCode,
-		StdoutTail: results.StdoutTail, StderrTail: results.StderrTail,
-		ResultURL: results.ResultURL, Outputs: results.Outputs,
-	}, nil
+	res = &RunTaskResult{JobID: sub.JobID, ExitCode: done.ExitCode, ResultURL: results.ResultURL, Outputs: results.Outputs}
+	if in.Output {
+		if out := readOutput(ctx, sub.JobID); out != nil {
+			res.StdoutTail, res.StderrTail = out.StdoutTail, out.StderrTail
+		}
+	}
+	return res, nil
 }
 
 // stopJob stops a job after the workflow was cancelled. Await stops the job

@@ -35,11 +35,11 @@ func taskInput() RunTaskInput {
 }
 
 func okResults(env *testsuite.TestWorkflowEnvironment) {
-	env.OnActivity("Results", mock.Anything, mock.Anything).Return(&activities.Results{ResultURL: "http://r/x.tar.gz", StdoutTail: "{}"}, nil)
+	env.OnActivity("Results", mock.Anything, mock.Anything).Return(&activities.Results{ResultURL: "http://r/x.tar.gz", StdoutBytes: 3}, nil)
 }
 
 func taskFailed(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeTaskFailed, nil, activities.TaskFailure{ExitCode: 2, StderrTail: msg})
+	return temporal.NewNonRetryableApplicationError(msg, activities.ErrTypeTaskFailed, nil, activities.TaskFailure{JobID: "j", ExitCode: 2, Message: msg, StderrBytes: 40})
 }
 
 func TestRunTaskRetriesAFailedTaskAsANewAttempt(t *testing.T) {
@@ -158,4 +158,64 @@ func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
 	assert.Greater(t, requested.TTL, 2*time.Minute)
 	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released, "a stale grant is handed back; the lease is released after the task")
+}
+
+// TestRunTaskReadsTheOutputOnlyWhenAsked: a connector's RunTask (cron)
+// never reads its task's output into history; a one-off run (starter
+// run-task) asks for it and gets the tails, and the last stderr line in
+// its failure.
+func TestRunTaskReadsTheOutputOnlyWhenAsked(t *testing.T) {
+	output := func(env *testsuite.TestWorkflowEnvironment, reads *int) {
+		env.OnActivity("Output", mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (*activities.Output, error) {
+			*reads++
+			return &activities.Output{JobID: id, StdoutTail: "{}\n", StderrTail: "reading\ncannot process record: secret line\n"}, nil
+		})
+	}
+	for _, asked := range []bool{false, true} {
+		env := newRunTaskEnv(t)
+		reads := 0
+		output(env, &reads)
+		env.OnActivity("Submit", mock.Anything, mock.Anything).Return(&activities.SubmitResult{JobID: "j", QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil)
+		env.OnActivity("Await", mock.Anything, mock.Anything).Return(&activities.AwaitResult{JobID: "j"}, nil)
+		okResults(env)
+		in := taskInput()
+		in.Output = asked
+		env.ExecuteWorkflow(RunTask, in)
+		require.NoError(t, env.GetWorkflowError())
+		var res RunTaskResult
+		require.NoError(t, env.GetWorkflowResult(&res))
+		if asked {
+			assert.Equal(t, 1, reads)
+			assert.Equal(t, "{}\n", res.StdoutTail)
+		} else {
+			assert.Zero(t, reads, "a connector's run reads no output")
+			assert.Empty(t, res.StdoutTail+res.StderrTail)
+		}
+
+		env = newRunTaskEnv(t)
+		reads = 0
+		output(env, &reads)
+		env.OnActivity("Submit", mock.Anything, mock.Anything).Return(&activities.SubmitResult{JobID: "j", QueueTimeout: time.Minute, ExecutionTimeout: time.Minute}, nil)
+		env.OnActivity("Await", mock.Anything, mock.Anything).Return(nil, taskFailed("task of job j exited 3 (stderr 40 bytes: bacalhau job logs j)"))
+		in.Retry.MaxAttempts = 1
+		env.ExecuteWorkflow(RunTask, in)
+		err := env.GetWorkflowError()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "bacalhau job logs j")
+		if asked {
+			assert.Equal(t, 1, reads)
+			assert.Contains(t, err.Error(), "; stderr: cannot process record: secret line")
+		} else {
+			assert.Zero(t, reads)
+			assert.NotContains(t, err.Error(), "secret line")
+		}
+	}
+}
+
+func TestFailedJobIDsFollowsTheChain(t *testing.T) {
+	inner := taskFailed("exit 2")
+	outer := temporal.NewNonRetryableApplicationError("failed after 1 attempt(s)", ErrTypeTaskRunFailed, inner)
+	assert.Equal(t, []string{"j"}, failedJobIDs(outer))
+	assert.Empty(t, failedJobIDs(errors.New("plain")))
+	assert.Empty(t, failedJobIDs(nil))
 }

@@ -55,7 +55,7 @@ func BenchmarkCronObjects(b *testing.B) {
 	// Discovery and batching: one scan of the whole prefix, as a tick's first does.
 	var suite testsuite.WorkflowTestSuite
 	aenv := suite.NewTestActivityEnvironment()
-	s3acts := activities.NewS3(env.S3Clients)
+	s3acts := activities.NewS3(env.S3Clients, nil)
 	aenv.RegisterActivity(s3acts)
 	scanStart := time.Now()
 	v, err := aenv.ExecuteActivity(s3acts.Scan, activities.ScanInput{Bucket: "bench", Prefix: "cron/", Lookback: time.Hour,

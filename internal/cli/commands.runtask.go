@@ -65,6 +65,9 @@ func runTask(cmd *cobra.Command, g *globals, f *runTaskFlags) error {
 		Connector: f.connector, BatchID: f.batch, Template: text,
 		QueueTimeout: f.queueTimeout, ExecutionTimeout: f.execTimeout,
 		Retry: workflows.TaskRetryPolicy{MaxAttempts: f.maxAttempts},
+		// A one-off run prints its task's output: the user's own command,
+		// not a connector's records.
+		Output: true,
 	}
 	targets := make([]string, 0, len(f.inputs))
 	for target := range f.inputs {

@@ -51,7 +51,7 @@ func New(c client.Client, opts Options) worker.Worker {
 	})
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway, opts.BacalhauOptions...)
 	kafka := activities.NewKafkaClients()
-	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients), activities.NewKafka(kafka, b, opts.S3Clients),
+	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients, b), activities.NewKafka(kafka, b, opts.S3Clients),
 		activities.NewQueue(b, opts.QueueClients), activities.NewKinesis(b, opts.KinesisClients, opts.S3Clients))
 	return &appWorker{Worker: w, kafka: kafka}
 }
