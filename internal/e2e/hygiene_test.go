@@ -21,8 +21,8 @@ import (
 )
 
 // suiteSecrets are values no workflow history of the suite may hold (the
-// stack's S3 secret key, gateway secrets, API keys, codec keys), by what
-// they are.
+// stack's S3 secret key, gateway secrets, API keys, codec keys, and record
+// canaries: text that only record data holds), by what they are.
 var suiteSecrets = struct {
 	sync.Mutex
 	values map[string]string
@@ -38,13 +38,30 @@ func noteSecret(what, value string) {
 	suiteSecrets.values[what] = value
 }
 
+// noteRecord adds a record canary: text that is part of a test's record
+// data (a poison record's line, say). No history may hold it, whatever path
+// it took: the record itself, or a task's stdout or stderr quoting it in an
+// activity result, an error, a status report or a dead-letter input
+// (DESIGN.md §2.4, no record payloads in history).
+//
+// Tasks get records as JSON lines and may quote them so (the sample task
+// does), and JSON payloads escape them once more, so the canary is the
+// value's longest prefix that JSON leaves as it is.
+func noteRecord(what, value string) {
+	if i := strings.IndexAny(value, "\"\\<>&\n\r\t"); i >= 0 {
+		value = value[:i]
+	}
+	noteSecret("record data: "+what, value)
+}
+
 // presignMarkers are query parameters of presigned S3 URLs: a signature in
 // history would outlive its TTL there.
 var presignMarkers = []string{"X-Amz-Signature=", "X-Amz-Credential="}
 
 // scanHistories reads the history of every workflow the suite left in the
-// namespace, with every payload's data decoded, and reports each secret or
-// presigned URL signature found (history hygiene, DESIGN.md §2).
+// namespace, with every payload's data decoded, and reports each secret,
+// record canary or presigned URL signature found (history hygiene,
+// DESIGN.md §2).
 func scanHistories(ctx context.Context) (problems []string, scanned int, err error) {
 	suiteSecrets.Lock()
 	secrets := make(map[string]string, len(suiteSecrets.values))

@@ -71,15 +71,18 @@ func TestKafkaPoisonRecordIsBisectedAndDeadLetteredAndControlsFanOut(t *testing.
 	defer c.Close()
 
 	// 150 records per partition; partition 1's offset 68 is poison: the
-	// task exits 3 on it.
+	// task exits 3 on it, quoting it on stderr. Neither it nor any other
+	// record may reach a history (the scan after the suite looks).
 	for i := 0; i < 150; i++ {
 		produce(t, c, topic, 0, nginxLine(i))
 		line := nginxLine(1000 + i)
 		if i == 68 {
 			line = "POISON " + line
+			noteRecord("the Kafka poison record", line)
 		}
 		produce(t, c, topic, 1, line)
 	}
+	noteRecord("a Kafka record", nginxLine(1149))
 	spec := kafkaSpecFile(t, name, k.Brokers()[0], topic, `batch: {max_records: 40, max_wait: 1s}
 retry: {max_attempts: 2, initial_interval: 1s}
 on_failure:
@@ -97,7 +100,10 @@ on_failure:
 	}
 	assert.Zero(t, seen["1:68"], "the poison record never succeeded")
 
-	// The poison record is in the dead-letter topic, with its error.
+	// The poison record is in the dead-letter topic, with its error: the
+	// job and exit code the workflow knew, and the task's stderr, which
+	// the dead-letter activity read from Bacalhau (history holds neither
+	// the record nor that stderr).
 	dc, err := k.Client(kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	require.NoError(t, err)
 	defer dc.Close()
@@ -118,7 +124,10 @@ on_failure:
 	}
 	assert.Contains(t, string(dead[0].Value), "POISON")
 	assert.Equal(t, topic+"/1@68", headers[activities.HeaderSource])
-	assert.Contains(t, headers[activities.HeaderError], "cannot process record")
+	assert.Contains(t, headers[activities.HeaderError], "cannot process record: ")
+	assert.Contains(t, headers[activities.HeaderError], "POISON "+nginxLine(1068)[:20], "the task's stderr quotes the record")
+	assert.Contains(t, headers[activities.HeaderError], "exited 3 (stderr ")
+	assert.NotEmpty(t, headers[activities.HeaderJobs])
 	assert.Equal(t, name, headers[activities.HeaderConnector])
 
 	// The connector's status aggregates the partitions' reports.

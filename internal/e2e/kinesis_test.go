@@ -322,6 +322,7 @@ func TestKinesisPoisonRecordIsBisectedAndDeadLetteredAndTheShardMovesOn(t *testi
 		body := nginxLine(i)
 		if i == 37 {
 			body = "POISON " + body
+			noteRecord("the Kinesis poison record", body)
 		}
 		out, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream), PartitionKey: aws.String("k"), Data: []byte(body)})
 		require.NoError(t, err)
@@ -386,7 +387,9 @@ on_failure:
 	require.Len(t, doc.Records, 1)
 	assert.Equal(t, poisonSeq, doc.Records[0].Sequence)
 	assert.True(t, strings.HasPrefix(doc.Records[0].Value, "POISON "))
-	assert.Contains(t, doc.Error, "exit")
+	assert.Contains(t, doc.Error, "exited 3 (stderr ")
+	assert.Contains(t, doc.Error, "cannot process record: ", "the dead letter carries the task's stderr, read from Bacalhau")
+	assert.Contains(t, doc.Error, "POISON "+nginxLine(37)[:20])
 
 	seen := map[string]int{}
 	for _, r := range kinesisLedger(t, name) {

@@ -55,7 +55,7 @@ func run(m *testing.M) int {
 			}
 			code = 1
 		default:
-			fmt.Fprintf(os.Stderr, "e2e: history scan: %d workflow histories hold no secret and no presigned URL signature\n", scanned)
+			fmt.Fprintf(os.Stderr, "e2e: history scan: %d workflow histories hold no secret, no record canary and no presigned URL signature\n", scanned)
 		}
 	}
 	env.Stop()

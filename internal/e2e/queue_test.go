@@ -193,6 +193,7 @@ func TestSQSPoisonGoesToTheDLQAndOnlyReportedMessagesReappear(t *testing.T) {
 		switch i {
 		case 10:
 			body = "POISON " + body
+			noteRecord("the SQS poison message", body)
 		case 20, 40:
 			body = "PARTIAL " + body
 		}

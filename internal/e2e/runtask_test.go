@@ -83,7 +83,7 @@ func TestRunTaskSummarizesGeneratedLogs(t *testing.T) {
 	}
 	run := startRunTask(t, queue, workflows.RunTaskInput{
 		Connector: "e2e-summary", BatchID: "b1", Template: sampleTemplate(t), Inputs: inputs,
-		QueueTimeout: time.Minute, ExecutionTimeout: time.Minute,
+		QueueTimeout: time.Minute, ExecutionTimeout: time.Minute, Output: true,
 	})
 	var res workflows.RunTaskResult
 	require.NoError(t, run.Get(context.Background(), &res))
