@@ -21,6 +21,12 @@
 //	-delay D      sleep D before reading, to simulate a slow task (default 0)
 //	-reject WORD  exit 3 when a line contains WORD, to simulate a task that
 //	              cannot process a record ("poison"); default off
+//	-slow-on WORD sleep -slow-for after reading when a line contains WORD, to
+//	              simulate a task that exceeds its execution timeout on some
+//	              records; default off
+//	-slow-for D   how long -slow-on sleeps (default 10m)
+//	-list-paths   list every request's path in "paths", in the order read
+//	              (chaos ledgers mark each record with a unique path)
 //	-fail-on WORD report queue messages whose body contains WORD as failed in
 //	              /outputs/failures.json ({"batchItemFailures":[{"itemIdentifier":
 //	              ID}]}, the partial-failure report) instead of exiting non-zero
@@ -66,6 +72,8 @@ type Summary struct {
 	MessageIDs []string `json:"message_ids,omitempty"`
 	// FailedIDs are the messages reported as failed (-fail-on).
 	FailedIDs []string `json:"failed_ids,omitempty"`
+	// Paths lists every request's path, in the order read (-list-paths).
+	Paths []string `json:"paths,omitempty"`
 }
 
 // PathCount is one entry of Summary.TopPaths.
@@ -81,12 +89,19 @@ func main() {
 	delay := flag.Duration("delay", 0, "sleep this long before reading (simulates a slow task)")
 	reject := flag.String("reject", "", "exit 3 when a line contains this word (simulates a poison record)")
 	failOn := flag.String("fail-on", "", "report queue messages containing this word as failed in failures.json")
+	slowOn := flag.String("slow-on", "", "sleep -slow-for after reading when a line contains this word (simulates a task exceeding its timeout)")
+	slowFor := flag.Duration("slow-for", 10*time.Minute, "how long -slow-on sleeps")
+	listPaths := flag.Bool("list-paths", false, "list every request's path in paths")
 	flag.Parse()
 
 	if *delay > 0 {
 		time.Sleep(*delay)
 	}
-	sum, err := summarize(*inputs, *top, *reject, *failOn)
+	opts := scanOptions{reject: *reject, failOn: *failOn, slowOn: *slowOn, listPaths: *listPaths}
+	sum, err := summarize(*inputs, *top, &opts)
+	if opts.slow {
+		time.Sleep(*slowFor)
+	}
 	var poison *poisonError
 	if errors.As(err, &poison) {
 		fmt.Fprintln(os.Stderr, "logsummary:", err)
@@ -139,7 +154,14 @@ type poisonError struct{ line string }
 
 func (e *poisonError) Error() string { return "cannot process record: " + e.line }
 
-func summarize(root string, top int, reject, failOn string) (*Summary, error) {
+// scanOptions are the flags that act on each line; slow is set when a line
+// matched slowOn.
+type scanOptions struct {
+	reject, failOn, slowOn string
+	listPaths, slow        bool
+}
+
+func summarize(root string, top int, opts *scanOptions) (*Summary, error) {
 	sum := &Summary{ByStatus: map[string]int{}}
 	paths := map[string]int{}
 	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
@@ -163,7 +185,7 @@ func summarize(root string, top int, reject, failOn string) (*Summary, error) {
 			rel = p
 		}
 		sum.Inputs = append(sum.Inputs, filepath.ToSlash(rel))
-		return scan(f, sum, paths, reject, failOn)
+		return scan(f, sum, paths, opts)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", root, err)
@@ -187,7 +209,8 @@ func summarize(root string, top int, reject, failOn string) (*Summary, error) {
 	return sum, nil
 }
 
-func scan(r io.Reader, sum *Summary, paths map[string]int, reject, failOn string) error {
+func scan(r io.Reader, sum *Summary, paths map[string]int, opts *scanOptions) error {
+	reject, failOn := opts.reject, opts.failOn
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -197,6 +220,9 @@ func scan(r io.Reader, sum *Summary, paths map[string]int, reject, failOn string
 		}
 		if reject != "" && strings.Contains(line, reject) {
 			return &poisonError{line: line}
+		}
+		if opts.slowOn != "" && strings.Contains(line, opts.slowOn) {
+			opts.slow = true
 		}
 		if p, off, value, isRecord := kafkaRecord(line); isRecord {
 			if sum.KafkaOffsets == nil {
@@ -224,6 +250,9 @@ func scan(r io.Reader, sum *Summary, paths map[string]int, reject, failOn string
 		sum.Bytes += size
 		sum.ByStatus[strconv.Itoa(status)]++
 		paths[path]++
+		if opts.listPaths {
+			sum.Paths = append(sum.Paths, path)
+		}
 	}
 	return sc.Err()
 }
