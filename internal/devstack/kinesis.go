@@ -90,3 +90,10 @@ func (k *Kinesis) WaitActive(ctx context.Context, name string) error {
 
 // Stop ends the stand-in.
 func (k *Kinesis) Stop() { k.proc.stop() }
+
+// Freeze stops the stand-in (SIGSTOP) until Thaw: requests hang, streams
+// and records are kept. For outage tests.
+func (k *Kinesis) Freeze() error { return k.proc.freeze() }
+
+// Thaw continues a frozen stand-in.
+func (k *Kinesis) Thaw() error { return k.proc.thaw() }

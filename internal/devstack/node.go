@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -77,3 +78,10 @@ func (n *nodeStandin) stop() {
 		<-n.done
 	}
 }
+
+// freeze stops the stand-in's process (SIGSTOP): its port still accepts
+// connections but nothing answers, as in a network partition, and its state
+// survives. thaw continues it (SIGCONT).
+func (n *nodeStandin) freeze() error { return n.cmd.Process.Signal(syscall.SIGSTOP) }
+
+func (n *nodeStandin) thaw() error { return n.cmd.Process.Signal(syscall.SIGCONT) }

@@ -93,3 +93,10 @@ func QueueClients(_ context.Context, endpoint, region string) (*sqs.Client, *sns
 
 // Stop ends the stand-in.
 func (s *SQS) Stop() { s.proc.stop() }
+
+// Freeze stops the stand-in (SIGSTOP) until Thaw: requests hang, queues and
+// messages are kept. For outage tests.
+func (s *SQS) Freeze() error { return s.proc.freeze() }
+
+// Thaw continues a frozen stand-in.
+func (s *SQS) Thaw() error { return s.proc.thaw() }

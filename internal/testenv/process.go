@@ -44,6 +44,8 @@ type WorkerProcessOptions struct {
 	// GatewayListen and GatewaySecret: give every process of a test the same
 	// ones, so URLs minted by a killed worker stay valid for its successor
 	// (as replicas behind one address share a secret in production).
+	// GatewayListen "off" runs without a gateway: then MetricsListen must
+	// be an address (readiness is its port answering).
 	GatewayListen, GatewaySecret string
 	// Log receives the worker's output (appended).
 	Log string
@@ -91,14 +93,18 @@ func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions)
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	// Ready once its gateway listens.
+	// Ready once its gateway listens (without a gateway: its metrics).
+	ready := opts.GatewayListen
+	if ready == "off" {
+		ready = opts.MetricsListen
+	}
 	if err := Eventually(30*time.Second, func() error {
 		select {
 		case <-p.done:
 			return errors.New("worker process exited")
 		default:
 		}
-		c, err := net.DialTimeout("tcp", opts.GatewayListen, time.Second)
+		c, err := net.DialTimeout("tcp", ready, time.Second)
 		if err != nil {
 			return err
 		}

@@ -50,6 +50,15 @@ type Env struct {
 	// worker processes (GatewaySecrets).
 	mu             sync.Mutex
 	gatewaySecrets []string
+	// temporalOpts start the dev server again (RestartTemporal).
+	temporalOpts devstack.TemporalOptions
+}
+
+// Options configure Start.
+type Options struct {
+	// TemporalDBFile keeps the Temporal dev server's state in this SQLite
+	// file, so RestartTemporal keeps every workflow. Default: in memory.
+	TemporalDBFile string
 }
 
 // GatewaySecrets are the input gateway secrets this environment and its
@@ -63,7 +72,7 @@ func (e *Env) GatewaySecrets() []string {
 func (e *Env) noteGatewaySecret(s string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !slices.Contains(e.gatewaySecrets, s) {
+	if s != "" && !slices.Contains(e.gatewaySecrets, s) {
 		e.gatewaySecrets = append(e.gatewaySecrets, s)
 	}
 }
@@ -90,6 +99,11 @@ func RepoRoot() (string, error) {
 // Start brings the stack up with its state and logs under dir. Logs go to
 // dir/*.log.
 func Start(ctx context.Context, dir string) (*Env, error) {
+	return StartWith(ctx, dir, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, dir string, opts Options) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -112,9 +126,15 @@ func Start(ctx context.Context, dir string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
-		BinPath: filepath.Join(root, "bin/temporal"), Headless: true, Log: tlog, SearchAttributes: workflows.SearchAttributeTypes(),
-	}); err != nil {
+	port, err := devstack.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	e.temporalOpts = devstack.TemporalOptions{
+		BinPath: filepath.Join(root, "bin/temporal"), Port: port, Headless: true, Log: tlog,
+		SearchAttributes: workflows.SearchAttributeTypes(), DBFile: opts.TemporalDBFile,
+	}
+	if e.Temporal, err = devstack.StartTemporal(ctx, e.temporalOpts); err != nil {
 		return nil, err
 	}
 	e.Client = e.Temporal.Client()
@@ -203,6 +223,22 @@ func (e *Env) ServeFile(name string, data []byte) (string, error) {
 		return "", err
 	}
 	return e.Modules.URL() + "/" + filepath.ToSlash(name), nil
+}
+
+// RestartTemporal stops the Temporal dev server, waits downFor and starts
+// it again on the same port (with its state when Options.TemporalDBFile is
+// set). Clients dialled to HostPort reconnect; e.Client is replaced.
+func (e *Env) RestartTemporal(ctx context.Context, downFor time.Duration) error {
+	if err := e.Temporal.Stop(); err != nil {
+		return err
+	}
+	time.Sleep(downFor)
+	t, err := devstack.StartTemporal(ctx, e.temporalOpts)
+	if err != nil {
+		return fmt.Errorf("restarting temporal: %w", err)
+	}
+	e.Temporal, e.Client = t, t.Client()
+	return nil
 }
 
 // Stop stops everything that started.
