@@ -1,0 +1,198 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// markRE finds record marks in any text: the dead letters' documents,
+// records and messages quote the records they hold.
+var markRE = regexp.MustCompile(`/chaos/[a-z]+/[0-9]{5}`)
+
+// line is record i of kind: one nginx log line whose path is its mark;
+// tag (POISON, SLOW or empty) goes in the user agent.
+func line(kind string, i int, tag string) string {
+	return fmt.Sprintf(`10.0.0.%d - - [27/Nov/2026:10:00:00 +0000] "GET %s HTTP/1.1" 200 %d "-" "chaos %s"`,
+		i%250, mark(kind, i), 100+i, tag)
+}
+
+func mark(kind string, i int) string { return fmt.Sprintf("/chaos/%s/%05d", kind, i) }
+
+// kind is one connector kind under test: its spec, how records go into its
+// source and where its dead letters are read back.
+type kind struct {
+	name, connector string
+	spec            string
+	// produce puts records in the source in order and returns how many went
+	// in; the rest wait for the next wave (the source is never down while
+	// produce runs).
+	produce func(ctx context.Context, lines []string, first int) (int, error)
+	// deadLetters returns the marks in the dead-letter destination.
+	deadLetters func(ctx context.Context) (map[string]bool, error)
+
+	// mu is held (read) while producing and (write) while the source is down.
+	mu sync.RWMutex
+}
+
+// stack holds the clients the kinds use; their sources can be restarted,
+// so each call asks for the current one.
+type stack struct {
+	s3      func() *s3.Client
+	kafka   func() (*kgo.Client, error)
+	sqs     func() *sqs.Client
+	sns     func() *sns.Client
+	kinesis func() *kinesis.Client
+}
+
+// each puts lines in order with put and returns how many went in.
+func each(lines []string, put func(i int, line string) error) (int, error) {
+	for i, l := range lines {
+		if err := put(i, l); err != nil {
+			return i, err
+		}
+	}
+	return len(lines), nil
+}
+
+// putObjects puts each line as an object of its own.
+func putObjects(ctx context.Context, c *s3.Client, bucket, prefix string, lines []string, first int) (int, error) {
+	return each(lines, func(i int, l string) error {
+		key := fmt.Sprintf("%s%05d.log", prefix, first+i)
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: strings.NewReader(l + "\n")}); err != nil {
+			return fmt.Errorf("putting %s: %w", key, err)
+		}
+		return nil
+	})
+}
+
+// s3Marks reads every object under bucket/prefix and returns the marks in them.
+func s3Marks(ctx context.Context, c *s3.Client, bucket, prefix string) (map[string]bool, error) {
+	found := map[string]bool{}
+	err := eachObject(ctx, c, bucket, prefix, func(raw []byte) {
+		for _, m := range markRE.FindAllString(string(raw), -1) {
+			found[m] = true
+		}
+	})
+	return found, err
+}
+
+// eachObject calls fn with the contents of every object under bucket/prefix.
+func eachObject(ctx context.Context, c *s3.Client, bucket, prefix string, fn func([]byte)) error {
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range page.Contents {
+			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			if err != nil {
+				return err
+			}
+			raw, err := io.ReadAll(out.Body)
+			_ = out.Body.Close()
+			if err != nil {
+				return err
+			}
+			fn(raw)
+		}
+	}
+	return nil
+}
+
+// cronKeyRE finds the object keys a cron dead-letter manifest lists.
+var cronKeyRE = regexp.MustCompile(`in/([0-9]{5})\.log`)
+
+// cronDeadLetters returns the marks of the objects the cron connector's
+// dead-letter manifests list.
+func cronDeadLetters(ctx context.Context, c *s3.Client) (map[string]bool, error) {
+	found := map[string]bool{}
+	err := eachObject(ctx, c, "chaos-dlq", "cron/", func(raw []byte) {
+		for _, m := range cronKeyRE.FindAllStringSubmatch(string(raw), -1) {
+			n, _ := strconv.Atoi(m[1])
+			found[mark("cron", n)] = true
+		}
+	})
+	return found, err
+}
+
+// kafkaMarks reads a topic from its start to its end and returns the marks
+// in its records' values and headers.
+func kafkaMarks(ctx context.Context, newClient func(...kgo.Opt) (*kgo.Client, error), topic string) (map[string]bool, error) {
+	c, err := newClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	found := map[string]bool{}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		fs := c.PollFetches(pctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			var b bytes.Buffer
+			b.Write(r.Value)
+			for _, h := range r.Headers {
+				b.Write(h.Value)
+			}
+			for _, m := range markRE.FindAllString(b.String(), -1) {
+				found[m] = true
+			}
+		})
+		if n == 0 {
+			if err := fs.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return nil, err
+			}
+			return found, nil
+		}
+	}
+}
+
+// queueMarks receives and deletes every message of a dead-letter queue,
+// adding their marks to into (the test owns the queue).
+func queueMarks(ctx context.Context, c *sqs.Client, url string, into map[string]bool) error {
+	for {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 0})
+		if err != nil {
+			return err
+		}
+		if len(out.Messages) == 0 {
+			return nil
+		}
+		for _, m := range out.Messages {
+			for _, k := range markRE.FindAllString(aws.ToString(m.Body), -1) {
+				into[k] = true
+			}
+			if _, err := c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// putKinesis puts records one by one, each with its own partition key.
+func putKinesis(ctx context.Context, c *kinesis.Client, stream string, lines []string, first int) (int, error) {
+	return each(lines, func(i int, l string) error {
+		_, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream),
+			PartitionKey: aws.String(fmt.Sprint(first + i)), Data: []byte(l)})
+		return err
+	})
+}
