@@ -655,9 +655,6 @@ func newLedger(address, connector string) *ledger {
 	return &ledger{bac: activities.NewBacalhau(address, nil), connector: connector, read: map[string]bool{}, count: map[string]int{}}
 }
 
-// done is how many marks were processed at least once.
-func (l *ledger) done() int { return len(l.count) }
-
 func (l *ledger) update(ctx context.Context) error {
 	jobs, err := l.bac.ListJobs(ctx, tasktemplate.LabelConnector+"="+l.connector)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -47,16 +46,6 @@ type kind struct {
 
 	// mu is held (read) while producing and (write) while the source is down.
 	mu sync.RWMutex
-}
-
-// stack holds the clients the kinds use; their sources can be restarted,
-// so each call asks for the current one.
-type stack struct {
-	s3      func() *s3.Client
-	kafka   func() (*kgo.Client, error)
-	sqs     func() *sqs.Client
-	sns     func() *sns.Client
-	kinesis func() *kinesis.Client
 }
 
 // each puts lines in order with put and returns how many went in.
