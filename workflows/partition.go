@@ -51,7 +51,9 @@ type PartitionStatus struct {
 	LastError    string        `json:",omitempty"`
 	// LastDeadLetter says where the last dead-lettered records went.
 	LastDeadLetter string `json:",omitempty"`
-	Phase          string
+	// LastReset is the ID of the last reset this consumer applied.
+	LastReset string `json:",omitempty"`
+	Phase     string
 	// Reported is the workflow time of this report.
 	Reported time.Time `json:",omitempty"`
 }
@@ -440,6 +442,7 @@ func (c *consumer) reset(ctx workflow.Context, r ResetRequest) error {
 	case StartOffsets:
 		o, ok := r.Offsets[c.in.Partition]
 		if !ok {
+			c.st.LastReset = r.ID // not listed: its checkpoint stays
 			return nil
 		}
 		to = o
@@ -454,6 +457,7 @@ func (c *consumer) reset(ctx workflow.Context, r ResetRequest) error {
 	c.st.Checkpoint = to
 	c.attempts, c.until, c.jobs = 0, -1, nil
 	c.st.LastError = ""
+	c.st.LastReset = r.ID
 	c.commit(ctx)
 	return nil
 }

@@ -186,7 +186,7 @@ func TestPartitionConsumerPausesResetsAndResumes(t *testing.T) {
 	}, time.Minute)
 	h.env.RegisterDelayedCallback(func() {
 		paused = h.status()
-		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 4}}})
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 4}, ID: "r1"}})
 	}, 2*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
 		reset = h.status()
@@ -200,6 +200,8 @@ func TestPartitionConsumerPausesResetsAndResumes(t *testing.T) {
 	assert.Equal(t, "paused", paused.Phase)
 	assert.Equal(t, int64(10), paused.Checkpoint)
 	assert.Equal(t, int64(4), reset.Checkpoint, "reset moved the checkpoint back")
+	assert.Empty(t, paused.LastReset)
+	assert.Equal(t, "r1", reset.LastReset, "the consumer reports the reset it applied")
 	assert.False(t, final.Paused)
 	assert.Equal(t, int64(10), final.Checkpoint, "after resume it consumed 4..9 again")
 	assert.Equal(t, int64(16), final.Records)

@@ -53,6 +53,8 @@ type ShardStatus struct {
 	LastJob        string     `json:",omitempty"`
 	LastError      string     `json:",omitempty"`
 	LastDeadLetter string     `json:",omitempty"`
+	// LastReset is the ID of the last reset this consumer applied.
+	LastReset string `json:",omitempty"`
 	// MillisBehind is how far the last read was behind the shard's tip.
 	MillisBehind int64 `json:",omitempty"`
 	// Finished: the shard is closed and every record of it is processed.
@@ -424,6 +426,7 @@ func (s *shardConsumer) reset(ctx workflow.Context, r ResetRequest) {
 	s.st.Checkpoint = ""
 	s.attempts, s.jobs = 0, nil
 	s.st.LastError = ""
+	s.st.LastReset = r.ID
 }
 
 // report sends the status to the connector when it changed: at once when

@@ -54,6 +54,10 @@ type ResetRequest struct {
 	Time    time.Time       `json:",omitempty"`
 	Offsets map[int32]int64 `json:",omitempty"`
 	Key     string          `json:",omitempty"`
+	// ID names this reset (the starter sets it) so its progress can be
+	// followed: each consumer reports the ID of the last reset it applied
+	// as LastReset.
+	ID string `json:",omitempty"`
 }
 
 // Validate checks a reset request.

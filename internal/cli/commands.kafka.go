@@ -69,6 +69,7 @@ func describeKafka(st *workflows.KafkaConnectorStatus) string {
 
 func newResetCommand(g *globals) *cobra.Command {
 	var to string
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "reset NAME --to earliest|latest|TIME|PARTITION=OFFSET,...|key=KEY",
 		Short: "Move a paused connector's position: Kafka offsets, Kinesis positions, S3 cursor (then resume it)",
@@ -85,6 +86,10 @@ latest skips what was last modified before now, a time reprocesses what was
 last modified at or after it, key=KEY processes the keys after KEY. The
 spec's start_time still applies.
 
+Kafka and Kinesis connectors pass the reset on to their partition or shard
+consumers: reset waits until every one has applied it, printing progress
+to stderr, and then prints the new positions (--timeout bounds the wait).
+
 The connector must be paused, so no batch is in flight while its position
 moves. Queue connectors have no position (a message is deleted once done).`,
 		Example: `  starter pause web-events
@@ -99,6 +104,8 @@ moves. Queue connectors have no position (a message is deleted once done).`,
 			if err != nil {
 				return err
 			}
+			// The ID lets the starter see each consumer apply this reset.
+			req.ID = "reset-" + time.Now().UTC().Format("20060102T150405.000000000")
 			c, err := g.dial(cmd)
 			if err != nil {
 				return err
@@ -140,11 +147,20 @@ moves. Queue connectors have no position (a message is deleted once done).`,
 			if err != nil {
 				return connectorError(name, "reset", err)
 			}
-			return g.print(map[string]any{"name": name, "result": "reset", "partitions": n, "to": to},
-				fmt.Sprintf("connector %s: %d partitions told to reset to %s; resume it to go on\n", name, n, to))
+			positions, err := g.waitReset(cmd, c, name, h.WorkflowID(), req.ID, n, wait)
+			if err != nil {
+				return err
+			}
+			unit := "partitions"
+			if h.WorkflowID() == workflows.KinesisWorkflowID(name) {
+				unit = "shards"
+			}
+			return g.print(map[string]any{"name": name, "result": "reset", unit: n, "to": to, "positions": positions},
+				fmt.Sprintf("connector %s: %d %s reset to %s (%s); resume it to go on\n", name, n, unit, to, strings.Join(positions, ", ")))
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "earliest, latest, an RFC 3339 time, PARTITION=OFFSET[,PARTITION=OFFSET...] (Kafka) or key=KEY (cron)")
+	cmd.Flags().DurationVar(&wait, "timeout", 2*time.Minute, "how long to wait for every partition or shard to apply the reset")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
@@ -175,4 +191,70 @@ func parseReset(to string) (workflows.ResetRequest, error) {
 		req.Offsets[int32(pi)] = oi
 	}
 	return req, nil
+}
+
+// resetProgressEvery is how often reset checks its consumers.
+const resetProgressEvery = time.Second
+
+// waitReset waits until the n partition or shard consumers of a Kafka or
+// Kinesis connector have applied the reset called id, printing "[i/n]"
+// progress to stderr, and returns their new positions ("P=OFFSET" for
+// Kafka, "SHARD=earliest|…" for Kinesis). On timeout it names the
+// consumers still waiting and their last error.
+func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name, workflowID, id string, n int, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	last := -1
+	for {
+		var applied, waiting []string
+		if workflowID == workflows.KinesisWorkflowID(name) {
+			st, err := g.kinesisStatus(cmd, c, name)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range st.Shards {
+				switch {
+				case s.Finished || s.Phase == "waiting-for-parents": // not told
+				case s.LastReset == id:
+					applied = append(applied, s.Shard+"@"+dash(s.Checkpoint))
+				default:
+					waiting = append(waiting, resetWaiting("shard "+s.Shard, s.LastError))
+				}
+			}
+		} else {
+			st, err := g.kafkaStatus(cmd, c, name)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range st.Partitions {
+				if p.LastReset == id {
+					applied = append(applied, fmt.Sprintf("%d=%d", p.Partition, p.Checkpoint))
+				} else {
+					waiting = append(waiting, resetWaiting(fmt.Sprintf("partition %d", p.Partition), p.LastError))
+				}
+			}
+		}
+		if len(applied) != last {
+			fmt.Fprintf(g.stderr, "[%d/%d] consumers of %s applied the reset\n", len(applied), n, name)
+			last = len(applied)
+		}
+		if len(applied) >= n {
+			return applied, nil
+		}
+		if time.Now().After(deadline) {
+			return applied, fmt.Errorf("reset %s: %d of %d consumers applied it within %s; still waiting: %s (starter describe %s shows them)",
+				name, len(applied), n, timeout, strings.Join(waiting, "; "), name)
+		}
+		select {
+		case <-cmd.Context().Done():
+			return applied, cmd.Context().Err()
+		case <-time.After(resetProgressEvery):
+		}
+	}
+}
+
+func resetWaiting(consumer, lastError string) string {
+	if lastError == "" {
+		return consumer
+	}
+	return consumer + " (" + lastError + ")"
 }

@@ -30,11 +30,19 @@ import (
 // starter runs the starter CLI in-process against the test stack.
 func starter(t *testing.T, queue string, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := starterStreams(t, queue, args...)
+	return out, err
+}
+
+// starterStreams runs the starter and returns its stdout and its stderr
+// (where progress goes).
+func starterStreams(t *testing.T, queue string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := cli.NewRootCommand(&out, &errOut)
 	cmd.SetArgs(append(args, "--temporal-address", env.Temporal.HostPort(), "--task-queue", queue))
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	err = cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
 }
 
 // specFile writes a cron spec for this stack and returns its path.

@@ -162,9 +162,13 @@ on_failure:
 	time.Sleep(3 * time.Second)
 	waitCheckpoints(t, name, topic, map[int32]int64{0: 150, 1: 150}, time.Second)
 
-	// Reset to latest skips what arrived while paused.
-	_, err = starter(t, queue, "reset", name, "--to", "latest")
+	// Reset to latest skips what arrived while paused. The starter waits
+	// until both consumers applied it, showing progress, and prints the
+	// new positions.
+	out, progress, err := starterStreams(t, queue, "reset", name, "--to", "latest")
 	require.NoError(t, err)
+	assert.Contains(t, progress, "[2/2] consumers of "+name+" applied the reset")
+	assert.Contains(t, out, "2 partitions reset to latest (0=160, 1=160)")
 	waitCheckpoints(t, name, topic, map[int32]int64{0: 160, 1: 160}, 30*time.Second)
 	adm := kadm.NewClient(c)
 	committed, err := adm.FetchOffsets(ctx, "bacalhau-connect-"+name)
