@@ -49,11 +49,17 @@ func (c KafkaCluster) key() string {
 	return k
 }
 
+// MaxDeadLetterRecordBytes bounds one record the connector produces to a
+// dead-letter topic (franz-go's default is Kafka's 1 MB): a record read
+// from the source may be larger, and the dead-letter topic's own
+// max.message.bytes decides; a refusal names it.
+const MaxDeadLetterRecordBytes = 64 << 20
+
 // Opts returns the franz-go options to reach the cluster: seed brokers, TLS
 // and SASL. A missing credential variable or unreadable TLS file is a
 // non-retryable error naming it.
 func (c KafkaCluster) Opts() ([]kgo.Opt, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ProducerBatchMaxBytes(MaxDeadLetterRecordBytes)}
 	if t := c.TLS; t != nil {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.CAFile != "" {

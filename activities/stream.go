@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/activity"
 
@@ -486,6 +487,11 @@ func (k *Kafka) DeadLetterRecords(ctx context.Context, in DeadLetterRecordsInput
 		)})
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		if errors.Is(err, kerr.MessageTooLarge) {
+			// Retried: the records wait (nothing is dropped) until the
+			// topic takes them or the spec names an S3 dead letter.
+			return nil, fmt.Errorf("dead letter to topic %s: a record is larger than the topic accepts (%w): raise the topic's max.message.bytes, or use on_failure.dead_letter.s3", in.Topic, err)
+		}
 		return nil, fmt.Errorf("dead letter to topic %s: %w", in.Topic, err)
 	}
 	return &DeadLettered{Count: len(recs), Where: in.Topic}, nil

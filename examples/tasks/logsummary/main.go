@@ -209,10 +209,14 @@ func summarize(root string, top int, opts *scanOptions) (*Summary, error) {
 	return sum, nil
 }
 
+// maxLine is the longest input line (one record, with a stream
+// connector's JSON wrapping) the task reads.
+const maxLine = 64 << 20
+
 func scan(r io.Reader, sum *Summary, paths map[string]int, opts *scanOptions) error {
 	reject, failOn := opts.reject, opts.failOn
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sc.Buffer(make([]byte, 64*1024), maxLine)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" {
