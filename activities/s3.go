@@ -60,7 +60,16 @@ type Cursor struct {
 	// NotBefore skips objects last modified before it (set by a reset to
 	// latest or to a time).
 	NotBefore time.Time `json:",omitempty"`
+	// Floor is set when Done would outgrow MaxDoneKeys: the oldest entries
+	// at or before Key leave Done, and objects at or before Key last
+	// modified before Floor count as processed. It narrows the look-back
+	// window for such bursts (README, "The S3 cursor").
+	Floor time.Time `json:",omitempty"`
 }
+
+// MaxDoneKeys bounds Cursor.Done, which travels in workflow state and in
+// every scan's input: 2,000 keys of 100 bytes are about 300 KB of JSON.
+const MaxDoneKeys = 2000
 
 // Advance records a processed batch that follows every batch before it:
 // Key moves up to its last key. Done entries older than the window are
@@ -77,7 +86,7 @@ func (c Cursor) MarkDone(objs []Object, lookback time.Duration) Cursor {
 }
 
 func (c Cursor) record(objs []Object, lookback time.Duration, moveKey bool) Cursor {
-	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...), NotBefore: c.NotBefore}
+	next := Cursor{Key: c.Key, Time: c.Time, Done: append([]DoneKey(nil), c.Done...), NotBefore: c.NotBefore, Floor: c.Floor}
 	for _, o := range objs {
 		if moveKey && o.Key > next.Key {
 			next.Key = o.Key
@@ -94,9 +103,48 @@ func (c Cursor) record(objs []Object, lookback time.Duration, moveKey bool) Curs
 			kept = append(kept, d)
 		}
 	}
+	if len(kept) > MaxDoneKeys {
+		kept, next.Floor = capDone(kept, next.Key, next.Floor)
+	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].Key < kept[j].Key })
 	next.Done = kept
 	return next
+}
+
+// capDone drops the oldest entries at or before key (those after it must
+// stay: an earlier batch failed) until at most MaxDoneKeys remain, with
+// every entry as old as the newest dropped one, and returns the floor
+// that keeps the dropped objects processed: just after their newest
+// LastModified.
+func capDone(done []DoneKey, key string, floor time.Time) ([]DoneKey, time.Time) {
+	var old, rest []DoneKey
+	for _, d := range done {
+		if d.Key <= key {
+			old = append(old, d)
+		} else {
+			rest = append(rest, d)
+		}
+	}
+	drop := len(done) - MaxDoneKeys
+	if drop <= 0 || len(old) == 0 {
+		return done, floor
+	}
+	sort.Slice(old, func(i, j int) bool {
+		if !old[i].LastModified.Equal(old[j].LastModified) {
+			return old[i].LastModified.Before(old[j].LastModified)
+		}
+		return old[i].Key < old[j].Key
+	})
+	cut := old[min(drop, len(old))-1].LastModified
+	if next := cut.Add(time.Nanosecond); next.After(floor) {
+		floor = next
+	}
+	for _, d := range old {
+		if !d.LastModified.Before(floor) {
+			rest = append(rest, d)
+		}
+	}
+	return rest, floor
 }
 
 // Candidate reports whether an object listed now is still to be processed:
@@ -114,7 +162,7 @@ func (c Cursor) Candidate(o Object, startTime time.Time, lookback time.Duration)
 	if o.Key > c.Key {
 		return !c.isDone(o.Key)
 	}
-	if c.Time.IsZero() {
+	if c.Time.IsZero() || o.LastModified.Before(c.Floor) {
 		return false
 	}
 	return !o.LastModified.Before(c.Time.Add(-lookback)) && !c.isDone(o.Key)

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -86,4 +87,39 @@ func TestMarkDoneKeepsTheKeyBehindAFailedBatch(t *testing.T) {
 	assert.False(t, c.Candidate(Object{Key: "c", LastModified: at(0)}, time.Time{}, lookback))
 	c = c.Advance([]Object{{Key: "b", LastModified: at(0)}}, lookback)
 	assert.Equal(t, "b", c.Key)
+}
+
+func TestCursorCapsDoneWithAFloorAndKeepsExactlyOnce(t *testing.T) {
+	lookback := time.Hour
+	// 3,000 objects in batches of 100, one second apart in blocks of 10:
+	// more than MaxDoneKeys inside the look-back window.
+	var c Cursor
+	var all []Object
+	for i := 0; i < 3000; i += 100 {
+		var batch []Object
+		for j := i; j < i+100; j++ {
+			batch = append(batch, Object{Key: fmt.Sprintf("in/%05d", j), LastModified: at(0).Add(time.Duration(j/10) * time.Second)})
+		}
+		all = append(all, batch...)
+		c = c.Advance(batch, lookback)
+	}
+	assert.LessOrEqual(t, len(c.Done), MaxDoneKeys)
+	assert.Equal(t, at(0).Add(99*time.Second+time.Nanosecond), c.Floor, "just after the newest dropped entry: objects 0..999 left Done")
+	for _, o := range all {
+		assert.False(t, c.Candidate(o, time.Time{}, lookback), "processed %s is no candidate", o.Key)
+	}
+	assert.True(t, c.Candidate(Object{Key: "in/99999", LastModified: at(0)}, time.Time{}, lookback), "after the key: a candidate whatever its age")
+	assert.True(t, c.Candidate(Object{Key: "in/00000x", LastModified: c.Floor}, time.Time{}, lookback), "late, at the floor: a candidate")
+	assert.False(t, c.Candidate(Object{Key: "in/00000x", LastModified: c.Floor.Add(-time.Second)}, time.Time{}, lookback),
+		"late, before the floor: the narrowed window (documented)")
+
+	// Entries after the key (an earlier batch failed) are never dropped.
+	failedFirst := Cursor{Key: "a"}
+	var marks []Object
+	for j := 0; j < MaxDoneKeys+10; j++ {
+		marks = append(marks, Object{Key: fmt.Sprintf("b/%05d", j), LastModified: at(0)})
+	}
+	failedFirst = failedFirst.MarkDone(marks, lookback)
+	assert.Len(t, failedFirst.Done, MaxDoneKeys+10)
+	assert.True(t, failedFirst.Floor.IsZero())
 }

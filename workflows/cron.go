@@ -76,7 +76,16 @@ const (
 	scanBatches         = 20
 	cronEventsBeforeCAN = 8000
 	defaultTicksPerRun  = 1000
+	// tickBatches cuts a tick that finds more work (100,000 objects in
+	// batches of 100 are 1,000 batches): the rest runs in the next tick,
+	// at once, after the continue-as-new check, so no run's history
+	// outgrows Temporal's limits.
+	tickBatches = 500
 )
+
+// changeTickCut versions the cut of a tick at tickBatches: a run that was
+// past that many batches in one tick replays without it.
+const changeTickCut = "cron-tick-cut"
 
 // Cron is a cron connector: on its schedule it scans an S3 prefix for
 // objects it has not processed, cuts them into batches and runs one
@@ -242,7 +251,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		st.LastScheduled = scheduled
 		st.Counters.Ticks++
 		ticksThisRun++
-		tickErr := runTick(ctx, cfg, st)
+		cut, tickErr := runTick(ctx, cfg, st)
 		running = false
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("cron connector deleted")
@@ -253,6 +262,9 @@ func Cron(ctx workflow.Context, in CronInput) error {
 			logger.Warn("Tick stopped; the cursor stays at the failed batch", "Error", tickErr)
 		}
 		drain()
+		if cut && tickErr == nil && !st.Paused {
+			triggered = true // the rest of the cut tick's work, at once
+		}
 		// Overlap: ticks that came due while this one ran.
 		if missed := sched.Next(scheduled); cfg.Overlap == OverlapBufferOne && !st.Paused && !missed.After(workflow.Now(ctx)) {
 			triggered = true
@@ -270,11 +282,13 @@ func Cron(ctx workflow.Context, in CronInput) error {
 // cfg.Concurrency batches at once. Outcomes are committed in key order: the
 // cursor's key only moves over a run of finished batches, so a failure stops
 // it at the failed batch while the batches after it that succeeded are kept
-// in Done and not run again.
-func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
+// in Done and not run again. After tickBatches batches it stops with cut
+// set, leaving the rest to the next tick.
+func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) (cut bool, err error) {
 	var s3 *activities.S3
 	sctx := scanOptions(ctx)
 	round := "t" + strconv.FormatInt(st.Counters.Ticks, 10)
+	batches := 0
 	for {
 		var scan activities.ScanResult
 		err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{
@@ -283,7 +297,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches,
 		}).Get(ctx, &scan)
 		if err != nil {
-			return fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
+			return false, fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
 		}
 		var stopErr error
 		m := connectorMetrics(ctx, "cron", cfg.Name)
@@ -313,10 +327,14 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) error {
 		}
 		runBatches(ctx, cfg, scan.Batches, round, commit, func() bool { return stopErr != nil })
 		if stopErr != nil {
-			return stopErr
+			return false, stopErr
 		}
 		if !scan.More {
-			return nil
+			return false, nil
+		}
+		batches += len(scan.Batches)
+		if batches >= tickBatches && workflow.GetVersion(ctx, changeTickCut, workflow.DefaultVersion, 1) == 1 {
+			return true, nil
 		}
 	}
 }

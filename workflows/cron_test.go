@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -230,4 +231,47 @@ func TestCronWithoutTheStateAttributeUpsertsNothing(t *testing.T) {
 	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 20*time.Second)
 	h.env.ExecuteWorkflow(Cron, CronInput{Config: unitCronConfig()})
 	assert.Zero(t, upserts, "a connector started without ConnectorState (unregistered, or before the attribute) upserts nothing")
+}
+
+func TestCronCutsALargeTickAndRunsTheRestAtOnce(t *testing.T) {
+	h := &cronHarness{t: t, env: newCronEnv(t)}
+	const objects = 2*tickBatches + 100
+	listed := make([]activities.Object, objects)
+	for i := range listed {
+		listed[i] = activities.Object{Key: fmt.Sprintf("in/%05d", i), Size: 1, LastModified: h.env.Now()}
+	}
+	// Scan as the activity does: the candidates after the cursor, in
+	// batches of one, at most MaxBatches of them.
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ScanInput) (*activities.ScanResult, error) {
+			res := &activities.ScanResult{}
+			for _, o := range listed {
+				if !in.Cursor.Candidate(o, time.Time{}, in.Lookback) {
+					continue
+				}
+				if len(res.Batches) == in.MaxBatches {
+					res.More = true
+					break
+				}
+				res.Batches = append(res.Batches, []activities.Object{o})
+			}
+			return res, nil
+		})
+	runs := 0
+	h.env.OnWorkflow(RunTaskWorkflowType, mock.Anything, mock.Anything).Return(
+		func(_ workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
+			runs++
+			return &RunTaskResult{JobID: "j-" + in.BatchID}, nil
+		})
+	cfg := unitCronConfig()
+	cfg.Schedule = "@every 1h"
+	cfg.Concurrency = 8
+	var st CronStatus
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalTrigger, nil) }, time.Second)
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 30*time.Minute)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg})
+	assert.Equal(t, int64(3), st.Counters.Ticks, "one trigger, cut twice: the rest ran at once, not an hour later")
+	assert.Equal(t, int64(objects), st.Counters.Objects)
+	assert.Equal(t, objects, runs, "every object once")
+	assert.Equal(t, listed[objects-1].Key, st.Cursor.Key)
 }

@@ -78,7 +78,7 @@ func BenchmarkCronObjects(b *testing.B) {
 	directTime := time.Since(directStart)
 
 	cronStart := time.Now()
-	viaCron(b, env, template, objects)
+	viaCron(b, env, template, "bench-cron", "cron/", objects, perBatch)
 	cronTime := time.Since(cronStart)
 	b.StopTimer()
 
@@ -201,14 +201,15 @@ func submitAndWait(ctx context.Context, api clientv2.API, job *models.Job) error
 	}
 }
 
-// viaCron applies a cron connector over the cron/ prefix, triggers a tick
-// and waits until every object is processed.
-func viaCron(b *testing.B, env *testenv.Env, template string, objects int) {
+// viaCron applies a cron connector over a prefix of the bench bucket,
+// triggers a tick and waits until every object is processed; it returns
+// the connector's status then.
+func viaCron(b *testing.B, env *testenv.Env, template, name, prefix string, objects, perBatch int) workflows.CronStatus {
 	ctx := context.Background()
 	cfg := workflows.CronConfig{
-		Name: "bench-cron", Schedule: "@every 1h",
-		Source:     workflows.S3Source{Bucket: "bench", Prefix: "cron/", Endpoint: env.S3.Endpoint(), Region: env.S3.Region(), Lookback: time.Hour},
-		MaxObjects: 100, MaxBytes: 1 << 30, Concurrency: 5,
+		Name: name, Schedule: "@every 1h",
+		Source:     workflows.S3Source{Bucket: "bench", Prefix: prefix, Endpoint: env.S3.Endpoint(), Region: env.S3.Region(), Lookback: time.Hour},
+		MaxObjects: perBatch, MaxBytes: 1 << 30, Concurrency: 5,
 		TaskConfig: workflows.TaskConfig{Template: template, Delivery: activities.DeliveryGateway, Retry: workflows.TaskRetryPolicy{MaxAttempts: 3}},
 		Overlap:    workflows.OverlapSkip, CatchupWindow: time.Hour,
 	}
@@ -221,12 +222,12 @@ func viaCron(b *testing.B, env *testenv.Env, template string, objects int) {
 	if err := env.Client.SignalWorkflow(ctx, id, "", workflows.SignalTrigger, nil); err != nil {
 		b.Fatal(err)
 	}
-	err := testenv.Eventually(30*time.Minute, func() error {
+	var st workflows.CronStatus
+	err := testenv.Eventually(60*time.Minute, func() error {
 		v, err := env.Client.QueryWorkflow(ctx, id, "", workflows.QueryCronStatus)
 		if err != nil {
 			return err
 		}
-		var st workflows.CronStatus
 		if err := v.Get(&st); err != nil {
 			return err
 		}
@@ -241,4 +242,5 @@ func viaCron(b *testing.B, env *testenv.Env, template string, objects int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return st
 }
