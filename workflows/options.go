@@ -9,11 +9,18 @@ import (
 
 // Activity options shared by the workflows.
 
+// scanHeartbeat is how long an S3 scan may go without listing a page.
+// The chaos suite found the earlier minute too long: after a kill -9 of
+// the worker running a cron scan, the connector sat idle for that minute.
+const scanHeartbeat = 20 * time.Second
+
 // scanOptions are for S3 scans: long listings that heartbeat per page.
+// A page answers within seconds, so a scan whose worker died is retried
+// on another after scanHeartbeat, not after a long listing's whole time.
 func scanOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    scanHeartbeat,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 10},
 	})
 }

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,12 @@ type kind struct {
 	produce func(ctx context.Context, lines []string, first int) (int, error)
 	// deadLetters returns the marks in the dead-letter destination.
 	deadLetters func(ctx context.Context) (map[string]bool, error)
+	// mates is how many healthy records may be dead-lettered with each
+	// poison or slow one: batch mates, where the kind does not bisect.
+	mates int
+	// deadErrors, when set, returns the dead letters' errors, logged when
+	// more healthy records were dead-lettered than mates allows.
+	deadErrors func(ctx context.Context) ([]string, error)
 
 	// mu is held (read) while producing and (write) while the source is down.
 	mu sync.RWMutex
@@ -119,6 +126,19 @@ func cronDeadLetters(ctx context.Context, c *s3.Client) (map[string]bool, error)
 		}
 	})
 	return found, err
+}
+
+// cronDeadLetterErrors returns the errors of the cron connector's
+// dead-letter manifests, one per manifest, for a failure's report.
+func cronDeadLetterErrors(ctx context.Context, c *s3.Client) ([]string, error) {
+	var errs []string
+	err := eachObject(ctx, c, "chaos-dlq", "cron/", func(raw []byte) {
+		var m struct{ Error string }
+		if json.Unmarshal(raw, &m) == nil {
+			errs = append(errs, m.Error)
+		}
+	})
+	return errs, err
 }
 
 // kafkaMarks reads a topic from its start to its end and returns the marks
