@@ -204,9 +204,19 @@ type ScanResult struct {
 	Listed int
 }
 
+// maxScanResultBytes bounds the JSON of one scan's answer, which is
+// workflow history: 20 batches of 1,000 objects with long keys would
+// pass Temporal's 2 MB payload limit. A scan stops at a batch boundary
+// once past it (More is set), always returning at least one batch.
+const maxScanResultBytes = 512 << 10
+
+// scanObjectJSONBytes is an object's JSON in a scan answer besides its key.
+const scanObjectJSONBytes = 80
+
 // Scan lists the prefix and cuts the objects still to process into batches
 // of at most MaxObjects objects and MaxBytes bytes (an object larger than
-// MaxBytes forms a batch alone). It heartbeats once per listed page.
+// MaxBytes forms a batch alone), up to MaxBatches batches and
+// maxScanResultBytes of answer. It heartbeats once per listed page.
 func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 	c, err := a.clients(ctx, in.Endpoint, in.Region)
 	if err != nil {
@@ -218,6 +228,7 @@ func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 	res := &ScanResult{}
 	var batch []Object
 	var batchBytes int64
+	resultBytes := 0
 	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(in.Bucket), Prefix: aws.String(in.Prefix)})
 	pages := 0
 	for p.HasMorePages() {
@@ -243,13 +254,14 @@ func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 			if len(batch) > 0 && (len(batch) == in.MaxObjects || batchBytes+obj.Size > in.MaxBytes) {
 				res.Batches = append(res.Batches, batch)
 				batch, batchBytes = nil, 0
-				if len(res.Batches) == in.MaxBatches {
+				if len(res.Batches) == in.MaxBatches || resultBytes >= maxScanResultBytes {
 					res.More = true
 					return res, nil
 				}
 			}
 			batch = append(batch, obj)
 			batchBytes += obj.Size
+			resultBytes += len(obj.Key) + scanObjectJSONBytes
 		}
 	}
 	if len(batch) > 0 {

@@ -77,9 +77,10 @@ const (
 	cronEventsBeforeCAN = 8000
 	defaultTicksPerRun  = 1000
 	// tickBatches cuts a tick that finds more work (100,000 objects in
-	// batches of 100 are 1,000 batches): the rest runs in the next tick,
-	// at once, after the continue-as-new check, so no run's history
-	// outgrows Temporal's limits.
+	// batches of 100 are 1,000 batches), as does the server's suggestion
+	// to continue as new (a history of large batches): the rest runs in
+	// the next tick, at once, after the continue-as-new check, so no run's
+	// history outgrows Temporal's limits.
 	tickBatches = 500
 )
 
@@ -333,7 +334,8 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) (cut bool, err
 			return false, nil
 		}
 		batches += len(scan.Batches)
-		if batches >= tickBatches && workflow.GetVersion(ctx, changeTickCut, workflow.DefaultVersion, 1) == 1 {
+		if (batches >= tickBatches || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) &&
+			workflow.GetVersion(ctx, changeTickCut, workflow.DefaultVersion, 1) == 1 {
 			return true, nil
 		}
 	}

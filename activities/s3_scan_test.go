@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+)
+
+// TestScanBoundsItsAnswerAndResumesFromTheCursor lists 3,000 objects with
+// long keys in batches of 1,000 (the most a spec allows): one answer of
+// every batch would be several hundred KB of history per scan, so a scan
+// stops at a batch boundary past maxScanResultBytes, and the next scan,
+// from the advanced cursor, goes on where it stopped.
+func TestScanBoundsItsAnswerAndResumesFromTheCursor(t *testing.T) {
+	ctx := context.Background()
+	store, err := devstack.StartS3(ctx, devstack.S3Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer store.Stop()
+	s3c := store.Client()
+	_, err = s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("scan")})
+	require.NoError(t, err)
+	const objects = 3000
+	long := strings.Repeat("x", 200)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := 0; i < objects; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("scan"), Key: aws.String(fmt.Sprintf("in/%s-%05d.log", long, i)),
+				Body: strings.NewReader("x\n")})
+			assert.NoError(t, err)
+		}(i)
+	}
+	wg.Wait()
+
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	a := NewS3(func(context.Context, string, string) (*s3.Client, error) { return s3c, nil }, nil)
+	env.RegisterActivity(a)
+	var cursor Cursor
+	seen := map[string]bool{}
+	for scans := 1; ; scans++ {
+		require.Less(t, scans, 10, "the scans end")
+		v, err := env.ExecuteActivity(a.Scan, ScanInput{Bucket: "scan", Prefix: "in/", Cursor: cursor, Lookback: time.Hour,
+			MaxObjects: 1000, MaxBytes: 1 << 30, MaxBatches: 20})
+		require.NoError(t, err)
+		var res ScanResult
+		require.NoError(t, v.Get(&res))
+		raw, _ := json.Marshal(res)
+		assert.Less(t, len(raw), maxScanResultBytes+1000*(len(long)+30+scanObjectJSONBytes), "at most one batch past the bound")
+		for _, b := range res.Batches {
+			for _, o := range b {
+				assert.False(t, seen[o.Key], "listed once: %s", o.Key)
+				seen[o.Key] = true
+			}
+			cursor = cursor.Advance(b, time.Hour)
+		}
+		if !res.More {
+			assert.Greater(t, scans, 1, "3,000 long keys do not fit in one answer")
+			break
+		}
+	}
+	assert.Len(t, seen, objects)
+}
