@@ -384,68 +384,68 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: kinesis
 		return w
 	}
 	pending := func(name string) bool { return len(waiting(name, 1)) > 0 }
-	// recover waits until each kind with work pending completed a task
-	// after the fault.
-	recoverFrom := func(f *fault, since map[string]int, from time.Time) {
+	// awaitKinds polls every interval (poll first) until check reports each
+	// kind recovered, or idle with nothing to do, or limit has passed since
+	// from; it fills the fault's recovery, idle and stalled maps and
+	// returns the kinds that stalled.
+	awaitKinds := func(f *fault, from time.Time, limit, every time.Duration, poll func(), check func(name string) (recovered, idle bool)) []string {
 		f.recovery, f.stalled, f.idle = map[string]time.Duration{}, map[string]bool{}, map[string]bool{}
 		left := map[string]bool{}
 		for _, k := range kinds {
 			left[k.name] = true
 		}
-		for len(left) > 0 && time.Since(from) < cfg.recoverCap {
-			time.Sleep(500 * time.Millisecond)
-			now := progress(10 * time.Second)
+		for len(left) > 0 && time.Since(from) < limit {
+			time.Sleep(every)
+			poll()
 			for _, k := range kinds {
 				if !left[k.name] {
 					continue
 				}
-				switch {
-				case now[k.name] > since[k.name]:
+				switch recovered, idle := check(k.name); {
+				case recovered:
 					f.recovery[k.name] = time.Since(from)
 					delete(left, k.name)
-				case !pending(k.name):
+				case idle:
 					f.idle[k.name] = true
 					delete(left, k.name)
 				}
 			}
 		}
-		for name := range left {
-			f.stalled[name] = true
+		var stalled []string
+		for _, k := range kinds {
+			if left[k.name] {
+				f.stalled[k.name] = true
+				stalled = append(stalled, k.name)
+			}
+		}
+		return stalled
+	}
+	// recoverFrom waits until each kind with work pending completed a task
+	// after the fault.
+	recoverFrom := func(f *fault, since map[string]int, from time.Time) {
+		var now map[string]int
+		for _, name := range awaitKinds(f, from, cfg.recoverCap, 500*time.Millisecond,
+			func() { now = progress(10 * time.Second) },
+			func(name string) (bool, bool) { return now[name] > since[name], !pending(name) }) {
 			t.Logf("%s: no task completed within %s of %q; waiting: %v", name, cfg.recoverCap, f.what, waiting(name, 5))
 		}
 	}
-
 	// deadlettered waits until each kind's record tagged by this fault is
 	// in its dead letter: the fault's recovery.
 	deadlettered := func(f *fault, tag string, from time.Time) {
-		f.recovery, f.stalled = map[string]time.Duration{}, map[string]bool{}
-		left := map[string]bool{}
-		for _, k := range kinds {
-			left[k.name] = true
-		}
-		for len(left) > 0 && time.Since(from) < cfg.deadCap {
-			time.Sleep(time.Second)
-			progress(2 * time.Second)
-			for _, k := range kinds {
-				if !left[k.name] {
-					continue
-				}
+		for _, name := range awaitKinds(f, from, cfg.deadCap, time.Second,
+			func() { progress(2 * time.Second) },
+			func(name string) (bool, bool) {
 				prodMu.Lock()
+				defer prodMu.Unlock()
 				var marks []string
-				for i, tg := range tags[k.name] {
+				for i, tg := range tags[name] {
 					if tg == tag {
-						marks = append(marks, mark(k.name, i))
+						marks = append(marks, mark(name, i))
 					}
 				}
-				prodMu.Unlock()
-				if len(marks) > 0 && !slices.ContainsFunc(marks, func(m string) bool { return !dead[k.name][m] }) {
-					f.recovery[k.name] = time.Since(from)
-					delete(left, k.name)
-				}
-			}
-		}
-		for name := range left {
-			f.stalled[name] = true
+				return len(marks) > 0 && !slices.ContainsFunc(marks, func(m string) bool { return !dead[name][m] }), false
+			}) {
 			t.Logf("%s: the %s record is not dead-lettered within %s", name, tag, cfg.deadCap)
 		}
 	}

@@ -198,9 +198,10 @@ const resetProgressEvery = time.Second
 
 // waitReset waits until the n partition or shard consumers of a Kafka or
 // Kinesis connector have applied the reset called id, printing "[i/n]"
-// progress to stderr, and returns their new positions ("P=OFFSET" for
-// Kafka, "SHARD=earliest|…" for Kinesis). On timeout it names the
-// consumers still waiting and their last error.
+// progress to stderr, and returns what moved: "P=OFFSET" per Kafka
+// partition, the Kinesis shard IDs (each reads from the position when
+// resumed). On timeout it names the consumers still waiting and their last
+// error.
 func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name, workflowID, id string, n int, timeout time.Duration) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	last := -1
@@ -215,7 +216,7 @@ func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name, workflowI
 				switch {
 				case s.Finished || s.Phase == "waiting-for-parents": // not told
 				case s.LastReset == id:
-					applied = append(applied, s.Shard+"@"+dash(s.Checkpoint))
+					applied = append(applied, s.Shard) // reads from the position on resume
 				default:
 					waiting = append(waiting, resetWaiting("shard "+s.Shard, s.LastError))
 				}

@@ -9,31 +9,29 @@ import (
 	"time"
 )
 
-// FaultProxy forwards TCP connections to the first of its targets that
-// accepts one (a load balancer in front of replicas), and can be cut: Down
+// FaultProxy forwards TCP connections to its target and can be cut: Down
 // resets every open connection and resets new ones until Up. Tests put it
 // in front of a service that cannot be killed on its own (the in-process
-// Bacalhau node's API) or in front of worker replicas.
+// Bacalhau node's API).
 type FaultProxy struct {
-	ln      net.Listener
-	targets []string
+	ln     net.Listener
+	target string
 
 	mu    sync.Mutex
 	down  bool
-	next  int
 	conns map[net.Conn]struct{}
 }
 
-// StartFaultProxy listens on a free loopback port and forwards to targets.
-func StartFaultProxy(targets ...string) (*FaultProxy, error) {
-	if len(targets) == 0 {
+// StartFaultProxy listens on a free loopback port and forwards to target.
+func StartFaultProxy(target string) (*FaultProxy, error) {
+	if target == "" {
 		return nil, errors.New("fault proxy: no target")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fault proxy: %w", err)
 	}
-	p := &FaultProxy{ln: ln, targets: targets, conns: map[net.Conn]struct{}{}}
+	p := &FaultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	go p.serve()
 	return p, nil
 }
@@ -92,30 +90,13 @@ func (p *FaultProxy) untrack(c net.Conn) {
 	delete(p.conns, c)
 }
 
-// dial tries the targets round robin, from the one after the last used.
-func (p *FaultProxy) dial() (net.Conn, error) {
-	p.mu.Lock()
-	start := p.next
-	p.next = (p.next + 1) % len(p.targets)
-	p.mu.Unlock()
-	var lastErr error
-	for i := range p.targets {
-		up, err := net.DialTimeout("tcp", p.targets[(start+i)%len(p.targets)], 2*time.Second)
-		if err == nil {
-			return up, nil
-		}
-		lastErr = err
-	}
-	return nil, lastErr
-}
-
 func (p *FaultProxy) forward(c net.Conn) {
 	if !p.track(c) {
 		_ = c.Close()
 		return
 	}
 	defer p.untrack(c)
-	up, err := p.dial()
+	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
 	if err != nil {
 		_ = c.Close()
 		return
@@ -126,15 +107,21 @@ func (p *FaultProxy) forward(c net.Conn) {
 		return
 	}
 	defer p.untrack(up)
+	pipe(c, up)
+}
+
+// pipe copies between a and b both ways until either side ends, closing
+// both then, and returns when both copies have.
+func pipe(a, b net.Conn) {
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
+	copyTo := func(dst, src net.Conn) {
 		_, _ = io.Copy(dst, src)
 		_ = dst.Close()
 		_ = src.Close()
 		done <- struct{}{}
 	}
-	go pipe(up, c)
-	go pipe(c, up)
+	go copyTo(a, b)
+	go copyTo(b, a)
 	<-done
 	<-done
 }

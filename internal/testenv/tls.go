@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -167,11 +166,7 @@ func (p *TLSProxy) forward(c *tls.Conn) {
 	if err != nil {
 		return
 	}
-	defer func() { _ = up.Close() }()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
+	pipe(c, up)
 }
 
 // Close stops accepting; open connections end with their peers.
