@@ -127,12 +127,20 @@ func (s *S3) Client() *s3.Client {
 	})
 }
 
-// Stop shuts the gateway down.
+// Stop shuts the gateway down and returns once it has stopped (or after
+// stopWait), then restores the working directory. versitygw's own shutdown
+// waits up to 10 s for busy connections; waiting longer than that keeps a
+// restart from starting while the old gateway still runs (one per process)
+// and from changing the directory under it.
 func (s *S3) Stop() {
 	s.cancel()
 	select {
 	case <-s.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(stopWait):
 	}
 	_ = os.Chdir(s.prevDir)
 }
+
+// stopWait bounds Stop: past versitygw's 10-s shutdown timeout and its
+// backend's shutdown.
+const stopWait = 30 * time.Second
