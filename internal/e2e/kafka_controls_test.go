@@ -43,6 +43,35 @@ task:
 	return path
 }
 
+// deadLetterRecords reads a dead-letter topic from its start until at
+// least one record is there (30 s at most) and returns what it read.
+func deadLetterRecords(t *testing.T, k *devstack.Kafka, topic string) []*kgo.Record {
+	t.Helper()
+	dc, err := k.Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer dc.Close()
+	var dead []*kgo.Record
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		dead = append(dead, dc.PollFetches(pctx).Records()...)
+		if len(dead) == 0 {
+			return fmt.Errorf("nothing in %s yet", topic)
+		}
+		return nil
+	}))
+	return dead
+}
+
+// recordHeaders maps a record's header keys to their values.
+func recordHeaders(r *kgo.Record) map[string]string {
+	headers := map[string]string{}
+	for _, h := range r.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	return headers
+}
+
 func connectorStatus(t *testing.T, queue, name string) workflows.KafkaConnectorStatus {
 	t.Helper()
 	out, err := starter(t, queue, "describe", name, "-o", "json")
@@ -104,24 +133,9 @@ on_failure:
 	// job and exit code the workflow knew, and the task's stderr, which
 	// the dead-letter activity read from Bacalhau (history holds neither
 	// the record nor that stderr).
-	dc, err := k.Client(kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer dc.Close()
-	var dead []*kgo.Record
-	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		dead = append(dead, dc.PollFetches(pctx).Records()...)
-		if len(dead) == 0 {
-			return fmt.Errorf("nothing in %s yet", dlq)
-		}
-		return nil
-	}))
+	dead := deadLetterRecords(t, k, dlq)
 	require.Len(t, dead, 1)
-	headers := map[string]string{}
-	for _, h := range dead[0].Headers {
-		headers[h.Key] = string(h.Value)
-	}
+	headers := recordHeaders(dead[0])
 	assert.Contains(t, string(dead[0].Value), "POISON")
 	assert.Equal(t, topic+"/1@68", headers[activities.HeaderSource])
 	assert.Contains(t, headers[activities.HeaderError], "cannot process record: ")

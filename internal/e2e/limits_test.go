@@ -15,7 +15,6 @@ import (
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
-	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
 )
 
 // TestKafkaTenMiBRecordIsStagedOrDeadLettered puts a 10 MiB record between
@@ -80,25 +79,10 @@ batch: {max_records: 10, max_wait: 1s}
 	waitCheckpoints(t, inline, topic, map[int32]int64{0: 3}, 3*time.Minute)
 	seen, _ = kafkaLedger(t, inline)
 	assert.Equal(t, map[string]int{"0:0": 1, "0:2": 1}, seen, "the inline connector processed the small records")
-	dc, err := k.Client(kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer dc.Close()
-	var dead []*kgo.Record
-	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		dead = append(dead, dc.PollFetches(pctx).Records()...)
-		if len(dead) == 0 {
-			return fmt.Errorf("nothing in %s yet", dlq)
-		}
-		return nil
-	}))
+	dead := deadLetterRecords(t, k, dlq)
 	require.Len(t, dead, 1)
 	assert.Equal(t, hugeLine, string(dead[0].Value), "the dead letter holds the whole record")
-	headers := map[string]string{}
-	for _, h := range dead[0].Headers {
-		headers[h.Key] = string(h.Value)
-	}
+	headers := recordHeaders(dead[0])
 	assert.Equal(t, topic+"/0@1", headers[activities.HeaderSource])
 	assert.Contains(t, headers[activities.HeaderError], "do not fit in one inline job")
 	assert.Contains(t, headers[activities.HeaderError], "use mode: staged")
