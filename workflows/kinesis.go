@@ -48,6 +48,10 @@ type KinesisConnectorStatus struct {
 	LastError string `json:",omitempty"`
 }
 
+// PhaseWaitingForParents is the phase the connector reports for a shard
+// whose consumer has not started: it waits for its parents to finish.
+const PhaseWaitingForParents = "waiting-for-parents"
+
 // shardRecheck is how often the connector looks for new shards.
 const shardRecheck = 10 * time.Second
 
@@ -101,7 +105,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			case !ok && s.Started:
 				r = ShardStatus{Shard: s.ID, Phase: "starting"}
 			case !ok:
-				r = ShardStatus{Shard: s.ID, Phase: "waiting-for-parents"}
+				r = ShardStatus{Shard: s.ID, Phase: PhaseWaitingForParents}
 			}
 			r.Parents = s.parents()
 			st.Shards = append(st.Shards, r)

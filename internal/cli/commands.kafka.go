@@ -147,12 +147,13 @@ moves. Queue connectors have no position (a message is deleted once done).`,
 			if err != nil {
 				return connectorError(name, "reset", err)
 			}
-			positions, err := g.waitReset(cmd, c, name, h.WorkflowID(), req.ID, n, wait)
+			kinesis := h.WorkflowID() == workflows.KinesisWorkflowID(name)
+			positions, err := g.waitReset(cmd, c, name, kinesis, req.ID, n, wait)
 			if err != nil {
 				return err
 			}
 			unit := "partitions"
-			if h.WorkflowID() == workflows.KinesisWorkflowID(name) {
+			if kinesis {
 				unit = "shards"
 			}
 			return g.print(map[string]any{"name": name, "result": "reset", unit: n, "to": to, "positions": positions},
@@ -202,19 +203,19 @@ const resetProgressEvery = time.Second
 // partition, the Kinesis shard IDs (each reads from the position when
 // resumed). On timeout it names the consumers still waiting and their last
 // error.
-func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name, workflowID, id string, n int, timeout time.Duration) ([]string, error) {
+func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name string, kinesis bool, id string, n int, timeout time.Duration) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	last := -1
 	for {
 		var applied, waiting []string
-		if workflowID == workflows.KinesisWorkflowID(name) {
+		if kinesis {
 			st, err := g.kinesisStatus(cmd, c, name)
 			if err != nil {
 				return nil, err
 			}
 			for _, s := range st.Shards {
 				switch {
-				case s.Finished || s.Phase == "waiting-for-parents": // not told
+				case s.Finished || s.Phase == workflows.PhaseWaitingForParents: // not told
 				case s.LastReset == id:
 					applied = append(applied, s.Shard) // reads from the position on resume
 				default:

@@ -43,6 +43,21 @@ task:
 	return path
 }
 
+// applyConnectors applies each spec (by connector name) and returns the
+// function that deletes them: defer applyConnectors(...)().
+func applyConnectors(t *testing.T, queue string, specs map[string]string) func() {
+	t.Helper()
+	for _, spec := range specs {
+		out, err := starter(t, queue, "apply", "-f", spec)
+		require.NoError(t, err, out)
+	}
+	return func() {
+		for name := range specs {
+			_, _ = starter(t, queue, "delete", name)
+		}
+	}
+}
+
 // deadLetterRecords reads a dead-letter topic from its start until at
 // least one record is there (30 s at most) and returns what it read.
 func deadLetterRecords(t *testing.T, k *devstack.Kafka, topic string) []*kgo.Record {

@@ -80,21 +80,14 @@ func TestKafkaTwentyThousandRecordsInlineAndStagedSurviveKillNine(t *testing.T) 
 	defer func() { w.Kill() }()
 
 	inline, staged := "e2e-big-inline", "e2e-big-staged"
-	for _, spec := range []string{
-		kafkaSpecFile(t, inline, k.Brokers()[0], topic, "batch: {max_records: 500, max_wait: 1s}\n"),
-		kafkaSpecFile(t, staged, k.Brokers()[0], topic, fmt.Sprintf(`mode: staged
+	defer applyConnectors(t, queue, map[string]string{
+		inline: kafkaSpecFile(t, inline, k.Brokers()[0], topic, "batch: {max_records: 500, max_wait: 1s}\n"),
+		staged: kafkaSpecFile(t, staged, k.Brokers()[0], topic, fmt.Sprintf(`mode: staged
 staging:
   s3: {bucket: %s, prefix: batches/, endpoint: "%s", region: %s}
 batch: {max_records: 2000, max_wait: 1s}
 `, bucket, env.S3.Endpoint(), env.S3.Region())),
-	} {
-		out, err := starter(t, queue, "apply", "-f", spec)
-		require.NoError(t, err, out)
-	}
-	defer func() {
-		_, _ = starter(t, queue, "delete", inline)
-		_, _ = starter(t, queue, "delete", staged)
-	}()
+	})()
 
 	// kill -9 at 5 random points; after the third, 8 -> 12 partitions.
 	rnd := rand.New(rand.NewPCG(2026, 11))

@@ -50,25 +50,18 @@ func TestKafkaTenMiBRecordIsStagedOrDeadLettered(t *testing.T) {
 
 	queue := startWorker(t)
 	inline, staged := "e2e-huge-inline", "e2e-huge-staged"
-	for _, spec := range []string{
-		kafkaSpecFile(t, inline, k.Brokers()[0], topic, `batch: {max_records: 10, max_wait: 1s}
+	defer applyConnectors(t, queue, map[string]string{
+		inline: kafkaSpecFile(t, inline, k.Brokers()[0], topic, `batch: {max_records: 10, max_wait: 1s}
 retry: {max_attempts: 2, initial_interval: 1s}
 on_failure:
   dead_letter: {kafka: {topic: `+dlq+`}}
 `),
-		kafkaSpecFile(t, staged, k.Brokers()[0], topic, fmt.Sprintf(`mode: staged
+		staged: kafkaSpecFile(t, staged, k.Brokers()[0], topic, fmt.Sprintf(`mode: staged
 staging:
   s3: {bucket: %s, prefix: batches/, endpoint: "%s", region: %s}
 batch: {max_records: 10, max_wait: 1s}
 `, bucket, env.S3.Endpoint(), env.S3.Region())),
-	} {
-		out, err := starter(t, queue, "apply", "-f", spec)
-		require.NoError(t, err, out)
-	}
-	defer func() {
-		_, _ = starter(t, queue, "delete", inline)
-		_, _ = starter(t, queue, "delete", staged)
-	}()
+	})()
 
 	// Staged: all three records processed once.
 	waitCheckpoints(t, staged, topic, map[int32]int64{0: 3}, 3*time.Minute)
