@@ -185,8 +185,13 @@ func runtimeCPUs() int { return runtime.NumCPU() }
 // that stops both (a benchmark function may run more than once, and
 // versitygw allows one gateway per process at a time).
 func startStack(b *testing.B) (*testenv.Env, string, func()) {
+	return startStackWith(b, testenv.Options{})
+}
+
+// startStackWith is startStack with stack options.
+func startStackWith(b *testing.B, opts testenv.Options) (*testenv.Env, string, func()) {
 	b.Helper()
-	env, err := testenv.Start(context.Background(), b.TempDir())
+	env, err := testenv.StartWith(context.Background(), b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

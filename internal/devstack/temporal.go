@@ -40,6 +40,10 @@ type TemporalOptions struct {
 	SearchAttributes map[string]string
 	// UICodecEndpoint is the codec server the web UI decodes payloads with.
 	UICodecEndpoint string
+	// Metrics serves the server's Prometheus metrics on a free port
+	// (MetricsURL), among them the `action` counter of billable actions
+	// (Actions).
+	Metrics bool
 }
 
 // Temporal is a running Temporal dev server.
@@ -48,6 +52,8 @@ type Temporal struct {
 	hostPort  string
 	uiURL     string
 	namespace string
+	// metricsURL is the Prometheus endpoint, when Metrics was asked for.
+	metricsURL string
 }
 
 // fastDispatch lifts the dev server's default dispatch rate limits: out of the
@@ -113,6 +119,15 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	if opts.UICodecEndpoint != "" {
 		devOpts.ExtraArgs = append(devOpts.ExtraArgs, "--ui-codec-endpoint", opts.UICodecEndpoint)
 	}
+	metricsURL := ""
+	if opts.Metrics {
+		metricsPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		devOpts.ExtraArgs = append(devOpts.ExtraArgs, "--metrics-port", strconv.Itoa(metricsPort))
+		metricsURL = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
+	}
 	uiURL := ""
 	if !opts.Headless {
 		uiPort, err := portOr(opts.UIPort)
@@ -126,7 +141,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	if err != nil {
 		return nil, fmt.Errorf("temporal: starting dev server on %s: %w", hostPort, err)
 	}
-	return &Temporal{server: server, hostPort: hostPort, uiURL: uiURL, namespace: opts.Namespace}, nil
+	return &Temporal{server: server, hostPort: hostPort, uiURL: uiURL, namespace: opts.Namespace, metricsURL: metricsURL}, nil
 }
 
 // HostPort is the frontend address for clients and workers.

@@ -59,6 +59,9 @@ type Options struct {
 	// TemporalDBFile keeps the Temporal dev server's state in this SQLite
 	// file, so RestartTemporal keeps every workflow. Default: in memory.
 	TemporalDBFile string
+	// TemporalMetrics serves the dev server's Prometheus metrics, so
+	// Temporal.Actions counts billable actions (benchmarks).
+	TemporalMetrics bool
 }
 
 // GatewaySecrets are the input gateway secrets this environment and its
@@ -133,6 +136,7 @@ func StartWith(ctx context.Context, dir string, opts Options) (*Env, error) {
 	e.temporalOpts = devstack.TemporalOptions{
 		BinPath: filepath.Join(root, "bin/temporal"), Port: port, Headless: true, Log: tlog,
 		SearchAttributes: workflows.SearchAttributeTypes(), DBFile: opts.TemporalDBFile,
+		Metrics: opts.TemporalMetrics,
 	}
 	if e.Temporal, err = devstack.StartTemporal(ctx, e.temporalOpts); err != nil {
 		return nil, err
