@@ -126,6 +126,8 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 		return err
 	}
 
+	oneTimer := workflow.GetVersion(ctx, changeOneExpiryTimer, workflow.DefaultVersion, 1) == 1
+	var expiry expiryTimer
 	acquireCh := workflow.GetSignalChannel(ctx, SignalAcquireLease)
 	releaseCh := workflow.GetSignalChannel(ctx, SignalReleaseLease)
 	var pendingGrants []workflow.Future
@@ -209,19 +211,64 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 				pendingGrants = slices.DeleteFunc(pendingGrants, func(p workflow.Future) bool { return p == f })
 			})
 		}
-		// Wake up for the next expiry.
-		next := time.Hour
-		for _, l := range st.Holders {
-			next = min(next, max(l.Expires.Sub(now), time.Second))
+		if oneTimer {
+			expiry.arm(ctx, sel, st.Holders, now)
+			sel.Select(ctx)
+		} else {
+			// Wake up for the next expiry.
+			next := time.Hour
+			for _, l := range st.Holders {
+				next = min(next, max(l.Expires.Sub(now), time.Second))
+			}
+			timerCtx, cancelTimer := workflow.WithCancel(ctx)
+			sel.AddFuture(workflow.NewTimer(timerCtx, next), func(workflow.Future) {})
+			sel.Select(ctx)
+			cancelTimer()
 		}
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		sel.AddFuture(workflow.NewTimer(timerCtx, next), func(workflow.Future) {})
-		sel.Select(ctx)
-		cancelTimer()
 		if err := ctx.Err(); err != nil {
 			return temporal.NewCanceledError("budget cancelled")
 		}
 	}
+}
+
+// changeOneExpiryTimer versions the budget's expiry timer: one timer at a
+// time, started only when a lease would expire before it fires (a timer
+// is a billable action; the first version started one at every signal,
+// three per batch). Histories from before replay with a timer per pass.
+const changeOneExpiryTimer = "budget-one-expiry-timer"
+
+// expiryTimer wakes the budget when its earliest lease may have expired.
+type expiryTimer struct {
+	timer  workflow.Future
+	at     time.Time
+	cancel workflow.CancelFunc
+}
+
+// arm adds the timer to sel, first starting one when no timer runs or a
+// holder expires before it fires. With no holder nothing can expire and
+// no timer runs. A timer that fires early (its lease was released) only
+// makes the loop take a pass and arm the next.
+func (e *expiryTimer) arm(ctx workflow.Context, sel workflow.Selector, holders []Lease, now time.Time) {
+	if len(holders) == 0 {
+		return
+	}
+	wake := holders[0].Expires
+	for _, l := range holders[1:] {
+		if l.Expires.Before(wake) {
+			wake = l.Expires
+		}
+	}
+	if wake.Before(now.Add(time.Second)) {
+		wake = now.Add(time.Second)
+	}
+	if e.timer == nil || wake.Before(e.at) {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		tctx, cancel := workflow.WithCancel(ctx)
+		e.timer, e.at, e.cancel = workflow.NewTimer(tctx, wake.Sub(now)), wake, cancel
+	}
+	sel.AddFuture(e.timer, func(workflow.Future) { e.timer, e.cancel = nil, nil })
 }
 
 // grant signals the holder; if the holder is gone, the lease is released.

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,6 +36,18 @@ func newBudgetHarness(t *testing.T, goneHolders ...string) *budgetHarness {
 			return nil
 		})
 	return h
+}
+
+// grantEveryLease plays a budget that grants every lease at once to the
+// workflow under test. Register it before any catch-all
+// OnSignalExternalWorkflow: the first matching mock answers.
+func grantEveryLease(env *testsuite.TestWorkflowEnvironment) {
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalAcquireLease, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			id := arg.(LeaseRequest).LeaseID
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: id}) }, 0)
+			return nil
+		})
 }
 
 func (h *budgetHarness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(f, d) }
@@ -100,6 +113,37 @@ func TestBudgetReclaimsExpiredLeases(t *testing.T) {
 	assert.Equal(t, 1, before.Waiting)
 	assert.Equal(t, []string{"next"}, after.Holders)
 	assert.Equal(t, int64(1), after.Expired)
+}
+
+// TestBudgetStartsOneExpiryTimerNotOnePerSignal: timers are billable
+// actions, so the budget keeps one expiry timer instead of one per signal;
+// a lease that expires before the running timer fires still gets a timer
+// of its own and is reclaimed on time.
+func TestBudgetStartsOneExpiryTimerNotOnePerSignal(t *testing.T) {
+	h := newBudgetHarness(t)
+	timers := 0
+	h.env.SetOnTimerScheduledListener(func(string, time.Duration) { timers++ })
+	for i := range 20 {
+		id := fmt.Sprintf("lease-%d", i)
+		h.at(time.Duration(i+1)*time.Second, func() { h.acquire(id, time.Hour) })
+		h.at(time.Duration(i+1)*time.Second+500*time.Millisecond, func() { h.release(id) })
+	}
+	var st BudgetStatus
+	h.at(30*time.Second, func() {
+		h.acquire("long", time.Hour)
+		h.acquire("short", time.Minute) // expires before the long lease's timer fires; never released
+	})
+	h.at(95*time.Second, func() {
+		st = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 2})
+	assert.Equal(t, []string{"long"}, st.Holders, "the short lease was reclaimed at its expiry")
+	assert.Equal(t, int64(1), st.Expired)
+	assert.Equal(t, int64(22), st.Granted)
+	// One for the first lease (kept across the 20 batches), one for the
+	// long lease, one for the short one, one after it expired.
+	assert.LessOrEqual(t, timers, 4, "20 leases taken and released start one timer, not one per signal")
 }
 
 func TestBudgetReleasesALeaseWhoseHolderIsGone(t *testing.T) {

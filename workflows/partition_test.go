@@ -53,6 +53,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 	env.RegisterActivity(&activities.Kafka{})
 	env.RegisterActivity(&activities.Bacalhau{})
 	env.RegisterActivity(&activities.Temporal{})
+	grantEveryLease(env) // the budget grants every lease at once
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(_, _, _, signal string, arg any) error {
 			if st, ok := arg.(PartitionStatus); ok && signal == SignalPartitionStatus {
@@ -62,12 +63,6 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 			}
 			return nil
 		})
-	// The budget grants every lease at once.
-	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SignalWithStartInput) error {
-		req := in.Signal.(map[string]any)
-		env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: req["LeaseID"].(string)})
-		return nil
-	})
 	env.OnActivity("WaitForRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WaitInput) (bool, error) {
 		return in.From < h.end, nil
 	}).After(10 * time.Second) // idle rounds take time, as they do for real

@@ -345,9 +345,27 @@ func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Dur
 	}
 }
 
+// changeLeaseBySignal versions how a lease is requested: a signal to the
+// running budget (one billable action) instead of an activity that
+// signals it with start (two); the activity remains for a budget that does
+// not run yet. Histories from before replay with the activity alone.
+const changeLeaseBySignal = "lease-request-by-signal"
+
 // request asks the budget for a lease, starting the budget if needed.
 func (l *leaseClient) request(ctx workflow.Context, leaseID string, ttl time.Duration) error {
 	info := workflow.GetInfo(ctx)
+	req := LeaseRequest{LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl}
+	if workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1 {
+		err := workflow.SignalExternalWorkflow(ctx, l.ref.WorkflowID, "", SignalAcquireLease, req).Get(ctx, nil)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("requesting a lease from %s: %w", l.ref.WorkflowID, err)
+		}
+		// Not running (the first lease on this queue, or it was ended):
+		// start it with the request.
+	}
 	actx := shortOptions(ctx)
 	var t *activities.Temporal
 	err := workflow.ExecuteActivity(actx, t.SignalWithStart, activities.SignalWithStartInput{
@@ -355,10 +373,8 @@ func (l *leaseClient) request(ctx workflow.Context, leaseID string, ttl time.Dur
 		WorkflowType: BudgetWorkflowType,
 		TaskQueue:    l.ref.TaskQueue,
 		SignalName:   SignalAcquireLease,
-		Signal: LeaseRequest{
-			LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl,
-		},
-		Input: BudgetInput{Size: l.ref.Size},
+		Signal:       req,
+		Input:        BudgetInput{Size: l.ref.Size},
 	}).Get(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("requesting a lease from %s: %w", l.ref.WorkflowID, err)

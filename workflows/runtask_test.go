@@ -115,28 +115,61 @@ func TestRunTaskStopsTheJobWhenCancelled(t *testing.T) {
 	assert.Equal(t, "j-run", stopped)
 }
 
+// TestRunTaskTakesAndReleasesALease: the lease is asked for with one signal
+// to the running budget; a stale grant is handed back; the lease is
+// released after the task.
 func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 	env := newRunTaskEnv(t)
-	in := taskInput()
-	in.Budget = BudgetRef{WorkflowID: "budget-unit"}
+	var requested LeaseRequest
+	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalAcquireLease, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			requested = arg.(LeaseRequest)
+			grantStaleThen(env, requested.LeaseID)
+			return nil
+		})
+	released := runWithLease(t, env)
+	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
+	assert.Equal(t, "default-test-workflow-id", requested.HolderWorkflowID)
+	assert.Greater(t, requested.TTL, 2*time.Minute)
+	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released, "a stale grant is handed back; the lease is released after the task")
+}
+
+// TestRunTaskStartsTheBudgetWhenItDoesNotRun: when the signal finds no
+// budget, the request starts it (signal with start).
+func TestRunTaskStartsTheBudgetWhenItDoesNotRun(t *testing.T) {
+	env := newRunTaskEnv(t)
+	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalAcquireLease, mock.Anything).Return(
+		errors.New("unknown external workflow execution"))
 	var requested LeaseRequest
 	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(
 		func(_ context.Context, s activities.SignalWithStartInput) error {
 			assert.Equal(t, "budget-unit", s.WorkflowID)
 			assert.Equal(t, BudgetWorkflowType, s.WorkflowType)
 			assert.Equal(t, SignalAcquireLease, s.SignalName)
-			var m LeaseRequest
 			raw, err := json.Marshal(s.Signal) // arrives as a decoded map
 			require.NoError(t, err)
-			require.NoError(t, json.Unmarshal(raw, &m))
-			requested = m
-			// The budget grants a stale lease first, then this one.
-			env.RegisterDelayedCallback(func() {
-				env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: "stale#1"})
-				env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: m.LeaseID})
-			}, time.Second)
+			require.NoError(t, json.Unmarshal(raw, &requested))
+			grantStaleThen(env, requested.LeaseID)
 			return nil
 		})
+	released := runWithLease(t, env)
+	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
+	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released)
+}
+
+// grantStaleThen plays the budget: a stale grant first, then leaseID's.
+func grantStaleThen(env *testsuite.TestWorkflowEnvironment, leaseID string) {
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: "stale#1"})
+		env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: leaseID})
+	}, time.Second)
+}
+
+// runWithLease runs a task under budget-unit and returns the leases
+// released, in order.
+func runWithLease(t *testing.T, env *testsuite.TestWorkflowEnvironment) []string {
+	in := taskInput()
+	in.Budget = BudgetRef{WorkflowID: "budget-unit"}
 	var released []string
 	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalReleaseLease, mock.Anything).Return(
 		func(_, _, _, _ string, arg interface{}) error {
@@ -155,9 +188,7 @@ func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 	env.ExecuteWorkflow(RunTask, in)
 	require.NoError(t, env.GetWorkflowError())
 	assert.True(t, submitted)
-	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
-	assert.Greater(t, requested.TTL, 2*time.Minute)
-	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released, "a stale grant is handed back; the lease is released after the task")
+	return released
 }
 
 // TestRunTaskReadsTheOutputOnlyWhenAsked: a connector's RunTask (cron)

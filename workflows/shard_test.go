@@ -32,6 +32,7 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 	env.RegisterActivity(&activities.Temporal{})
 	var mu sync.Mutex
 	var reports []ShardStatus
+	grantEveryLease(env) // the budget grants every lease at once
 	env.OnSignalExternalWorkflow(mock.Anything, KinesisWorkflowID("unit"), mock.Anything, SignalShardStatus, mock.Anything).Return(
 		func(_, _, _, _ string, arg interface{}) error {
 			mu.Lock()
@@ -40,11 +41,6 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 			return nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
-	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SignalWithStartInput) error {
-		req := in.Signal.(map[string]any)
-		env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: req["LeaseID"].(string)})
-		return nil
-	})
 	next := func(after string) int {
 		if after == "" {
 			return first

@@ -7,6 +7,7 @@ package workerapp
 import (
 	clientv2 "github.com/bacalhau-project/bacalhau/pkg/publicapi/client/v2"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -48,6 +49,7 @@ func New(c client.Client, opts Options) worker.Worker {
 	}
 	w := worker.New(c, opts.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: opts.MaxConcurrentActivities,
+		Interceptors:                       []interceptor.WorkerInterceptor{&quietHeartbeats{}},
 	})
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway, opts.BacalhauOptions...)
 	kafka := activities.NewKafkaClients()
