@@ -113,7 +113,7 @@ bench: bin/temporal
 	  echo; echo "Machine: $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $$(awk '/MemTotal/ {printf "%.0f GiB", $$2/1048576}' /proc/meminfo) RAM, $$(uname -sm)."; \
 	  echo; echo "![Throughput against batch size](docs/bench-throughput.png)"; \
 	  echo; echo "![Kinesis freshness](docs/bench-freshness.png)"; \
-	  for f in actions budget latency cron cron-tick kafka sqs kinesis; do echo; cat internal/bench/results/$$f.md; done; } > BENCHMARKS.md
+	  for f in actions actions-before budget latency cron cron-tick kafka sqs kinesis; do echo; cat internal/bench/results/$$f.md; done; } > BENCHMARKS.md
 
 lint:
 	@out=$$(gofmt -l . | grep -v '^bin/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -200,7 +200,7 @@ signals are taken out. The stack alone (a worker polling, no connector) spent
 
 | Kind | Batches | Actions per batch | Where they go (per batch) | Idle actions per minute | Idle: where they go (per minute) |
 |---|---|---|---|---|---|
-`, time.Now().UTC().Format("2006-01-02"), commit(), cpuModel(), runtimeCPUs(), batches, window, stackPerMinute)
+`, time.Now().UTC().Format("2006-01-02"), commit(env.Root), cpuModel(), runtimeCPUs(), batches, window, stackPerMinute)
 	for _, c := range costs {
 		fmt.Fprintf(&t, "| %s | %d | **%.1f** | %s | **%.1f** | %s |\n", c.kind, c.batches, c.perBatch(),
 			perUnit(c.spent, float64(c.batches)), c.idlePerMinute, perUnit(c.idle, window.Minutes()))
@@ -229,15 +229,16 @@ reach the server, signals, queries, starts).
 	}
 }
 
-// commit names the code measured: the short commit hash, "+" when the
-// work tree has changes.
-func commit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+// commit names the code measured: the short commit hash of the repository
+// at root, "+" when the work tree has changes. (The S3 stand-in moves the
+// process's working directory into its bucket folder: name the folder.)
+func commit(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
 		c += "+"
 	}
 	return c
