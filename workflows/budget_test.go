@@ -146,6 +146,61 @@ func TestBudgetStartsOneExpiryTimerNotOnePerSignal(t *testing.T) {
 	assert.LessOrEqual(t, timers, 4, "20 leases taken and released start one timer, not one per signal")
 }
 
+// TestBudgetServesFiftyConsumersOfABudgetOfFiveFairly: 50 consumers, each
+// taking a lease for a 1-s batch and asking again right after releasing
+// it, on a budget of 5: over 10 minutes every consumer progresses, none
+// waits more than a round of the others (grants are first come, first
+// served), and no more than 5 leases are ever held.
+func TestBudgetServesFiftyConsumersOfABudgetOfFiveFairly(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
+	const consumers, size = 50, 5
+	grants := map[string]int{}
+	round := map[string]int{}
+	stopped := false
+	ask := func(holder string) {
+		round[holder]++
+		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprintf("%s#%d", holder, round[holder]), HolderWorkflowID: holder, TTL: time.Hour})
+	}
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseGranted, mock.Anything).Return(
+		func(_, holder, _, _ string, arg any) error {
+			grants[holder]++
+			id := arg.(LeaseGrant).LeaseID
+			env.RegisterDelayedCallback(func() { // the batch runs 1 s, then the consumer releases and asks again
+				env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: id})
+				if !stopped {
+					ask(holder)
+				}
+			}, time.Second)
+			return nil
+		})
+	for i := range consumers {
+		holder := fmt.Sprintf("consumer-%02d", i)
+		env.RegisterDelayedCallback(func() { ask(holder) }, time.Duration(i)*10*time.Millisecond)
+	}
+	var st BudgetStatus
+	env.RegisterDelayedCallback(func() { stopped = true }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryBudgetStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&st))
+		env.CancelWorkflow()
+	}, 10*time.Minute+10*time.Second)
+	env.ExecuteWorkflow(Budget, BudgetInput{Size: size})
+
+	require.Len(t, grants, consumers, "every consumer got leases")
+	least, most := 1<<30, 0
+	for _, n := range grants {
+		least, most = min(least, n), max(most, n)
+	}
+	t.Logf("grants per consumer: %d to %d (%d in all)", least, most, st.Granted)
+	// 5 leases of 1-s batches over 600 s: ~3,000 grants, ~60 each.
+	assert.GreaterOrEqual(t, least, 50, "no consumer starves")
+	assert.LessOrEqual(t, most-least, 2, "grants are shared evenly")
+	assert.Equal(t, size, st.HighWater, "never more than the budget's size at once")
+}
+
 func TestBudgetReleasesALeaseWhoseHolderIsGone(t *testing.T) {
 	h := newBudgetHarness(t, "holder-gone")
 	var st BudgetStatus
