@@ -411,13 +411,29 @@ type AwaitMessagesInput struct {
 	JobID      string
 	Messages   []QueueMessage
 	Visibility time.Duration
+	// Settle settles the batch when its task succeeded, as SettleMessages
+	// does, in this activity (one billable activity less per batch); the
+	// result's Settled says what happened.
+	Settle bool `json:",omitempty"`
+}
+
+// AwaitedMessages is AwaitMessages' result: the job's, and with Settle
+// what happened to the messages.
+type AwaitedMessages struct {
+	AwaitResult
+	// Settled is set when the batch was settled here; SettleError says why
+	// it was not (the caller settles it itself then).
+	Settled     *Settled `json:",omitempty"`
+	SettleError string   `json:",omitempty"`
 }
 
 // AwaitMessages awaits the job (as Await does) and meanwhile keeps its
 // messages invisible, extending their visibility every third of the
 // timeout. The extension lives in this heartbeating activity: when the
 // worker dies, it stops, and the messages reappear after the timeout.
-func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*AwaitResult, error) {
+// With Settle, a successful batch is settled before it returns; a failed
+// one is left to the caller (it may rerun the messages one by one).
+func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*AwaitedMessages, error) {
 	c, err := q.sqs(ctx, in.QueueRef)
 	if err != nil {
 		return nil, err
@@ -437,7 +453,25 @@ func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*Awai
 			}
 		}
 	}()
-	return q.bacalhau.Await(ctx, AwaitInput{JobID: in.JobID})
+	res, err := q.bacalhau.Await(ctx, AwaitInput{JobID: in.JobID})
+	if err != nil {
+		return nil, err
+	}
+	out := &AwaitedMessages{AwaitResult: AwaitResult{JobID: in.JobID}}
+	if res != nil {
+		out.AwaitResult = *res
+	}
+	if !in.Settle {
+		return out, nil
+	}
+	stop() // no visibility change after the messages are deleted
+	settled, err := q.SettleMessages(ctx, SettleInput{QueueRef: in.QueueRef, URL: in.URL, JobID: in.JobID, Messages: in.Messages, Succeeded: true})
+	if err != nil {
+		out.SettleError = err.Error()
+	} else {
+		out.Settled = settled
+	}
+	return out, nil
 }
 
 // SettleInput finishes a queue batch.

@@ -125,6 +125,11 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 		}
 	})
 
+	// Fewer activities per batch (GetVersion: a run begun before replays
+	// without): a poller whose last batch was full receives again without
+	// waiting for messages first, and a successful batch is settled by the
+	// activity that awaited it.
+	fewer := workflow.GetVersion(ctx, changeQueueFewerActivities, workflow.DefaultVersion, 1) == 1
 	leases := newSharedLeases(ctx, BudgetRef{})
 	batches := 0
 	stopping := false
@@ -135,13 +140,16 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 		poller := i
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
+			full := false // the last batch had MaxMessages: more are likely waiting
 			for round := 0; !stopping && fatal == nil && ctx.Err() == nil; round++ {
 				if err := workflow.Await(ctx, func() bool { return !st.Paused || stopping }); err != nil || stopping {
 					return
 				}
 				info := workflow.GetInfo(ctx).WorkflowExecution
 				leaseID := info.ID + "/" + info.RunID + "#" + strconv.Itoa(poller) + "@" + strconv.Itoa(round)
-				done, err := queueRound(ctx, cfg, ref, st, leases, leaseID)
+				var done bool
+				var err error
+				done, full, err = queueRound(ctx, cfg, ref, st, leases, leaseID, fewer, fewer && full)
 				if err != nil {
 					fatal = err
 					return
@@ -169,26 +177,37 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 	return workflow.NewContinueAsNewError(ctx, QueueConnector, QueueInput{Config: cfg, URL: st.URL, Counters: st.Counters, Paused: st.Paused, SNS: st.SNS})
 }
 
-// queueRound runs one poller round; done is true when a batch ran.
-func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, st *QueueStatus, leases *sharedLeases, leaseID string) (bool, error) {
+// changeQueueFewerActivities versions the queue poller's round: no
+// WaitForMessages after a full batch, and a successful batch settled by
+// AwaitMessages instead of a SettleMessages activity of its own.
+const changeQueueFewerActivities = "queue-fewer-activities"
+
+// queueRound runs one poller round; done is true when a batch ran, full
+// when it held MaxMessages. With settleInAwait the await activity settles
+// a successful batch; with backlog the round receives without waiting for
+// messages first.
+func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, st *QueueStatus, leases *sharedLeases, leaseID string,
+	settleInAwait, backlog bool) (done, full bool, err error) {
 	var q *activities.Queue
-	wctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
-	var has bool
-	if err := workflow.ExecuteActivity(wctx, q.WaitForMessages, activities.WaitMessagesInput{QueueRef: ref, URL: st.URL, Timeout: 20 * time.Second}).Get(ctx, &has); err != nil {
-		if ctx.Err() != nil {
-			return false, nil
+	if !backlog {
+		wctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute,
+			HeartbeatTimeout:    10 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+		})
+		var has bool
+		if err := workflow.ExecuteActivity(wctx, q.WaitForMessages, activities.WaitMessagesInput{QueueRef: ref, URL: st.URL, Timeout: 20 * time.Second}).Get(ctx, &has); err != nil {
+			if ctx.Err() != nil {
+				return false, false, nil
+			}
+			return false, false, fmt.Errorf("waiting for messages on %s: %w", st.URL, err)
 		}
-		return false, fmt.Errorf("waiting for messages on %s: %w", st.URL, err)
-	}
-	if !has || st.Paused {
-		return false, nil // paused while waiting: no new batch
+		if !has || st.Paused {
+			return false, false, nil // paused while waiting: no new batch
+		}
 	}
 	if err := leases.acquire(ctx, leaseID, cfg.MaxWait+leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})); err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer leases.release(ctx, leaseID)
 	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -197,36 +216,38 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 	})
 	var batch activities.QueueBatch
-	err := workflow.ExecuteActivity(rctx, q.ReceiveAndSubmit, activities.QueueSubmitInput{QueueRef: ref, URL: st.URL, Connector: cfg.Name,
+	err = workflow.ExecuteActivity(rctx, q.ReceiveAndSubmit, activities.QueueSubmitInput{QueueRef: ref, URL: st.URL, Connector: cfg.Name,
 		MaxMessages: cfg.MaxMessages, MaxWait: cfg.MaxWait, MaxBytes: MaxInlineBatchBytes, Visibility: cfg.VisibilityTimeout,
 		Template: cfg.Template, Unwrap: cfg.SNS != nil && !cfg.SNS.RawDelivery && !cfg.SNS.Envelope,
 		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}).Get(ctx, &batch)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, nil
+			return false, false, nil
 		}
 		st.LastError = err.Error()
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.NonRetryable() {
-			return false, err
+			return false, false, err
 		}
-		return false, nil
+		return false, false, nil
 	}
 	st.Counters.Duplicates += int64(batch.Duplicates)
 	if batch.JobID == "" {
-		return false, nil
+		return false, false, nil
 	}
+	full = len(batch.Messages) >= cfg.MaxMessages
 	st.InFlight++
 	st.LastJob = batch.JobID
 	actx := awaitOptions(ctx, batch.QueueTimeout, batch.ExecutionTimeout)
 	started := workflow.Now(ctx)
+	var awaited activities.AwaitedMessages
 	awaitErr := workflow.ExecuteActivity(actx, q.AwaitMessages, activities.AwaitMessagesInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID,
-		Messages: batch.Messages, Visibility: cfg.VisibilityTimeout}).Get(ctx, nil)
+		Messages: batch.Messages, Visibility: cfg.VisibilityTimeout, Settle: settleInAwait}).Get(ctx, &awaited)
 	st.InFlight--
 	task := workflow.Now(ctx).Sub(started)
 	if ctx.Err() != nil {
 		stopJob(ctx, batch.JobID)
-		return false, nil
+		return false, false, nil
 	}
 	settle := activities.SettleInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID, Messages: batch.Messages, Succeeded: awaitErr == nil}
 	if awaitErr != nil {
@@ -252,14 +273,16 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 					settle.JobID = ""
 				}
 			} else if ctx.Err() != nil {
-				return false, nil
+				return false, false, nil
 			}
 		} else {
 			workflow.GetLogger(ctx).Warn("Batch failed; its messages reappear for the queue's redrive policy", "JobID", batch.JobID, "Error", awaitErr)
 		}
 	}
 	var settled activities.Settled
-	if err := workflow.ExecuteActivity(shortOptions(ctx), q.SettleMessages, settle).Get(ctx, &settled); err != nil {
+	if awaited.Settled != nil {
+		settled = *awaited.Settled // settled by AwaitMessages
+	} else if err := workflow.ExecuteActivity(shortOptions(ctx), q.SettleMessages, settle).Get(ctx, &settled); err != nil {
 		// The messages reappear after their timeout; redeliveries find the job.
 		st.LastError = err.Error()
 	}
@@ -271,5 +294,5 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 	if awaitErr == nil {
 		st.LastError = ""
 	}
-	return true, nil
+	return true, full, nil
 }

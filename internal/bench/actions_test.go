@@ -134,6 +134,7 @@ func BenchmarkActions(b *testing.B) {
 	env, template, stop := startStackWith(b, testenv.Options{TemporalMetrics: true})
 	defer stop()
 	m := &actionMeter{b: b, env: env}
+	code := commit(env.Root) // the code measured, named before any later edit
 	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -200,7 +201,7 @@ signals are taken out. The stack alone (a worker polling, no connector) spent
 
 | Kind | Batches | Actions per batch | Where they go (per batch) | Idle actions per minute | Idle: where they go (per minute) |
 |---|---|---|---|---|---|
-`, time.Now().UTC().Format("2006-01-02"), commit(env.Root), cpuModel(), runtimeCPUs(), batches, window, stackPerMinute)
+`, time.Now().UTC().Format("2006-01-02"), code, cpuModel(), runtimeCPUs(), batches, window, stackPerMinute)
 	for _, c := range costs {
 		fmt.Fprintf(&t, "| %s | %d | **%.1f** | %s | **%.1f** | %s |\n", c.kind, c.batches, c.perBatch(),
 			perUnit(c.spent, float64(c.batches)), c.idlePerMinute, perUnit(c.idle, window.Minutes()))

@@ -54,6 +54,7 @@ func BenchmarkBudget(b *testing.B) {
 	ctx := context.Background()
 	env, _, stop := startStackWith(b, testenv.Options{TemporalMetrics: true})
 	defer stop()
+	code := commit(env.Root) // the code measured, named before any later edit
 	const queue = "bench-budget-holders"
 	w := worker.New(env.Client, queue, worker.Options{})
 	w.RegisterWorkflow(leaseCycler)
@@ -134,7 +135,7 @@ include the holders' own (workflow start, the two signals they send).
 
 | Holders | Leases | Wall time | Leases/s | Actions per lease | Budget history events (all runs) |
 |---|---|---|---|---|---|
-`, time.Now().UTC().Format("2006-01-02"), commit(env.Root), cpuModel(), runtimeCPUs())
+`, time.Now().UTC().Format("2006-01-02"), code, cpuModel(), runtimeCPUs())
 	for _, r := range rows {
 		fmt.Fprintf(&t, "| %d | %d | %s | **%.1f** | %.1f | %d |\n", r.holders, r.granted, r.elapsed.Round(time.Millisecond),
 			float64(r.granted)/r.elapsed.Seconds(), float64(r.spent.Total())/float64(r.granted), r.historyEv)
