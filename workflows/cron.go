@@ -407,7 +407,10 @@ func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, r
 		WorkflowID: CronWorkflowID(cfg.Name) + "-" + id,
 	})
 	var res RunTaskResult
+	// Once per run (GetVersion remembers), not per RunTask child.
+	askBySignal := workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1
 	err := workflow.ExecuteChildWorkflow(cctx, RunTask, RunTaskInput{
+		Budget:    BudgetRef{AskBySignal: askBySignal},
 		Connector: cfg.Name, BatchID: id, Template: cfg.Template, Objects: objs,
 		Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
 		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,

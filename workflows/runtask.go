@@ -87,6 +87,11 @@ type BudgetRef struct {
 	TaskQueue string `json:",omitempty"`
 	// Size of the budget if it has to be started (0: measured).
 	Size int `json:",omitempty"`
+	// AskBySignal asks for a lease with one signal to the running budget
+	// (see changeLeaseBySignal). RunTask takes it from here, set by whoever
+	// starts it, so that no RunTask calls workflow.GetVersion: its version
+	// marker and search attribute upsert would cost two actions per batch.
+	AskBySignal bool `json:",omitempty"`
 }
 
 // RunTaskResult is the outcome of a successful task.
@@ -125,6 +130,7 @@ func RunTask(ctx workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
 		return nil, err
 	}
 	leases := newLeaseClient(ctx, in.Budget)
+	leases.byInput = true
 
 	var lastErr error
 	wait := policy.InitialInterval
@@ -301,10 +307,14 @@ func leaseTTL(in RunTaskInput) time.Duration {
 	return q + e + 5*time.Minute
 }
 
-// leaseClient is RunTask's side of the budget protocol.
+// leaseClient is a holder's side of the budget protocol.
 type leaseClient struct {
 	ref     BudgetRef
 	granted workflow.ReceiveChannel
+	// byInput takes the request mode from ref.AskBySignal alone (RunTask);
+	// else workflow.GetVersion decides, once per run (long-lived
+	// connectors).
+	byInput bool
 }
 
 func newLeaseClient(ctx workflow.Context, ref BudgetRef) *leaseClient {
@@ -348,14 +358,20 @@ func (l *leaseClient) acquire(ctx workflow.Context, leaseID string, ttl time.Dur
 // changeLeaseBySignal versions how a lease is requested: a signal to the
 // running budget (one billable action) instead of an activity that
 // signals it with start (two); the activity remains for a budget that does
-// not run yet. Histories from before replay with the activity alone.
+// not run yet. Histories from before replay with the activity alone. A
+// RunTask child gets the mode in its input (BudgetRef.AskBySignal) from
+// its parent, which asks GetVersion once per run.
 const changeLeaseBySignal = "lease-request-by-signal"
 
 // request asks the budget for a lease, starting the budget if needed.
 func (l *leaseClient) request(ctx workflow.Context, leaseID string, ttl time.Duration) error {
 	info := workflow.GetInfo(ctx)
 	req := LeaseRequest{LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl}
-	if workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1 {
+	bySignal := l.ref.AskBySignal
+	if !l.byInput {
+		bySignal = workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1
+	}
+	if bySignal {
 		err := workflow.SignalExternalWorkflow(ctx, l.ref.WorkflowID, "", SignalAcquireLease, req).Get(ctx, nil)
 		if err == nil {
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -116,8 +117,8 @@ func TestRunTaskStopsTheJobWhenCancelled(t *testing.T) {
 }
 
 // TestRunTaskTakesAndReleasesALease: the lease is asked for with one signal
-// to the running budget; a stale grant is handed back; the lease is
-// released after the task.
+// to the running budget (its parent said so: AskBySignal); a stale grant is
+// handed back; the lease is released after the task.
 func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 	env := newRunTaskEnv(t)
 	var requested LeaseRequest
@@ -127,7 +128,7 @@ func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 			grantStaleThen(env, requested.LeaseID)
 			return nil
 		})
-	released := runWithLease(t, env)
+	released := runWithLease(t, env, true)
 	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
 	assert.Equal(t, "default-test-workflow-id", requested.HolderWorkflowID)
 	assert.Greater(t, requested.TTL, 2*time.Minute)
@@ -135,26 +136,36 @@ func TestRunTaskTakesAndReleasesALease(t *testing.T) {
 }
 
 // TestRunTaskStartsTheBudgetWhenItDoesNotRun: when the signal finds no
-// budget, the request starts it (signal with start).
+// budget, the request starts it (signal with start); a RunTask started
+// without AskBySignal (by code from before it) goes there at once.
 func TestRunTaskStartsTheBudgetWhenItDoesNotRun(t *testing.T) {
-	env := newRunTaskEnv(t)
-	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalAcquireLease, mock.Anything).Return(
-		errors.New("unknown external workflow execution"))
-	var requested LeaseRequest
-	env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(
-		func(_ context.Context, s activities.SignalWithStartInput) error {
-			assert.Equal(t, "budget-unit", s.WorkflowID)
-			assert.Equal(t, BudgetWorkflowType, s.WorkflowType)
-			assert.Equal(t, SignalAcquireLease, s.SignalName)
-			raw, err := json.Marshal(s.Signal) // arrives as a decoded map
-			require.NoError(t, err)
-			require.NoError(t, json.Unmarshal(raw, &requested))
-			grantStaleThen(env, requested.LeaseID)
-			return nil
+	for _, bySignal := range []bool{true, false} {
+		t.Run(fmt.Sprintf("AskBySignal=%v", bySignal), func(t *testing.T) {
+			env := newRunTaskEnv(t)
+			signalled := false
+			env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalAcquireLease, mock.Anything).Return(
+				func(_, _, _, _ string, _ any) error {
+					signalled = true
+					return errors.New("unknown external workflow execution")
+				})
+			var requested LeaseRequest
+			env.OnActivity("SignalWithStart", mock.Anything, mock.Anything).Return(
+				func(_ context.Context, s activities.SignalWithStartInput) error {
+					assert.Equal(t, "budget-unit", s.WorkflowID)
+					assert.Equal(t, BudgetWorkflowType, s.WorkflowType)
+					assert.Equal(t, SignalAcquireLease, s.SignalName)
+					raw, err := json.Marshal(s.Signal) // arrives as a decoded map
+					require.NoError(t, err)
+					require.NoError(t, json.Unmarshal(raw, &requested))
+					grantStaleThen(env, requested.LeaseID)
+					return nil
+				})
+			released := runWithLease(t, env, bySignal)
+			assert.Equal(t, bySignal, signalled)
+			assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
+			assert.Equal(t, []string{"stale#1", requested.LeaseID}, released)
 		})
-	released := runWithLease(t, env)
-	assert.Equal(t, "default-test-workflow-id#1", requested.LeaseID)
-	assert.Equal(t, []string{"stale#1", requested.LeaseID}, released)
+	}
 }
 
 // grantStaleThen plays the budget: a stale grant first, then leaseID's.
@@ -167,9 +178,9 @@ func grantStaleThen(env *testsuite.TestWorkflowEnvironment, leaseID string) {
 
 // runWithLease runs a task under budget-unit and returns the leases
 // released, in order.
-func runWithLease(t *testing.T, env *testsuite.TestWorkflowEnvironment) []string {
+func runWithLease(t *testing.T, env *testsuite.TestWorkflowEnvironment, askBySignal bool) []string {
 	in := taskInput()
-	in.Budget = BudgetRef{WorkflowID: "budget-unit"}
+	in.Budget = BudgetRef{WorkflowID: "budget-unit", AskBySignal: askBySignal}
 	var released []string
 	env.OnSignalExternalWorkflow(mock.Anything, "budget-unit", "", SignalReleaseLease, mock.Anything).Return(
 		func(_, _, _, _ string, arg interface{}) error {

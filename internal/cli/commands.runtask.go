@@ -64,7 +64,8 @@ func runTask(cmd *cobra.Command, g *globals, f *runTaskFlags) error {
 	in := workflows.RunTaskInput{
 		Connector: f.connector, BatchID: f.batch, Template: text,
 		QueueTimeout: f.queueTimeout, ExecutionTimeout: f.execTimeout,
-		Retry: workflows.TaskRetryPolicy{MaxAttempts: f.maxAttempts},
+		Retry:  workflows.TaskRetryPolicy{MaxAttempts: f.maxAttempts},
+		Budget: workflows.BudgetRef{AskBySignal: true},
 		// A one-off run prints its task's output: the user's own command,
 		// not a connector's records.
 		Output: true,

@@ -84,6 +84,7 @@ func TestRunTaskSummarizesGeneratedLogs(t *testing.T) {
 	run := startRunTask(t, queue, workflows.RunTaskInput{
 		Connector: "e2e-summary", BatchID: "b1", Template: sampleTemplate(t), Inputs: inputs,
 		QueueTimeout: time.Minute, ExecutionTimeout: time.Minute, Output: true,
+		Budget: workflows.BudgetRef{AskBySignal: true}, // as `starter run-task` starts it
 	})
 	var res workflows.RunTaskResult
 	require.NoError(t, run.Get(context.Background(), &res))

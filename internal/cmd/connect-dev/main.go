@@ -365,6 +365,7 @@ func runSample(ctx context.Context, out io.Writer, c client.Client, root string,
 		BatchID:   time.Now().UTC().Format("20060102T150405Z"),
 		Template:  text,
 		Inputs:    []tasktemplate.Input{{Target: "/inputs/access.log", URL: modules.URL() + "/data/access.log"}},
+		Budget:    workflows.BudgetRef{AskBySignal: true},
 	}
 	id := "runtask-dev-sample-" + in.BatchID
 	var res workflows.RunTaskResult
