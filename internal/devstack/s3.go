@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,11 +38,19 @@ type S3Options struct {
 // versitygw allows one gateway per process, and its posix backend changes
 // the process's working directory to the bucket folder and works relative
 // to it: while it runs, use absolute paths. Stop restores the directory.
+//
+// Clients reach the gateway through a TCP front on the public port that
+// Stop closes with every connection through it: versitygw's shutdown leaves
+// a connection that was busy at the time open, and the stopped gateway
+// answers every later request on it with 500 (its context is cancelled), so
+// a client that keeps such a connection alive (a Bacalhau node's S3 input
+// source) would never reach a restarted gateway.
 type S3 struct {
 	prevDir              string
 	endpoint             string
 	accessKey, secretKey string
 	region               string
+	front                *tcpFront
 	cancel               context.CancelFunc
 	done                 chan error
 }
@@ -83,15 +93,26 @@ func StartS3(ctx context.Context, opts S3Options) (*S3, error) {
 		return nil, fmt.Errorf("s3: posix backend: %w", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	inner, err := FreePort()
+	if err != nil {
+		_ = os.Chdir(prevDir)
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	innerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inner))
+	front, err := listenFront(addr, innerAddr)
+	if err != nil {
+		_ = os.Chdir(prevDir)
+		return nil, fmt.Errorf("s3: %w", err)
+	}
 	cfg := &embedgw.Config{
 		RootUserAccess: opts.AccessKey, RootUserSecret: opts.SecretKey, Region: opts.Region,
-		Ports:          []string{addr},
+		Ports:          []string{innerAddr},
 		MaxConnections: 1000, MaxRequests: 500, MultipartMaxParts: 10000,
 		Quiet: true, KeepAlive: true,
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &S3{prevDir: prevDir, endpoint: "http://" + addr, accessKey: opts.AccessKey, secretKey: opts.SecretKey,
-		region: opts.Region, cancel: cancel, done: make(chan error, 1)}
+		region: opts.Region, front: front, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- embedgw.RunVersityGW(gctx, be, cfg) }()
 	if err := waitHTTP(s.endpoint+"/", 10*time.Second); err != nil {
 		s.Stop()
@@ -127,12 +148,14 @@ func (s *S3) Client() *s3.Client {
 	})
 }
 
-// Stop shuts the gateway down and returns once it has stopped (or after
-// stopWait), then restores the working directory. versitygw's own shutdown
+// Stop closes the front and every connection through it, shuts the gateway
+// down and returns once it has stopped (or after stopWait), then restores
+// the working directory. versitygw's own shutdown
 // waits up to 10 s for busy connections; waiting longer than that keeps a
 // restart from starting while the old gateway still runs (one per process)
 // and from changing the directory under it.
 func (s *S3) Stop() {
+	s.front.close() // every client reconnects, to the next gateway
 	s.cancel()
 	select {
 	case <-s.done:
@@ -144,3 +167,81 @@ func (s *S3) Stop() {
 // stopWait bounds Stop: past versitygw's 10-s shutdown timeout and its
 // backend's shutdown.
 const stopWait = 30 * time.Second
+
+// tcpFront forwards TCP connections from a public listener to the gateway
+// and can close them all.
+type tcpFront struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func listenFront(addr, target string) (*tcpFront, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	f := &tcpFront{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go f.serve()
+	return f, nil
+}
+
+func (f *tcpFront) serve() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		go f.forward(c)
+	}
+}
+
+// track remembers a connection (false once the front is closed).
+func (f *tcpFront) track(conns ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	for _, c := range conns {
+		f.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (f *tcpFront) forward(c net.Conn) {
+	up, err := net.Dial("tcp", f.target)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	defer func() {
+		_ = c.Close()
+		_ = up.Close()
+		f.mu.Lock()
+		delete(f.conns, c)
+		delete(f.conns, up)
+		f.mu.Unlock()
+	}()
+	if !f.track(c, up) {
+		return
+	}
+	go func() {
+		_, _ = io.Copy(up, c)
+		_ = up.Close()
+	}()
+	_, _ = io.Copy(c, up)
+}
+
+// close stops accepting and closes every forwarded connection, both ends.
+func (f *tcpFront) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	_ = f.ln.Close()
+	for c := range f.conns {
+		_ = c.Close()
+	}
+}
