@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,7 +48,7 @@ type S3 struct {
 	endpoint             string
 	accessKey, secretKey string
 	region               string
-	front                *tcpFront
+	front                *Proxy
 	cancel               context.CancelFunc
 	done                 chan error
 }
@@ -99,7 +97,7 @@ func StartS3(ctx context.Context, opts S3Options) (*S3, error) {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
 	innerAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inner))
-	front, err := listenFront(addr, innerAddr)
+	front, err := StartProxy(addr, innerAddr)
 	if err != nil {
 		_ = os.Chdir(prevDir)
 		return nil, fmt.Errorf("s3: %w", err)
@@ -155,7 +153,7 @@ func (s *S3) Client() *s3.Client {
 // restart from starting while the old gateway still runs (one per process)
 // and from changing the directory under it.
 func (s *S3) Stop() {
-	s.front.close() // every client reconnects, to the next gateway
+	_ = s.front.Close() // every client reconnects, to the next gateway
 	s.cancel()
 	select {
 	case <-s.done:
@@ -167,81 +165,3 @@ func (s *S3) Stop() {
 // stopWait bounds Stop: past versitygw's 10-s shutdown timeout and its
 // backend's shutdown.
 const stopWait = 30 * time.Second
-
-// tcpFront forwards TCP connections from a public listener to the gateway
-// and can close them all.
-type tcpFront struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-}
-
-func listenFront(addr, target string) (*tcpFront, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", addr, err)
-	}
-	f := &tcpFront{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	go f.serve()
-	return f, nil
-}
-
-func (f *tcpFront) serve() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return // closed
-		}
-		go f.forward(c)
-	}
-}
-
-// track remembers a connection (false once the front is closed).
-func (f *tcpFront) track(conns ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	for _, c := range conns {
-		f.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (f *tcpFront) forward(c net.Conn) {
-	up, err := net.Dial("tcp", f.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	defer func() {
-		_ = c.Close()
-		_ = up.Close()
-		f.mu.Lock()
-		delete(f.conns, c)
-		delete(f.conns, up)
-		f.mu.Unlock()
-	}()
-	if !f.track(c, up) {
-		return
-	}
-	go func() {
-		_, _ = io.Copy(up, c)
-		_ = up.Close()
-	}()
-	_, _ = io.Copy(c, up)
-}
-
-// close stops accepting and closes every forwarded connection, both ends.
-func (f *tcpFront) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	_ = f.ln.Close()
-	for c := range f.conns {
-		_ = c.Close()
-	}
-}

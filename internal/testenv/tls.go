@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 )
 
 // PKI is a throw-away certificate authority with a server certificate for
@@ -166,7 +168,7 @@ func (p *TLSProxy) forward(c *tls.Conn) {
 	if err != nil {
 		return
 	}
-	pipe(c, up)
+	devstack.Pipe(c, up)
 }
 
 // Close stops accepting; open connections end with their peers.
