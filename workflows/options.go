@@ -27,10 +27,13 @@ func scanOptions(ctx workflow.Context) workflow.Context {
 
 // awaitOptions are for awaiting a Bacalhau job, which may queue and then
 // run for its full timeouts. Cancellation is waited for: Await stops the job.
+// The heartbeat timeout is how long a killed worker's await goes unnoticed;
+// with quiet heartbeats (none in the first half) a task shorter than 10 s
+// sends none, so a short timeout costs nothing on short tasks.
 func awaitOptions(ctx workflow.Context, queue, execution time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: queue + execution + 2*time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    awaitHeartbeat,
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
@@ -44,3 +47,7 @@ func shortOptions(ctx workflow.Context) workflow.Context {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
 }
+
+// awaitHeartbeat bounds how long an await on a killed worker holds its
+// batch (the chaos suite allows 45 s for any kind to move again).
+const awaitHeartbeat = 20 * time.Second

@@ -260,7 +260,7 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 			workflow.GetLogger(ctx).Warn("Batch failed; running its messages one by one", "JobID", batch.JobID, "Error", awaitErr)
 			sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 				StartToCloseTimeout: time.Duration(len(batch.Messages)) * (batch.QueueTimeout + batch.ExecutionTimeout + time.Minute),
-				HeartbeatTimeout:    time.Minute,
+				HeartbeatTimeout:    30 * time.Second, // each single's await heartbeats; a killed worker is noticed in 30 s
 				RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 			})
 			var singles activities.RunSinglesResult
