@@ -180,6 +180,10 @@ type WaitInput struct {
 	From      int64
 	// Timeout bounds the wait. Default 30 s.
 	Timeout time.Duration
+	// Group, when set, first mirrors From (the checkpoint) into the
+	// consumer group: a consumer that went idle commits its last batch
+	// here, at no extra activity.
+	Group string `json:",omitempty"`
 }
 
 // WaitForRecords long-polls a partition's end offset, heartbeating, until
@@ -189,6 +193,11 @@ type WaitInput struct {
 func (k *Kafka) WaitForRecords(ctx context.Context, in WaitInput) (bool, error) {
 	if in.Timeout <= 0 {
 		in.Timeout = 30 * time.Second
+	}
+	if in.Group != "" {
+		if err := k.CommitOffset(ctx, CommitInput{TopicRef: in.TopicRef, Group: in.Group, Partition: in.Partition, Offset: in.From}); err != nil {
+			activity.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed", "Error", err)
+		}
 	}
 	return k.clients.waitForEnd(ctx, in.KafkaCluster, in.Topic, in.Partition, in.From, in.Timeout,
 		func() { activity.RecordHeartbeat(ctx, in.From) })

@@ -1,0 +1,119 @@
+package activities
+
+import (
+	"context"
+	"errors"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// BatchFailure is a job's verdict when its task failed: the error type
+// (ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeJobStopped,
+// ErrTypePendingTimeout) and a message that names the job, its exit code
+// and the size of its stderr, never the task's output.
+type BatchFailure struct {
+	Type    string
+	Message string
+}
+
+// Error rebuilds the failure as the non-retryable application error the
+// job's await would have returned, for the workflow's retry decision.
+func (f *BatchFailure) Error() error {
+	if f == nil {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil)
+}
+
+// batchVerdict splits an await's error into a job verdict (returned in
+// the result: the batch's records decide what follows) and an error the
+// activity is retried on (Bacalhau unreachable, worker stopping).
+func batchVerdict(err error) (*BatchFailure, error) {
+	if err == nil {
+		return nil, nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch appErr.Type() {
+		case ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeJobStopped, ErrTypePendingTimeout:
+			return &BatchFailure{Type: appErr.Type(), Message: appErr.Error()}, nil
+		}
+	}
+	return nil, err
+}
+
+// KafkaBatchInput runs the next batch of a partition in one activity.
+type KafkaBatchInput struct {
+	StreamSubmitInput
+	// Group, when set, first mirrors Read.From (the checkpoint the batch
+	// starts from, so the previous batch's end) into the consumer group:
+	// the commit costs no activity of its own.
+	Group string `json:",omitempty"`
+}
+
+// KafkaBatchRun is a run batch: offsets, counts and the job; Failure is
+// set when the job failed. Never records.
+type KafkaBatchRun struct {
+	StreamBatch
+	Failure *BatchFailure `json:",omitempty"`
+}
+
+// RunBatch reads a partition from its checkpoint, submits the batch as one
+// job (idempotently, by batch identity and attempt, as ReadAndSubmit does)
+// and awaits it, all in one activity: a batch costs one activity start and,
+// with quiet heartbeats, no heartbeat when it ends within half the heartbeat
+// timeout. A retried attempt finds the job it submitted before and awaits
+// that job. The task's verdict comes back in Failure; errors are for what
+// a retry may mend (brokers or Bacalhau unreachable).
+func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRun, error) {
+	if in.Group != "" {
+		err := k.CommitOffset(ctx, CommitInput{TopicRef: TopicRef{KafkaCluster: in.Read.KafkaCluster, Topic: in.Read.Topic},
+			Group: in.Group, Partition: in.Read.Partition, Offset: in.Read.From})
+		if err != nil {
+			// The group only mirrors the checkpoint: the next batch mirrors it.
+			activity.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed", "Error", err)
+		}
+	}
+	batch, err := k.ReadAndSubmit(ctx, in.StreamSubmitInput)
+	if err != nil {
+		return nil, err
+	}
+	out := &KafkaBatchRun{StreamBatch: *batch}
+	if batch.Count == 0 || batch.JobID == "" {
+		return out, nil
+	}
+	_, err = k.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID})
+	out.Failure, err = batchVerdict(err)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ShardBatchRun is a run shard batch: sequence numbers, counts and the
+// job; Failure is set when the job failed. Never records.
+type ShardBatchRun struct {
+	ShardBatchResult
+	Failure *BatchFailure `json:",omitempty"`
+}
+
+// RunShardBatch reads a shard after its checkpoint, submits the batch
+// (idempotently, like ReadShardAndSubmit) and awaits the job in one
+// activity, like Kafka.RunBatch.
+func (k *Kinesis) RunShardBatch(ctx context.Context, in ShardSubmitInput) (*ShardBatchRun, error) {
+	batch, err := k.ReadShardAndSubmit(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out := &ShardBatchRun{ShardBatchResult: *batch}
+	if batch.Count == 0 || batch.JobID == "" {
+		return out, nil
+	}
+	_, err = k.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID})
+	out.Failure, err = batchVerdict(err)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
