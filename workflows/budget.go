@@ -31,6 +31,7 @@ type BudgetState struct {
 	HighWater int
 	Granted   int64
 	Expired   int64
+	Recalled  int64 `json:",omitempty"`
 }
 
 // LeaseRequest asks for one lease.
@@ -43,6 +44,11 @@ type LeaseRequest struct {
 	// TTL bounds how long the lease may be held; after it the budget takes
 	// the lease back (its holder is assumed dead).
 	TTL time.Duration
+	// Keeps: the holder keeps the lease across consecutive batches (a
+	// stream consumer with a backlog) and gives it back when it goes idle,
+	// after a turn shorter than TTL, or when the budget recalls it because
+	// others wait.
+	Keeps bool `json:",omitempty"`
 }
 
 // Lease is a granted LeaseRequest.
@@ -50,7 +56,12 @@ type Lease struct {
 	LeaseRequest
 	Granted time.Time
 	Expires time.Time
+	// Recalled: the holder was asked to give it back.
+	Recalled bool `json:",omitempty"`
 }
+
+// LeaseRecall is the payload of SignalLeaseRecall.
+type LeaseRecall struct{ LeaseID string }
 
 // LeaseGrant is the payload of SignalLeaseGranted.
 type LeaseGrant struct{ LeaseID string }
@@ -66,7 +77,9 @@ type BudgetStatus struct {
 	HighWater int
 	Granted   int64
 	Expired   int64
-	Holders   []string
+	// Recalled counts leases taken back from holders that keep them.
+	Recalled int64 `json:",omitempty"`
+	Holders  []string
 }
 
 // budgetEventsBeforeContinue bounds the budget's history even when the server
@@ -100,7 +113,7 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 
 	if err := workflow.SetQueryHandler(ctx, QueryBudgetStatus, func() (BudgetStatus, error) {
 		s := BudgetStatus{Size: st.Size, InFlight: len(st.Holders), Waiting: len(st.Waiting),
-			HighWater: st.HighWater, Granted: st.Granted, Expired: st.Expired}
+			HighWater: st.HighWater, Granted: st.Granted, Expired: st.Expired, Recalled: st.Recalled}
 		for _, h := range st.Holders {
 			s.Holders = append(s.Holders, h.LeaseID)
 		}
@@ -170,6 +183,24 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 			st.Granted++
 			st.HighWater = max(st.HighWater, len(st.Holders))
 			pendingGrants = append(pendingGrants, grant(ctx, req, st))
+		}
+		// Requests wait and every lease is held: holders that keep theirs
+		// across batches give one back after their batch, oldest first, as
+		// many as wait. (Only holders that asked with Keeps are recalled:
+		// histories from before replay without a recall.)
+		for owed := len(st.Waiting); owed > 0 && len(st.Holders) >= st.Size; owed-- {
+			i := -1
+			for j, l := range st.Holders {
+				if l.Keeps && !l.Recalled && (i < 0 || l.Granted.Before(st.Holders[i].Granted)) {
+					i = j
+				}
+			}
+			if i < 0 {
+				break
+			}
+			st.Holders[i].Recalled = true
+			st.Recalled++
+			pendingGrants = append(pendingGrants, recall(ctx, st.Holders[i].LeaseRequest))
 		}
 
 		info := workflow.GetInfo(ctx)
@@ -269,6 +300,20 @@ func (e *expiryTimer) arm(ctx workflow.Context, sel workflow.Selector, holders [
 		e.timer, e.at, e.cancel = workflow.NewTimer(tctx, wake.Sub(now)), wake, cancel
 	}
 	sel.AddFuture(e.timer, func(workflow.Future) { e.timer, e.cancel = nil, nil })
+}
+
+// recall asks a holder to give its lease back; a holder that is gone has
+// nothing to give back (its lease expires).
+func recall(ctx workflow.Context, req LeaseRequest) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	sig := workflow.SignalExternalWorkflow(ctx, req.HolderWorkflowID, req.HolderRunID, SignalLeaseRecall, LeaseRecall{LeaseID: req.LeaseID})
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := sig.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("Lease holder unreachable for a recall", "LeaseID", req.LeaseID, "Error", err)
+		}
+		set.Set(nil, nil)
+	})
+	return f
 }
 
 // grant signals the holder; if the holder is gone, the lease is released.

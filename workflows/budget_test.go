@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,13 +42,16 @@ func newBudgetHarness(t *testing.T, goneHolders ...string) *budgetHarness {
 // grantEveryLease plays a budget that grants every lease at once to the
 // workflow under test. Register it before any catch-all
 // OnSignalExternalWorkflow: the first matching mock answers.
-func grantEveryLease(env *testsuite.TestWorkflowEnvironment) {
+func grantEveryLease(env *testsuite.TestWorkflowEnvironment) *atomic.Int64 {
+	var asked atomic.Int64
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalAcquireLease, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
+			asked.Add(1)
 			id := arg.(LeaseRequest).LeaseID
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLeaseGranted, LeaseGrant{LeaseID: id}) }, 0)
 			return nil
 		})
+	return &asked
 }
 
 func (h *budgetHarness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(f, d) }
@@ -250,4 +254,100 @@ func TestBudgetResizeIsValidated(t *testing.T) {
 	assert.Contains(t, rejected.Error(), "at least 1")
 	assert.NoError(t, accepted)
 	assert.Equal(t, 7, st.Size)
+}
+
+// TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress: 50
+// consumers with a backlog keep their lease across 1-s batches (Keeps)
+// and give it back only when recalled (then ask again at the back of the
+// queue). The budget recalls the oldest holders while others wait: every
+// consumer gets turns, evenly, and without contention a keeper's batches
+// cost no signal at all.
+func TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
+	const consumers, size = 50, 5
+	batches := map[string]int{}
+	held := map[string]string{} // holder → lease it holds
+	round := map[string]int{}
+	recalls := 0
+	stopped := false
+	ask := func(holder string) {
+		round[holder]++
+		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprintf("%s#%d", holder, round[holder]), HolderWorkflowID: holder, TTL: time.Hour, Keeps: true})
+	}
+	// runBatch runs one 1-s batch on the held lease; a recall seen by then
+	// gives the lease back (and the consumer, still with a backlog, asks
+	// again); else the next batch runs on the same lease.
+	var runBatch func(holder string)
+	recalled := map[string]bool{}
+	runBatch = func(holder string) {
+		env.RegisterDelayedCallback(func() {
+			batches[holder]++
+			if recalled[held[holder]] || stopped {
+				env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: held[holder]})
+				held[holder] = ""
+				if !stopped {
+					ask(holder)
+				}
+				return
+			}
+			runBatch(holder)
+		}, time.Second)
+	}
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseGranted, mock.Anything).Return(
+		func(_, holder, _, _ string, arg any) error {
+			held[holder] = arg.(LeaseGrant).LeaseID
+			runBatch(holder)
+			return nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseRecall, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			recalls++
+			recalled[arg.(LeaseRecall).LeaseID] = true
+			return nil
+		})
+	for i := range consumers {
+		holder := fmt.Sprintf("consumer-%02d", i)
+		env.RegisterDelayedCallback(func() { ask(holder) }, time.Duration(i)*10*time.Millisecond)
+	}
+	var st BudgetStatus
+	env.RegisterDelayedCallback(func() { stopped = true }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryBudgetStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&st))
+		env.CancelWorkflow()
+	}, 10*time.Minute+10*time.Second)
+	env.ExecuteWorkflow(Budget, BudgetInput{Size: size})
+
+	require.Len(t, batches, consumers, "every consumer ran batches")
+	least, most := 1<<30, 0
+	for _, n := range batches {
+		least, most = min(least, n), max(most, n)
+	}
+	t.Logf("batches per consumer: %d to %d; %d grants, %d recalls", least, most, st.Granted, recalls)
+	assert.GreaterOrEqual(t, least, 50, "no consumer starves")
+	assert.LessOrEqual(t, most-least, 3, "turns are shared evenly")
+	assert.Equal(t, size, st.HighWater, "never more than the budget's size at once")
+	assert.EqualValues(t, recalls, st.Recalled)
+}
+
+// TestBudgetRecallsNothingWithoutContention: five keepers on a budget of
+// five keep their leases; nothing waits, so nothing is recalled.
+func TestBudgetRecallsNothingWithoutContention(t *testing.T) {
+	h := newBudgetHarness(t)
+	recalls := 0
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseRecall, mock.Anything).Return(
+		func(_, _, _, _ string, _ any) error { recalls++; return nil })
+	var st BudgetStatus
+	h.at(time.Second, func() {
+		for i := range 5 {
+			h.env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprint("k", i), HolderWorkflowID: fmt.Sprint("h", i), TTL: time.Hour, Keeps: true})
+		}
+	})
+	h.at(10*time.Minute, func() { st = h.status(); h.env.CancelWorkflow() })
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 5})
+	assert.Zero(t, recalls)
+	assert.Equal(t, 5, st.InFlight)
 }

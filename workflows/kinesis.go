@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -23,6 +24,12 @@ type KinesisConnectorInput struct {
 	Paused bool           `json:",omitempty"`
 	// Reports are the consumers' last status reports.
 	Reports []ShardStatus `json:",omitempty"`
+	// Engine: the consumers run on the stream engine
+	// (KinesisStreamConsumer). Moving lists the shards whose older
+	// consumer was told to hand off and whose engine consumer has not
+	// started yet.
+	Engine bool     `json:",omitempty"`
+	Moving []string `json:",omitempty"`
 }
 
 // KinesisShard is a shard as the connector tracks it.
@@ -87,9 +94,22 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		}
 		return -1
 	}
-	tell := func(c ShardControl) {
+	// A run that starts on this code runs its consumers on the stream
+	// engine; consumers of the older type hand off between batches.
+	engine := in.Engine || workflow.GetVersion(ctx, changeKinesisStreamEngine, workflow.DefaultVersion, 1) == 1
+	moving := append([]string(nil), in.Moving...)
+	if engine && !in.Engine {
 		for _, s := range shards {
 			if s.Started && !s.Finished {
+				moving = append(moving, s.ID)
+				workflow.SignalExternalWorkflow(ctx, ShardWorkflowID(cfg.Name, s.ID), "", SignalShardControl, ShardControl{Op: ControlHandoff})
+			}
+		}
+	}
+	moveNow := false
+	tell := func(c ShardControl) {
+		for _, s := range shards {
+			if s.Started && !s.Finished && !slices.Contains(moving, s.ID) {
 				workflow.SignalExternalWorkflow(ctx, ShardWorkflowID(cfg.Name, s.ID), "", SignalShardControl, c)
 			}
 		}
@@ -120,6 +140,10 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec, func(ctx workflow.Context, next KinesisConfig) (string, error) {
 		cfg = next
 		tell(ShardControl{Op: ControlConfig, Config: &next})
+		if !engine && workflow.GetVersion(ctx, changeKinesisMoveOnApply, workflow.DefaultVersion, 1) == 1 {
+			moveNow = true // the next run moves the consumers onto the engine
+			return "updated; moving its consumers onto the stream engine", nil
+		}
 		return "updated", nil
 	}, workflow.UpdateHandlerOptions{Validator: func(next KinesisConfig) error {
 		if err := next.Validate(); err != nil {
@@ -148,12 +172,32 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		if r.To == StartOffsets {
 			return errors.New("reset: a Kinesis connector resets to earliest, latest or timestamp")
 		}
+		if len(moving) > 0 {
+			return fmt.Errorf("shards %v are moving onto the stream engine: reset again in a few seconds", moving)
+		}
 		return r.Validate()
 	}}); err != nil {
 		return err
 	}
 
 	statusCh := workflow.GetSignalChannel(ctx, SignalShardStatus)
+	handoffCh := workflow.GetSignalChannel(ctx, SignalShardHandoff)
+	handoffs := 0
+	continueOnEngine := func(h ShardInput) {
+		st := kinesisStreamState(h)
+		st.Paused = paused // a pause or resume since the handoff was not told to it
+		in := KinesisStreamInput{Config: cfg, Shard: h.Shard, State: st}
+		handoffs++
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer func() { handoffs-- }()
+			if err := startMoved(ctx, ShardWorkflowID(cfg.Name, h.Shard), KinesisStreamConsumer, in); err != nil {
+				lastError = fmt.Sprintf("shard %s: %v", h.Shard, err)
+				return
+			}
+			moving = slices.DeleteFunc(moving, func(id string) bool { return id == h.Shard })
+			workflow.GetLogger(ctx).Info("Shard consumer moved onto the stream engine", "Shard", h.Shard, "Checkpoint", h.Position.After)
+		})
+	}
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	var k *activities.Kinesis
@@ -200,7 +244,13 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 				WorkflowID:        ShardWorkflowID(cfg.Name, s.ID),
 				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			})
-			f := workflow.ExecuteChildWorkflow(cctx, ShardConsumer, ShardInput{Config: cfg, Shard: s.ID, Position: cfg.startPosition(startedAt), Paused: paused})
+			var f workflow.ChildWorkflowFuture
+			if engine {
+				f = workflow.ExecuteChildWorkflow(cctx, KinesisStreamConsumer, KinesisStreamInput{Config: cfg, Shard: s.ID,
+					State: StreamState[activities.ShardPosition, string]{Checkpoint: cfg.startPosition(startedAt), Paused: paused}})
+			} else {
+				f = workflow.ExecuteChildWorkflow(cctx, ShardConsumer, ShardInput{Config: cfg, Shard: s.ID, Position: cfg.startPosition(startedAt), Paused: paused})
+			}
 			fresh, starting = append(fresh, i), append(starting, f)
 		}
 		for j, f := range starting {
@@ -240,7 +290,16 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			tell(ShardControl{Op: ControlResume})
 			syncConnectorState(ctx, paused)
 		})
-		for !recheck && ctx.Err() == nil {
+		if engine {
+			sel.AddReceive(handoffCh, func(c workflow.ReceiveChannel, _ bool) {
+				var h ShardInput
+				c.Receive(ctx, &h)
+				if slices.Contains(moving, h.Shard) {
+					continueOnEngine(h)
+				}
+			})
+		}
+		for !recheck && !moveNow && ctx.Err() == nil {
 			sel.Select(ctx)
 		}
 		cancelTimer()
@@ -254,14 +313,14 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			cancel()
 			return temporal.NewCanceledError("kinesis connector cancelled")
 		}
-		if rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if moveNow || rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			for sel.HasPending() {
 				sel.Select(ctx)
 			}
-			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && handoffs == 0 }); err != nil {
 				return err
 			}
-			next := KinesisConnectorInput{Config: cfg, StartedAt: startedAt, Shards: shards, Paused: paused}
+			next := KinesisConnectorInput{Config: cfg, StartedAt: startedAt, Shards: shards, Paused: paused, Engine: engine, Moving: moving}
 			for _, s := range shards {
 				if r, ok := reports[s.ID]; ok {
 					next.Reports = append(next.Reports, r)

@@ -26,6 +26,7 @@ func newKinesisConnectorEnv() *testsuite.TestWorkflowEnvironment {
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
 	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
+	env.RegisterWorkflowWithOptions(KinesisStreamConsumer, workflowOptions(KinesisStreamConsumerWorkflowType))
 	env.RegisterActivity(&activities.Kinesis{})
 	return env
 }
@@ -41,7 +42,7 @@ func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing
 	var mu sync.Mutex
 	started := map[string]time.Duration{}
 	begin := env.Now()
-	env.OnWorkflow(ShardConsumerWorkflowType, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ShardInput) error {
+	env.OnWorkflow(KinesisStreamConsumerWorkflowType, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in KinesisStreamInput) error {
 		mu.Lock()
 		defer mu.Unlock()
 		started[in.Shard] = workflow.Now(ctx).Sub(begin)
@@ -90,7 +91,7 @@ func TestKinesisConnectorKeepsTheNewerOfReportsArrivingOutOfOrder(t *testing.T) 
 	env := newKinesisConnectorEnv()
 	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{{ID: "s0"}}, nil)
 	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
-	env.OnWorkflow(ShardConsumerWorkflowType, mock.Anything, mock.Anything).Return(nil)
+	env.OnWorkflow(KinesisStreamConsumerWorkflowType, mock.Anything, mock.Anything).Return(nil)
 	at := env.Now()
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s0", Phase: "idle", Records: 20, Reported: at.Add(2 * time.Second)})
@@ -119,4 +120,53 @@ func TestKinesisConnectorKeepsTheNewerOfReportsArrivingOutOfOrder(t *testing.T) 
 	require.Len(t, fresh.Shards, 1)
 	assert.Equal(t, "running", fresh.Shards[0].Phase, "a later report still replaces it")
 	assert.EqualValues(t, 30, fresh.Records)
+}
+
+// TestKinesisConnectorMovesOlderConsumersOntoTheEngine: a connector run on
+// the engine code whose input lists started shards (from an older run)
+// tells the unfinished ones to hand off and continues each on
+// KinesisStreamConsumer from its handed-over position and ranges; a
+// finished shard is left alone.
+func TestKinesisConnectorMovesOlderConsumersOntoTheEngine(t *testing.T) {
+	env := newKinesisConnectorEnv()
+	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return([]activities.Shard{{ID: "s0", Closed: true}, {ID: "s1"}}, nil)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	var mu sync.Mutex
+	var handoffs []string
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalShardControl, mock.Anything).Return(
+		func(_, id, _, _ string, arg any) error {
+			if c, ok := arg.(ShardControl); ok && c.Op == ControlHandoff {
+				mu.Lock()
+				handoffs = append(handoffs, id)
+				mu.Unlock()
+			}
+			return nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	var moved []KinesisStreamInput
+	env.OnWorkflow(KinesisStreamConsumerWorkflowType, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in KinesisStreamInput) error {
+		mu.Lock()
+		moved = append(moved, in)
+		mu.Unlock()
+		return nil
+	})
+	cfg := KinesisConfig{Name: "unit", Stream: "s", Start: KinesisTrimHorizon,
+		StreamBatching: StreamBatching{MaxRecords: 10, MaxBytes: 1 << 18, MaxWait: time.Second, Mode: ModeInline},
+		TaskConfig:     TaskConfig{Template: "Type: batch"}}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShardHandoff, ShardInput{Config: cfg, Shard: "s1", Position: activities.ShardPosition{After: "1005"},
+			Records: 6, Attempts: 1, Ranges: []SeqRange{{From: activities.ShardPosition{After: "1005"}, Until: "1009"}}})
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(KinesisConnectorWorkflowType, KinesisConnectorInput{Config: cfg,
+		Shards: []KinesisShard{{Shard: activities.Shard{ID: "s0", Closed: true}, Started: true, Finished: true}, {Shard: activities.Shard{ID: "s1"}, Started: true}}})
+	require.ErrorContains(t, env.GetWorkflowError(), "canceled")
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{ShardWorkflowID("unit", "s1")}, handoffs, "only the unfinished shard hands off")
+	require.Len(t, moved, 1)
+	assert.Equal(t, "s1", moved[0].Shard)
+	assert.Equal(t, StreamState[activities.ShardPosition, string]{Checkpoint: activities.ShardPosition{After: "1005"}, Records: 6, Attempts: 1,
+		Ranges: []StreamRange[activities.ShardPosition, string]{{From: activities.ShardPosition{After: "1005"}, Until: "1009"}}}, moved[0].State)
 }

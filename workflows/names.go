@@ -20,6 +20,10 @@ const (
 	SignalReleaseLease = "release-lease"
 	// SignalLeaseGranted tells a holder its lease was granted (payload LeaseGrant).
 	SignalLeaseGranted = "lease-granted"
+	// SignalLeaseRecall asks a holder that keeps its lease across batches
+	// (LeaseRequest.Keeps) to give it back after its batch: others wait
+	// (payload LeaseRecall).
+	SignalLeaseRecall = "lease-recall"
 	// QueryBudgetStatus returns the budget's BudgetStatus.
 	QueryBudgetStatus = "status"
 	// UpdateBudgetResize sets the budget's size (argument int, >= 1).
@@ -78,8 +82,13 @@ func CronWorkflowID(name string) string { return CronWorkflowIDPrefix + name }
 const (
 	// KafkaConnectorWorkflowType is the registered name of KafkaConnector.
 	KafkaConnectorWorkflowType = "KafkaConnector"
-	// PartitionConsumerWorkflowType is the registered name of PartitionConsumer.
+	// PartitionConsumerWorkflowType is the registered name of
+	// PartitionConsumer, the partition consumer before the stream engine
+	// (kept so running ones finish their turn and move).
 	PartitionConsumerWorkflowType = "KafkaPartitionConsumer"
+	// KafkaStreamConsumerWorkflowType is the registered name of
+	// KafkaStreamConsumer, the stream engine's partition consumer.
+	KafkaStreamConsumerWorkflowType = "KafkaStreamConsumer"
 	// KafkaWorkflowIDPrefix + connector name is a Kafka connector's workflow ID.
 	KafkaWorkflowIDPrefix = "kafka-"
 	// QueryPartitionStatus returns a PartitionStatus from a partition
@@ -97,6 +106,10 @@ const (
 	// SignalPartitionStatus carries a consumer's PartitionStatus to its
 	// connector, which aggregates them for its status query.
 	SignalPartitionStatus = "partition-status"
+	// SignalPartitionHandoff carries a PartitionConsumer's PartitionInput
+	// to its connector when it ends on ControlHandoff: the connector starts
+	// the partition's KafkaStreamConsumer from it.
+	SignalPartitionHandoff = "partition-handoff"
 )
 
 // KafkaWorkflowID is the workflow ID of the Kafka connector called name.
@@ -112,8 +125,12 @@ func PartitionWorkflowID(name, topic string, partition int32) string {
 const (
 	// KinesisConnectorWorkflowType is the registered name of KinesisConnector.
 	KinesisConnectorWorkflowType = "KinesisConnector"
-	// ShardConsumerWorkflowType is the registered name of ShardConsumer.
+	// ShardConsumerWorkflowType is the registered name of ShardConsumer,
+	// the shard consumer before the stream engine.
 	ShardConsumerWorkflowType = "KinesisShardConsumer"
+	// KinesisStreamConsumerWorkflowType is the registered name of
+	// KinesisStreamConsumer, the stream engine's shard consumer.
+	KinesisStreamConsumerWorkflowType = "KinesisStreamConsumer"
 	// KinesisWorkflowIDPrefix + connector name is a Kinesis connector's
 	// workflow ID.
 	KinesisWorkflowIDPrefix = "kinesis-"
@@ -125,6 +142,9 @@ const (
 	SignalShardControl = "shard-control"
 	// SignalShardStatus carries a consumer's ShardStatus to its connector.
 	SignalShardStatus = "shard-status"
+	// SignalShardHandoff carries a ShardConsumer's ShardInput to its
+	// connector when it ends on ControlHandoff.
+	SignalShardHandoff = "shard-handoff"
 )
 
 // KinesisWorkflowID is the workflow ID of the Kinesis connector called name.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -94,8 +95,15 @@ func PartitionConsumer(ctx workflow.Context, in PartitionInput) error {
 	c.ranges = append([]OffsetRange(nil), in.Ranges...)
 	c.attempts = in.Attempts
 	c.dirty = true // the first idle moment reports, so the connector knows every consumer
-	return c.run(ctx)
+	if err := c.run(ctx); !errors.Is(err, errHandedOff) {
+		return err
+	}
+	return nil
 }
+
+// errHandedOff ends a consumer of the older types that handed its state
+// to its connector (ControlHandoff).
+var errHandedOff = errors.New("handed off to the stream engine")
 
 // consumer is one run of a PartitionConsumer.
 type consumer struct {
@@ -426,6 +434,14 @@ func (c *consumer) applyControls(ctx workflow.Context) error {
 					return err
 				}
 			}
+		case ControlHandoff:
+			// Between batches: nothing is in flight. The connector starts
+			// the partition's stream engine consumer from this state.
+			if err := workflow.SignalExternalWorkflow(ctx, KafkaWorkflowID(c.cfg.Name), "", SignalPartitionHandoff, c.next()).Get(ctx, nil); err != nil {
+				return fmt.Errorf("partition %d: handing off to connector %s: %w", c.in.Partition, c.cfg.Name, err)
+			}
+			workflow.GetLogger(ctx).Info("Handed off to the stream engine", "Checkpoint", c.st.Checkpoint)
+			return errHandedOff
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,33 @@ type partitionHarness struct {
 	committed []int64
 	// reports are the status reports sent to the connector, in order.
 	reports []PartitionStatus
+	// engine runs KafkaStreamConsumer instead of PartitionConsumer.
+	engine bool
+	// leasesAsked counts lease requests.
+	leasesAsked *atomic.Int64
+}
+
+// bothConsumers runs a test against the stream engine's consumer and the
+// older PartitionConsumer (kept while running ones move): both keep the
+// same promises.
+func bothConsumers(t *testing.T, test func(t *testing.T, engine bool)) {
+	t.Run("engine", func(t *testing.T) { test(t, true) })
+	t.Run("older", func(t *testing.T) { test(t, false) })
+}
+
+// run runs the consumer under test from checkpoint.
+func (h *partitionHarness) run(cfg KafkaConfig, checkpoint int64) {
+	if h.engine {
+		h.env.ExecuteWorkflow(KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: 0, State: StreamState[int64, int64]{Checkpoint: checkpoint}})
+		return
+	}
+	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: checkpoint})
+}
+
+func (h *partitionHarness) commit(offset int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.committed = append(h.committed, offset)
 }
 
 func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHarness {
@@ -50,10 +78,11 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 	}
 	env := h.env
 	env.RegisterWorkflowWithOptions(PartitionConsumer, workflowOptions(PartitionConsumerWorkflowType))
+	env.RegisterWorkflowWithOptions(KafkaStreamConsumer, workflowOptions(KafkaStreamConsumerWorkflowType))
 	env.RegisterActivity(&activities.Kafka{})
 	env.RegisterActivity(&activities.Bacalhau{})
 	env.RegisterActivity(&activities.Temporal{})
-	grantEveryLease(env) // the budget grants every lease at once
+	h.leasesAsked = grantEveryLease(env) // the budget grants every lease at once
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(_, _, _, signal string, arg any) error {
 			if st, ok := arg.(PartitionStatus); ok && signal == SignalPartitionStatus {
@@ -64,9 +93,12 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 			return nil
 		})
 	env.OnActivity("WaitForRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WaitInput) (bool, error) {
+		if in.Group != "" {
+			h.commit(in.From)
+		}
 		return in.From < h.end, nil
 	}).After(10 * time.Second) // idle rounds take time, as they do for real
-	env.OnActivity("ReadAndSubmit", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StreamSubmitInput) (*activities.StreamBatch, error) {
+	readAndSubmit := func(_ context.Context, in activities.StreamSubmitInput) (*activities.StreamBatch, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		last := min(in.Read.From+int64(in.Read.MaxRecords)-1, h.end-1)
@@ -87,8 +119,8 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
 		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
 			RangeDone: in.Read.Until >= 0 && last == in.Read.Until, FirstTime: h.recordTime}, nil
-	})
-	env.OnActivity("Await", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
+	}
+	await := func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		r := h.jobs[in.JobID]
@@ -100,6 +132,26 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		}
 		h.succeeded = append(h.succeeded, r)
 		return &activities.AwaitResult{JobID: in.JobID}, nil
+	}
+	env.OnActivity("ReadAndSubmit", mock.Anything, mock.Anything).Return(readAndSubmit)
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(await)
+	env.OnActivity("RunBatch", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.KafkaBatchInput) (*activities.KafkaBatchRun, error) {
+		if in.Group != "" {
+			h.commit(in.Read.From)
+		}
+		b, err := readAndSubmit(ctx, in.StreamSubmitInput)
+		if err != nil {
+			return nil, err
+		}
+		out := &activities.KafkaBatchRun{StreamBatch: *b}
+		if b.Count > 0 && b.JobID != "" {
+			if _, err := await(ctx, activities.AwaitInput{JobID: b.JobID}); err != nil {
+				var appErr *temporal.ApplicationError
+				require.ErrorAs(t, err, &appErr)
+				out.Failure = &activities.BatchFailure{Type: appErr.Type(), Message: appErr.Error()}
+			}
+		}
+		return out, nil
 	})
 	env.OnActivity("DeadLetterRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeadLetterRecordsInput) (*activities.DeadLettered, error) {
 		h.mu.Lock()
@@ -108,9 +160,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		return &activities.DeadLettered{Count: int(in.Read.Until - in.Read.From + 1), Where: in.Topic}, nil
 	})
 	env.OnActivity("CommitOffset", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.committed = append(h.committed, in.Offset)
+		h.commit(in.Offset)
 		return nil
 	})
 	env.OnActivity("ResolveStart", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StartInput) (int64, error) {
@@ -137,135 +187,156 @@ func (h *partitionHarness) status() PartitionStatus {
 }
 
 func TestPartitionConsumerBisectsAPoisonRecordToTheDeadLetter(t *testing.T) {
-	h := newPartitionHarness(t, 10, 6)
-	var st PartitionStatus
-	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10, 6)
+		h.engine = engine
+		var st PartitionStatus
+		h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(unitKafkaConfig(), 0)
 
-	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead, "only the poison record is dead-lettered")
-	assert.Equal(t, int64(10), st.Checkpoint, "the partition moved past it")
-	assert.Equal(t, int64(1), st.DeadLettered)
-	// Every other record ran in exactly one successful task, in order.
-	var done []int64
-	for _, r := range h.succeeded {
-		for o := r.From; o <= r.Until; o++ {
-			done = append(done, o)
+		assert.Equal(t, []OffsetRange{{6, 6}}, h.dead, "only the poison record is dead-lettered")
+		assert.Equal(t, int64(10), st.Checkpoint, "the partition moved past it")
+		assert.Equal(t, int64(1), st.DeadLettered)
+		// Every other record ran in exactly one successful task, in order.
+		var done []int64
+		for _, r := range h.succeeded {
+			for o := r.From; o <= r.Until; o++ {
+				done = append(done, o)
+			}
 		}
-	}
-	assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done)
-	// The whole batch had its two attempts before it was split; each split
-	// range had one; the single record had two.
-	assert.Equal(t, []OffsetRange{{0, 9}, {0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}, {6, 6}}, h.failed)
-	assert.Equal(t, int64(10), h.committed[len(h.committed)-1])
+		assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done)
+		// The whole batch had its two attempts before it was split; each split
+		// range had one; the single record had two.
+		assert.Equal(t, []OffsetRange{{0, 9}, {0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}, {6, 6}}, h.failed)
+		assert.Equal(t, int64(10), h.committed[len(h.committed)-1])
+	})
 }
 
 func TestPartitionConsumerWithoutDeadLetterNeverSkipsAPoisonRecord(t *testing.T) {
-	h := newPartitionHarness(t, 10, 6)
-	cfg := unitKafkaConfig()
-	cfg.DeadLetterTopic = ""
-	var st PartitionStatus
-	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10, 6)
+		h.engine = engine
+		cfg := unitKafkaConfig()
+		cfg.DeadLetterTopic = ""
+		var st PartitionStatus
+		h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(cfg, 0)
 
-	assert.Empty(t, h.dead)
-	assert.Equal(t, int64(6), st.Checkpoint, "the checkpoint waits at the poison record")
-	assert.Equal(t, "blocked", st.Phase)
-	assert.Contains(t, st.LastError, "no on_failure.dead_letter")
+		assert.Empty(t, h.dead)
+		assert.Equal(t, int64(6), st.Checkpoint, "the checkpoint waits at the poison record")
+		assert.Equal(t, "blocked", st.Phase)
+		assert.Contains(t, st.LastError, "no on_failure.dead_letter")
+	})
 }
 
 func TestPartitionConsumerPausesResetsAndResumes(t *testing.T) {
-	h := newPartitionHarness(t, 10)
-	var paused, reset PartitionStatus
-	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlPause})
-	}, time.Minute)
-	h.env.RegisterDelayedCallback(func() {
-		paused = h.status()
-		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 4}, ID: "r1"}})
-	}, 2*time.Minute)
-	h.env.RegisterDelayedCallback(func() {
-		reset = h.status()
-		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlResume})
-	}, 3*time.Minute)
-	var final PartitionStatus
-	h.env.RegisterDelayedCallback(func() { final = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10)
+		h.engine = engine
+		var paused, reset PartitionStatus
+		h.env.RegisterDelayedCallback(func() {
+			h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlPause})
+		}, time.Minute)
+		h.env.RegisterDelayedCallback(func() {
+			paused = h.status()
+			h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 4}, ID: "r1"}})
+		}, 2*time.Minute)
+		h.env.RegisterDelayedCallback(func() {
+			reset = h.status()
+			h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlResume})
+		}, 3*time.Minute)
+		var final PartitionStatus
+		h.env.RegisterDelayedCallback(func() { final = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(unitKafkaConfig(), 0)
 
-	assert.True(t, paused.Paused)
-	assert.Equal(t, "paused", paused.Phase)
-	assert.Equal(t, int64(10), paused.Checkpoint)
-	assert.Equal(t, int64(4), reset.Checkpoint, "reset moved the checkpoint back")
-	assert.Empty(t, paused.LastReset)
-	assert.Equal(t, "r1", reset.LastReset, "the consumer reports the reset it applied")
-	assert.False(t, final.Paused)
-	assert.Equal(t, int64(10), final.Checkpoint, "after resume it consumed 4..9 again")
-	assert.Equal(t, int64(16), final.Records)
+		assert.True(t, paused.Paused)
+		assert.Equal(t, "paused", paused.Phase)
+		assert.Equal(t, int64(10), paused.Checkpoint)
+		assert.Equal(t, int64(4), reset.Checkpoint, "reset moved the checkpoint back")
+		assert.Empty(t, paused.LastReset)
+		assert.Equal(t, "r1", reset.LastReset, "the consumer reports the reset it applied")
+		assert.False(t, final.Paused)
+		assert.Equal(t, int64(10), final.Checkpoint, "after resume it consumed 4..9 again")
+		assert.Equal(t, int64(16), final.Records)
+	})
 }
 
 func TestPartitionConsumerNeverSkipsTheRestOfAShortRangeRead(t *testing.T) {
-	h := newPartitionHarness(t, 10, 6)
-	h.rangeLimit = 1
-	var st PartitionStatus
-	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10, 6)
+		h.engine = engine
+		h.rangeLimit = 1
+		var st PartitionStatus
+		h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(unitKafkaConfig(), 0)
 
-	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
-	assert.Equal(t, int64(10), st.Checkpoint)
-	var done []int64
-	for _, r := range h.succeeded {
-		for o := r.From; o <= r.Until; o++ {
-			done = append(done, o)
+		assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
+		assert.Equal(t, int64(10), st.Checkpoint)
+		var done []int64
+		for _, r := range h.succeeded {
+			for o := r.From; o <= r.Until; o++ {
+				done = append(done, o)
+			}
 		}
-	}
-	assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done, "every record but the poison one, once, in order")
+		assert.Equal(t, []int64{0, 1, 2, 3, 4, 5, 7, 8, 9}, done, "every record but the poison one, once, in order")
+	})
 }
 
 func TestPartitionConsumerStopsRetryingRecordsOlderThanMaxRecordAge(t *testing.T) {
-	h := newPartitionHarness(t, 10, 6)
-	h.recordTime = h.env.Now().Add(-2 * time.Hour)
-	cfg := unitKafkaConfig()
-	cfg.Retry.MaxAttempts = 5
-	cfg.MaxRecordAge = time.Hour
-	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10, 6)
+		h.engine = engine
+		h.recordTime = h.env.Now().Add(-2 * time.Hour)
+		cfg := unitKafkaConfig()
+		cfg.Retry.MaxAttempts = 5
+		cfg.MaxRecordAge = time.Hour
+		h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(cfg, 0)
 
-	assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
-	assert.Equal(t, []OffsetRange{{0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}}, h.failed, "one attempt each, not five: the records are too old")
+		assert.Equal(t, []OffsetRange{{6, 6}}, h.dead)
+		assert.Equal(t, []OffsetRange{{0, 9}, {5, 9}, {5, 7}, {5, 6}, {6, 6}}, h.failed, "one attempt each, not five: the records are too old")
+	})
 }
 
 func TestPartitionConsumerDeadLettersARecordTooLargeForAJob(t *testing.T) {
-	h := newPartitionHarness(t, 10)
-	h.tooBig = 3
-	var st PartitionStatus
-	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: 0})
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10)
+		h.engine = engine
+		h.tooBig = 3
+		var st PartitionStatus
+		h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 10*time.Minute)
+		h.run(unitKafkaConfig(), 0)
 
-	assert.Equal(t, []OffsetRange{{3, 3}}, h.dead, "the record no job can carry is dead-lettered")
-	assert.Empty(t, h.failed, "no job ran for a rejected batch")
-	assert.Equal(t, int64(10), st.Checkpoint)
-	var done []int64
-	for _, r := range h.succeeded {
-		for o := r.From; o <= r.Until; o++ {
-			done = append(done, o)
+		assert.Equal(t, []OffsetRange{{3, 3}}, h.dead, "the record no job can carry is dead-lettered")
+		assert.Empty(t, h.failed, "no job ran for a rejected batch")
+		assert.Equal(t, int64(10), st.Checkpoint)
+		var done []int64
+		for _, r := range h.succeeded {
+			for o := r.From; o <= r.Until; o++ {
+				done = append(done, o)
+			}
 		}
-	}
-	assert.Equal(t, []int64{0, 1, 2, 4, 5, 6, 7, 8, 9}, done)
+		assert.Equal(t, []int64{0, 1, 2, 4, 5, 6, 7, 8, 9}, done)
+	})
 }
 
 // TestPartitionConsumerReportsIdleAfterItsLastBatch: the report after the
 // last batch (phase running, not throttled) is followed by an idle one, so
 // the connector does not keep showing the partition running.
 func TestPartitionConsumerReportsIdleAfterItsLastBatch(t *testing.T) {
-	h := newPartitionHarness(t, 10)
-	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Minute)
-	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: unitKafkaConfig(), Partition: 0, Checkpoint: -1})
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	// (The mock records signals from goroutines: their order here is not
-	// the send order, so look for the final state itself.)
-	idleAtEnd := false
-	for _, r := range h.reports {
-		idleAtEnd = idleAtEnd || (r.Phase == "idle" && r.Checkpoint == 10)
-	}
-	assert.True(t, idleAtEnd, "an idle report at checkpoint 10 among %+v", h.reports)
+	bothConsumers(t, func(t *testing.T, engine bool) {
+		h := newPartitionHarness(t, 10)
+		h.engine = engine
+		h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Minute)
+		h.run(unitKafkaConfig(), -1)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		// (The mock records signals from goroutines: their order here is not
+		// the send order, so look for the final state itself.)
+		idleAtEnd := false
+		for _, r := range h.reports {
+			idleAtEnd = idleAtEnd || (r.Phase == "idle" && r.Checkpoint == 10)
+		}
+		assert.True(t, idleAtEnd, "an idle report at checkpoint 10 among %+v", h.reports)
+	})
 }

@@ -315,6 +315,9 @@ type leaseClient struct {
 	// else workflow.GetVersion decides, once per run (long-lived
 	// connectors).
 	byInput bool
+	// keeps asks for leases the holder keeps across batches until the
+	// budget recalls them (LeaseRequest.Keeps).
+	keeps bool
 }
 
 func newLeaseClient(ctx workflow.Context, ref BudgetRef) *leaseClient {
@@ -366,7 +369,7 @@ const changeLeaseBySignal = "lease-request-by-signal"
 // request asks the budget for a lease, starting the budget if needed.
 func (l *leaseClient) request(ctx workflow.Context, leaseID string, ttl time.Duration) error {
 	info := workflow.GetInfo(ctx)
-	req := LeaseRequest{LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl}
+	req := LeaseRequest{LeaseID: leaseID, HolderWorkflowID: info.WorkflowExecution.ID, HolderRunID: info.WorkflowExecution.RunID, TTL: ttl, Keeps: l.keeps}
 	bySignal := l.ref.AskBySignal
 	if !l.byInput {
 		bySignal = workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -93,7 +94,10 @@ func ShardConsumer(ctx workflow.Context, in ShardInput) error {
 	}
 	s.controls = workflow.GetSignalChannel(ctx, SignalShardControl)
 	s.dirty = true
-	return s.run(ctx)
+	if err := s.run(ctx); !errors.Is(err, errHandedOff) {
+		return err
+	}
+	return nil
 }
 
 // shardConsumer is one run of a ShardConsumer.
@@ -398,6 +402,14 @@ func (s *shardConsumer) applyControls(ctx workflow.Context) error {
 			if ctl.Reset != nil {
 				s.reset(ctx, *ctl.Reset)
 			}
+		case ControlHandoff:
+			// Between batches: nothing is in flight. The connector starts
+			// the shard's stream engine consumer from this state.
+			if err := workflow.SignalExternalWorkflow(ctx, KinesisWorkflowID(s.cfg.Name), "", SignalShardHandoff, s.next()).Get(ctx, nil); err != nil {
+				return fmt.Errorf("shard %s: handing off to connector %s: %w", s.in.Shard, s.cfg.Name, err)
+			}
+			workflow.GetLogger(ctx).Info("Handed off to the stream engine", "Checkpoint", s.st.Checkpoint)
+			return errHandedOff
 		}
 	}
 }

@@ -23,10 +23,15 @@ import (
 // exactly once, 1037 alone is dead-lettered after bisection, and at the
 // shard's end the consumer reports itself finished and ends.
 func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard(t *testing.T) {
+	bothConsumers(t, testShardConsumerBisects)
+}
+
+func testShardConsumerBisects(t *testing.T, engine bool) {
 	const first, last, poison = 1000, 1059, 1037
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
+	env.RegisterWorkflowWithOptions(KinesisStreamConsumer, workflowOptions(KinesisStreamConsumerWorkflowType))
 	env.RegisterActivity(&activities.Kinesis{})
 	env.RegisterActivity(&activities.Bacalhau{})
 	env.RegisterActivity(&activities.Temporal{})
@@ -57,7 +62,7 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 	jobs := map[string][2]int{}
 	seen := map[int]int{}
 	var dead [][2]int
-	env.OnActivity("ReadShardAndSubmit", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ShardSubmitInput) (*activities.ShardBatchResult, error) {
+	readAndSubmit := func(_ context.Context, in activities.ShardSubmitInput) (*activities.ShardBatchResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		lo := next(in.Read.After)
@@ -73,8 +78,8 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 		jobs[id] = [2]int{lo, hi}
 		return &activities.ShardBatchResult{JobID: id, First: strconv.Itoa(lo), Mid: strconv.Itoa(lo + (hi-lo)/2), Last: strconv.Itoa(hi),
 			Count: hi - lo + 1, ShardEnd: hi == last, RangeDone: in.Read.Until != "" && strconv.Itoa(hi) == in.Read.Until}, nil
-	})
-	env.OnActivity("Await", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
+	}
+	await := func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		r := jobs[in.JobID]
@@ -85,6 +90,23 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 			seen[s]++
 		}
 		return &activities.AwaitResult{JobID: in.JobID}, nil
+	}
+	env.OnActivity("ReadShardAndSubmit", mock.Anything, mock.Anything).Return(readAndSubmit)
+	env.OnActivity("Await", mock.Anything, mock.Anything).Return(await)
+	env.OnActivity("RunShardBatch", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ShardSubmitInput) (*activities.ShardBatchRun, error) {
+		b, err := readAndSubmit(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		out := &activities.ShardBatchRun{ShardBatchResult: *b}
+		if b.Count > 0 && b.JobID != "" {
+			if _, err := await(ctx, activities.AwaitInput{JobID: b.JobID}); err != nil {
+				var appErr *temporal.ApplicationError
+				require.ErrorAs(t, err, &appErr)
+				out.Failure = &activities.BatchFailure{Type: appErr.Type(), Message: appErr.Error()}
+			}
+		}
+		return out, nil
 	})
 	env.OnActivity("DeadLetterShardRecords", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeadLetterShardInput) (*activities.DeadLettered, error) {
 		mu.Lock()
@@ -98,8 +120,13 @@ func TestShardConsumerBisectsAPoisonRecordToTheDeadLetterAndFinishesAClosedShard
 		StreamBatching: StreamBatching{MaxRecords: 20, MaxBytes: 1 << 20, MaxWait: time.Second, Mode: ModeInline, Bisect: true,
 			DeadLetterS3: &S3Location{Bucket: "dlq"}},
 		TaskConfig: TaskConfig{Template: "Type: batch", Retry: TaskRetryPolicy{MaxAttempts: 2, InitialInterval: time.Second}}}
-	env.ExecuteWorkflow(ShardConsumerWorkflowType, ShardInput{Config: cfg, Shard: "shardId-0",
-		Position: activities.ShardPosition{Start: activities.ShardStartTrimHorizon}})
+	start := activities.ShardPosition{Start: activities.ShardStartTrimHorizon}
+	if engine {
+		env.ExecuteWorkflow(KinesisStreamConsumerWorkflowType, KinesisStreamInput{Config: cfg, Shard: "shardId-0",
+			State: StreamState[activities.ShardPosition, string]{Checkpoint: start}})
+	} else {
+		env.ExecuteWorkflow(ShardConsumerWorkflowType, ShardInput{Config: cfg, Shard: "shardId-0", Position: start})
+	}
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 

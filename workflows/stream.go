@@ -25,6 +25,11 @@ type KafkaConnectorInput struct {
 	Paused bool `json:",omitempty"`
 	// Reports are the partitions' last status reports.
 	Reports []PartitionStatus `json:",omitempty"`
+	// Engine: the consumers run on the stream engine (KafkaStreamConsumer).
+	// Moving lists the partitions whose older consumer was told to hand
+	// off and whose engine consumer has not started yet.
+	Engine bool    `json:",omitempty"`
+	Moving []int32 `json:",omitempty"`
 }
 
 // KafkaConnectorStatus answers QueryPartitionStatus on the connector: the
@@ -103,6 +108,10 @@ const (
 	ControlResume = "resume"
 	ControlReset  = "reset"
 	ControlConfig = "config"
+	// ControlHandoff ends a consumer of the older workflow types between
+	// batches: it sends its state to the connector (SignalPartitionHandoff,
+	// SignalShardHandoff), which continues it on the stream engine.
+	ControlHandoff = "handoff"
 )
 
 // partitionRecheck is how often the connector looks for new partitions.
@@ -127,10 +136,29 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	for _, r := range in.Reports {
 		reports[r.Partition] = r
 	}
+	// A run that starts on this code runs its consumers on the stream
+	// engine; consumers of the older type are told to hand off, between
+	// batches, and continue on the engine from their state.
+	engine := in.Engine || workflow.GetVersion(ctx, changeKafkaStreamEngine, workflow.DefaultVersion, 1) == 1
+	moving := append([]int32(nil), in.Moving...)
+	if engine && !in.Engine {
+		moving = append(moving, started...)
+	}
+	// moveNow: an apply asked a run on the older consumers to move now.
+	moveNow := false
 	tell := func(c PartitionControl) {
 		for _, p := range started {
+			if slices.Contains(moving, p) {
+				// Its engine consumer starts with the connector's state.
+				continue
+			}
 			// Fire and forget, in order: a consumer that is gone has nothing to do.
 			workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalPartitionControl, c)
+		}
+	}
+	if engine && !in.Engine {
+		for _, p := range moving {
+			workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalPartitionControl, PartitionControl{Op: ControlHandoff})
 		}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryConfig, func() (KafkaConfig, error) { return cfg, nil }); err != nil {
@@ -156,6 +184,10 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSpec, func(ctx workflow.Context, next KafkaConfig) (string, error) {
 		cfg = next
 		tell(PartitionControl{Op: ControlConfig, Config: &next})
+		if !engine && workflow.GetVersion(ctx, changeKafkaMoveOnApply, workflow.DefaultVersion, 1) == 1 {
+			moveNow = true // the next run moves the consumers onto the engine
+			return "updated; moving its consumers onto the stream engine", nil
+		}
 		return "updated", nil
 	}, workflow.UpdateHandlerOptions{Validator: func(next KafkaConfig) error {
 		if err := next.Validate(); err != nil {
@@ -175,6 +207,9 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		if !paused {
 			return errors.New("reset needs a paused connector: pause it, reset, then resume")
 		}
+		if len(moving) > 0 {
+			return fmt.Errorf("partitions %v are moving onto the stream engine: reset again in a few seconds", moving)
+		}
 		return r.Validate()
 	}}); err != nil {
 		return err
@@ -182,6 +217,24 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 
 	parallelStart := workflow.GetVersion(ctx, "kafka-connector-parallel-start", workflow.DefaultVersion, 1) == 1
 	statusCh := workflow.GetSignalChannel(ctx, SignalPartitionStatus)
+	handoffCh := workflow.GetSignalChannel(ctx, SignalPartitionHandoff)
+	// handoffs counts engine consumers being started from a handoff.
+	handoffs := 0
+	continueOnEngine := func(h PartitionInput) {
+		st := kafkaStreamState(h)
+		st.Paused = paused // a pause or resume since the handoff was not told to it
+		in := KafkaStreamInput{Config: cfg, Partition: h.Partition, State: st}
+		handoffs++
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer func() { handoffs-- }()
+			if err := startMoved(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, h.Partition), KafkaStreamConsumer, in); err != nil {
+				lastError = fmt.Sprintf("partition %d: %v", h.Partition, err)
+				return
+			}
+			moving = slices.DeleteFunc(moving, func(p int32) bool { return p == h.Partition })
+			workflow.GetLogger(ctx).Info("Partition consumer moved onto the stream engine", "Partition", h.Partition, "Checkpoint", h.Checkpoint)
+		})
+	}
 	pauseCh := workflow.GetSignalChannel(ctx, SignalPause)
 	resumeCh := workflow.GetSignalChannel(ctx, SignalResume)
 	var k *activities.Kafka
@@ -216,7 +269,12 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				WorkflowID:        PartitionWorkflowID(cfg.Name, cfg.Topic, p),
 				ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			})
-			f := workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
+			var f workflow.ChildWorkflowFuture
+			if engine {
+				f = workflow.ExecuteChildWorkflow(cctx, KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: p, State: StreamState[int64, int64]{Checkpoint: -1, Paused: paused}})
+			} else {
+				f = workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
+			}
 			fresh, starting = append(fresh, p), append(starting, f)
 			if !parallelStart {
 				if err := childStarted(ctx, f, p); err != nil {
@@ -245,6 +303,15 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			c.Receive(ctx, &r)
 			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) time.Time { return p.Reported })
 		})
+		if engine {
+			sel.AddReceive(handoffCh, func(c workflow.ReceiveChannel, _ bool) {
+				var h PartitionInput
+				c.Receive(ctx, &h)
+				if slices.Contains(moving, h.Partition) {
+					continueOnEngine(h)
+				}
+			})
+		}
 		sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			paused = true
@@ -257,7 +324,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			tell(PartitionControl{Op: ControlResume})
 			syncConnectorState(ctx, paused)
 		})
-		for !recheck && ctx.Err() == nil {
+		for !recheck && !moveNow && ctx.Err() == nil {
 			sel.Select(ctx)
 		}
 		cancelTimer()
@@ -265,21 +332,54 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			cancelConsumers(ctx, cfg, started)
 			return temporal.NewCanceledError("kafka connector cancelled")
 		}
-		if rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if moveNow || rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			// Take in what arrived, so nothing is lost across continue-as-new.
 			for sel.HasPending() {
 				sel.Select(ctx)
 			}
-			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && handoffs == 0 }); err != nil {
 				return err
 			}
-			next := KafkaConnectorInput{Config: cfg, Started: started, Paused: paused}
+			next := KafkaConnectorInput{Config: cfg, Started: started, Paused: paused, Engine: engine, Moving: moving}
 			for _, p := range started {
 				if r, ok := reports[p]; ok {
 					next.Reports = append(next.Reports, r)
 				}
 			}
 			return workflow.NewContinueAsNewError(ctx, KafkaConnector, next)
+		}
+	}
+}
+
+// Version changes of the connectors.
+const (
+	// changeKafkaStreamEngine: a run's consumers run on the stream engine.
+	changeKafkaStreamEngine = "kafka-stream-engine"
+	// changeKafkaMoveOnApply: an apply to a run on the older consumers
+	// continues it as new, which moves them.
+	changeKafkaMoveOnApply = "kafka-move-on-apply"
+	// changeKinesisStreamEngine and changeKinesisMoveOnApply are the same
+	// for the Kinesis connector.
+	changeKinesisStreamEngine = "kinesis-stream-engine"
+	changeKinesisMoveOnApply  = "kinesis-move-on-apply"
+)
+
+// startMoved starts the stream engine consumer of a unit whose older
+// consumer handed off: that one closes right after its handoff signal, so
+// a start that finds it still running tries again a second later.
+func startMoved(ctx workflow.Context, id string, consumer any, in any) error {
+	for try := 0; ; try++ {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: id, ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON})
+		err := workflow.ExecuteChildWorkflow(cctx, consumer, in).GetChildWorkflowExecution().Get(ctx, nil)
+		var already *temporal.ChildWorkflowExecutionAlreadyStartedError
+		if err == nil || !errors.As(err, &already) || try >= 60 {
+			if err != nil {
+				return fmt.Errorf("starting its stream engine consumer: %w", err)
+			}
+			return nil
+		}
+		if err := workflow.Sleep(ctx, time.Second); err != nil {
+			return err
 		}
 	}
 }

@@ -82,11 +82,13 @@ func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal,
 	r.RegisterActivity(t)
 	r.RegisterWorkflowWithOptions(workflows.KafkaConnector, workflow.RegisterOptions{Name: workflows.KafkaConnectorWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.PartitionConsumer, workflow.RegisterOptions{Name: workflows.PartitionConsumerWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.KafkaStreamConsumer, workflow.RegisterOptions{Name: workflows.KafkaStreamConsumerWorkflowType})
 	r.RegisterActivity(s)
 	r.RegisterActivity(k)
 	r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
 	r.RegisterActivity(q)
 	r.RegisterWorkflowWithOptions(workflows.KinesisConnector, workflow.RegisterOptions{Name: workflows.KinesisConnectorWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.ShardConsumer, workflow.RegisterOptions{Name: workflows.ShardConsumerWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.KinesisStreamConsumer, workflow.RegisterOptions{Name: workflows.KinesisStreamConsumerWorkflowType})
 	r.RegisterActivity(kin)
 }
