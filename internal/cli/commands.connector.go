@@ -602,14 +602,24 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 		WorkflowID: cs.id, UpdateName: workflows.UpdateSpec, Args: []interface{}{cs.config},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
+	var answer any
 	if err == nil {
-		err = h.Get(cmd.Context(), nil)
+		err = h.Get(cmd.Context(), &answer)
 	}
 	if err != nil {
 		return fmt.Errorf("updating connector %s: %w", cs.name, err)
 	}
-	return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"},
-		fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id))
+	// A stream connector on the older consumer types says it moves them
+	// onto the stream engine ("updated; moving ...").
+	more, _ := answer.(string)
+	more = strings.TrimPrefix(strings.TrimPrefix(more, "updated"), "; ")
+	res := map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"}
+	text := fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id)
+	if more != "" {
+		res["note"] = more
+		text += "  " + more + "\n"
+	}
+	return g.print(res, text)
 }
 
 // waitBackfill waits for a backfill to finish, printing its progress to

@@ -71,11 +71,17 @@ func run(m *testing.M) int {
 //	RECORD_HISTORIES=$PWD/workflows/testdata/histories go test ./internal/e2e/
 func recordHistory(t *testing.T, workflowID, name string) {
 	t.Helper()
+	recordRunHistory(t, workflowID, "", name)
+}
+
+// recordRunHistory is recordHistory of one run (runID "" is the latest).
+func recordRunHistory(t *testing.T, workflowID, runID, name string) {
+	t.Helper()
 	dir := os.Getenv("RECORD_HISTORIES")
 	if dir == "" {
 		return
 	}
-	if err := env.ExportHistory(context.Background(), workflowID, filepath.Join(dir, name+".json")); err != nil {
+	if err := env.ExportRunHistory(context.Background(), workflowID, runID, filepath.Join(dir, name+".json")); err != nil {
 		t.Errorf("recording history of %s: %v", workflowID, err)
 	}
 }

@@ -56,13 +56,19 @@ type WorkerProcessOptions struct {
 	Args []string
 	// Env adds environment variables (NAME=value).
 	Env []string
+	// Binary runs this worker binary instead of building ./worker (an
+	// older release, to test upgrades).
+	Binary string
 }
 
 // StartWorkerProcess builds (once) and starts the worker binary.
 func (e *Env) StartWorkerProcess(ctx context.Context, opts WorkerProcessOptions) (*WorkerProcess, error) {
-	bin, err := e.WorkerBinary(ctx)
-	if err != nil {
-		return nil, err
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = e.WorkerBinary(ctx); err != nil {
+			return nil, err
+		}
 	}
 	u, err := url.Parse(e.Bacalhau.Address())
 	if err != nil {

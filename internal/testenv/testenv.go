@@ -282,7 +282,13 @@ func Eventually(timeout time.Duration, cond func() error) error {
 // workflow ID beside it (path with .id for .json): workflows that derive
 // names from their own ID replay only under that ID.
 func (e *Env) ExportHistory(ctx context.Context, workflowID, path string) error {
-	iter := e.Client.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return e.ExportRunHistory(ctx, workflowID, "", path)
+}
+
+// ExportRunHistory is ExportHistory of one run of the workflow (runID ""
+// is its latest).
+func (e *Env) ExportRunHistory(ctx context.Context, workflowID, runID, path string) error {
+	iter := e.Client.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []*historypb.HistoryEvent
 	for iter.HasNext() {
 		ev, err := iter.Next()
