@@ -164,6 +164,10 @@ type endWatcher struct {
 	ends    map[int32]int64
 	changed chan struct{} // closed after every poll
 	users   int
+	// failing is when polls began to fail (zero: the last poll answered);
+	// lastErr is the last failure.
+	failing time.Time
+	lastErr error
 }
 
 // waitForEnd blocks until the end offset of topic/partition is above from
@@ -232,7 +236,12 @@ func (p *KafkaClients) pollEnds(adm *kadm.Client, key, topic string, w *endWatch
 		}
 		w.mu.Lock()
 		if err == nil {
-			w.ends = ends
+			w.ends, w.failing, w.lastErr = ends, time.Time{}, nil
+		} else {
+			if w.failing.IsZero() {
+				w.failing = time.Now()
+			}
+			w.lastErr = err
 		}
 		close(w.changed)
 		w.changed = make(chan struct{})
