@@ -272,7 +272,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
 			var r ShardStatus
 			c.Receive(ctx, &r)
-			reports[r.Shard] = newerReport(reports[r.Shard], r, func(s ShardStatus) time.Time { return s.Reported })
+			reports[r.Shard] = newerReport(reports[r.Shard], r, func(s ShardStatus) (time.Time, int64) { return s.Reported, s.Seq })
 			if i := index(r.Shard); i >= 0 && r.Finished && !shards[i].Finished {
 				shards[i].Finished = true
 				recheck = true // its children may start now

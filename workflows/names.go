@@ -110,6 +110,9 @@ const (
 	// to its connector when it ends on ControlHandoff: the connector starts
 	// the partition's KafkaStreamConsumer from it.
 	SignalPartitionHandoff = "partition-handoff"
+	// SignalStreamWake wakes an idle stream consumer that waits for its
+	// connector's watcher (payload StreamWake).
+	SignalStreamWake = "stream-wake"
 )
 
 // KafkaWorkflowID is the workflow ID of the Kafka connector called name.

@@ -55,6 +55,12 @@ type PartitionStatus struct {
 	// LastReset is the ID of the last reset this consumer applied.
 	LastReset string `json:",omitempty"`
 	Phase     string
+	// Watched: the consumer waits for its connector's wake signal when
+	// idle (the connector's watcher polls for it).
+	Watched bool `json:",omitempty"`
+	// Seq orders the reports of one consumer run sent at the same
+	// workflow time (the stream engine numbers them; 0 before).
+	Seq int64 `json:",omitempty"`
 	// Reported is the workflow time of this report.
 	Reported time.Time `json:",omitempty"`
 }

@@ -62,6 +62,9 @@ type ShardStatus struct {
 	Finished bool `json:",omitempty"`
 	Phase    string
 	Reported time.Time `json:",omitempty"`
+	// Seq orders the reports of one consumer run sent at the same
+	// workflow time (the stream engine numbers them; 0 before).
+	Seq int64 `json:",omitempty"`
 }
 
 // ShardControl is what the connector tells a shard consumer.

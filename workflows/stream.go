@@ -146,6 +146,17 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	}
 	// moveNow: an apply asked a run on the older consumers to move now.
 	moveNow := false
+	// watching: idle consumers wait for this connector's wake signal, and
+	// one watcher activity long-polls the topic for all of them (and for
+	// new partitions) instead of a poll per partition and a discovery
+	// round every 10 s. idle holds the checkpoints they wait at.
+	watching := engine && workflow.GetVersion(ctx, changeKafkaIdleWatcher, workflow.DefaultVersion, 1) == 1
+	idle := map[int32]int64{}
+	for _, r := range in.Reports {
+		if r.Phase == "idle" && r.Watched {
+			idle[r.Partition] = r.Checkpoint
+		}
+	}
 	tell := func(c PartitionControl) {
 		for _, p := range started {
 			if slices.Contains(moving, p) {
@@ -223,7 +234,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	continueOnEngine := func(h PartitionInput) {
 		st := kafkaStreamState(h)
 		st.Paused = paused // a pause or resume since the handoff was not told to it
-		in := KafkaStreamInput{Config: cfg, Partition: h.Partition, State: st}
+		in := KafkaStreamInput{Config: cfg, Partition: h.Partition, State: st, Watched: watching}
 		handoffs++
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { handoffs-- }()
@@ -244,9 +255,12 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
+	w := &kafkaWatch{discover: true}
 	for rounds := 0; ; rounds++ {
 		var parts []int32
-		if err := workflow.ExecuteActivity(actx, k.Partitions, cfg.topicRef()).Get(ctx, &parts); err != nil {
+		if watching && !w.discover {
+			parts = started // nothing new to look for: the watcher says when
+		} else if err := workflow.ExecuteActivity(actx, k.Partitions, cfg.topicRef()).Get(ctx, &parts); err != nil {
 			var appErr *temporal.ApplicationError
 			if len(started) == 0 && errors.As(err, &appErr) && appErr.Type() == "TopicNotFound" {
 				// Most likely a typo in the spec: fail loudly.
@@ -259,6 +273,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		} else {
 			lastError = ""
 		}
+		w.discover = false
 		var fresh []int32
 		var starting []workflow.ChildWorkflowFuture
 		for _, p := range parts {
@@ -271,7 +286,8 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			})
 			var f workflow.ChildWorkflowFuture
 			if engine {
-				f = workflow.ExecuteChildWorkflow(cctx, KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: p, State: StreamState[int64, int64]{Checkpoint: -1, Paused: paused}})
+				f = workflow.ExecuteChildWorkflow(cctx, KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: p, Watched: watching,
+					State: StreamState[int64, int64]{Checkpoint: -1, Paused: paused}})
 			} else {
 				f = workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
 			}
@@ -297,11 +313,23 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
 		recheck := false
 		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(workflow.NewTimer(timerCtx, partitionRecheck), func(workflow.Future) { recheck = true })
+		if watching {
+			w.arm(ctx, sel, cfg, idle, started, &lastError, &recheck)
+		} else {
+			sel.AddFuture(workflow.NewTimer(timerCtx, partitionRecheck), func(workflow.Future) { recheck = true })
+		}
 		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
 			var r PartitionStatus
 			c.Receive(ctx, &r)
-			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) time.Time { return p.Reported })
+			if held := reports[r.Partition]; watching && !reportBefore(r.Reported, r.Seq, held.Reported, held.Seq) {
+				if r.Phase == "idle" && r.Watched {
+					idle[r.Partition] = r.Checkpoint
+				} else {
+					delete(idle, r.Partition)
+				}
+				recheck = recheck || w.stale(idle)
+			}
+			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) (time.Time, int64) { return p.Reported, p.Seq })
 		})
 		if engine {
 			sel.AddReceive(handoffCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -329,10 +357,15 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		}
 		cancelTimer()
 		if ctx.Err() != nil {
+			w.stop()
 			cancelConsumers(ctx, cfg, started)
 			return temporal.NewCanceledError("kafka connector cancelled")
 		}
-		if moveNow || rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if watching {
+			w.wake(ctx, cfg, idle)
+		}
+		if moveNow || rounds >= 500 && !watching || rounds >= 5000 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			w.stop()
 			// Take in what arrived, so nothing is lost across continue-as-new.
 			for sel.HasPending() {
 				sel.Select(ctx)
@@ -358,6 +391,9 @@ const (
 	// changeKafkaMoveOnApply: an apply to a run on the older consumers
 	// continues it as new, which moves them.
 	changeKafkaMoveOnApply = "kafka-move-on-apply"
+	// changeKafkaIdleWatcher: one watcher per connector wakes idle
+	// consumers (which then wait for its signal, not poll themselves).
+	changeKafkaIdleWatcher = "kafka-idle-watcher"
 	// changeKinesisStreamEngine and changeKinesisMoveOnApply are the same
 	// for the Kinesis connector.
 	changeKinesisStreamEngine = "kinesis-stream-engine"
@@ -405,12 +441,130 @@ func cancelConsumers(ctx workflow.Context, cfg KafkaConfig, parts []int32) {
 }
 
 // newerReport keeps the later of a consumer's reports: signals from one
-// consumer can arrive out of order, and a stale report must not overwrite
-// a newer one (Reported is the consumer's workflow time; equal times keep
-// the arrival order). No command: recorded histories replay unchanged.
-func newerReport[T any](held, got T, reported func(T) time.Time) T {
-	if reported(got).Before(reported(held)) {
+// consumer can arrive out of order, even two sent in the same workflow
+// task, and a stale report must not overwrite a newer one. Reports are
+// ordered by their consumer's workflow time, then by its report sequence
+// number (Seq: two reports of one task share a time); reports from before
+// Seq existed (0) keep the arrival order at equal times. No command:
+// recorded histories replay unchanged.
+func newerReport[T any](held, got T, order func(T) (time.Time, int64)) T {
+	gt, gs := order(got)
+	ht, hs := order(held)
+	if reportBefore(gt, gs, ht, hs) {
 		return held
 	}
 	return got
 }
+
+// reportBefore tells whether a report at (t, seq) is older than one at
+// (than, thanSeq).
+func reportBefore(t time.Time, seq int64, than time.Time, thanSeq int64) bool {
+	return t.Before(than) || t.Equal(than) && seq < thanSeq
+}
+
+// kafkaWatch is a Kafka connector's idle watcher: one WatchPartitions
+// activity at a time, over the idle consumers' checkpoints.
+type kafkaWatch struct {
+	// f is the running watch (nil: none); watching the idle set it was
+	// started with; cancel cancels it.
+	f        workflow.Future
+	watching []activities.PartitionAt
+	known    int
+	cancel   workflow.CancelFunc
+	// ready is f, or a retry timer after a problem, or nil.
+	ready workflow.Future
+	// result is what the last finished watch saw.
+	result activities.Watched
+	// discover: list partitions again (the watcher saw more, or failed).
+	discover bool
+}
+
+// idleList is the idle set in partition order.
+func idleList(idle map[int32]int64) []activities.PartitionAt {
+	var at []activities.PartitionAt
+	//workflowcheck:ignore the list is sorted below
+	for p, from := range idle {
+		at = append(at, activities.PartitionAt{Partition: p, From: from})
+	}
+	slices.SortFunc(at, func(a, b activities.PartitionAt) int { return int(a.Partition) - int(b.Partition) })
+	return at
+}
+
+// stale tells whether the running watch watches another idle set.
+func (w *kafkaWatch) stale(idle map[int32]int64) bool {
+	return w.f != nil && !slices.Equal(idleList(idle), w.watching)
+}
+
+// arm makes sure a watch over the current idle set runs (restarting one
+// that watches another set) and adds its future to sel.
+func (w *kafkaWatch) arm(ctx workflow.Context, sel workflow.Selector, cfg KafkaConfig, idle map[int32]int64, started []int32, lastError *string, done *bool) {
+	want := idleList(idle)
+	if w.f != nil && (!slices.Equal(want, w.watching) || w.known != len(started)) {
+		w.stop()
+	}
+	if w.ready == nil {
+		wctx, cancel := workflow.WithCancel(ctx)
+		wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
+			StartToCloseTimeout: kafkaWatchTimeout + time.Minute,
+			HeartbeatTimeout:    kafkaWatchHeartbeat,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+		})
+		var k *activities.Kafka
+		w.f = workflow.ExecuteActivity(wctx, k.WatchPartitions, activities.WatchInput{TopicRef: cfg.topicRef(), Group: cfg.Group,
+			Idle: want, Known: len(started), Timeout: kafkaWatchTimeout})
+		w.ready, w.watching, w.known, w.cancel = w.f, want, len(started), cancel
+	}
+	sel.AddFuture(w.ready, func(f workflow.Future) {
+		*done = true
+		if f != w.f {
+			// The retry timer after a problem: watch again.
+			w.ready, w.discover = nil, true
+			return
+		}
+		w.result = activities.Watched{}
+		if err := f.Get(ctx, &w.result); err != nil && ctx.Err() == nil {
+			w.result.Problem = err.Error()
+		}
+		w.f, w.cancel = nil, nil
+		w.ready = nil
+		w.discover = w.result.Partitions > 0
+		*lastError = ""
+		if w.result.Problem != "" {
+			// Say so in the status and look again in a while.
+			*lastError = w.result.Problem
+			w.ready = workflow.NewTimer(ctx, partitionRecheck)
+		}
+	})
+}
+
+// wake signals the consumers whose partitions have records past the
+// checkpoint they wait at, once each.
+func (w *kafkaWatch) wake(ctx workflow.Context, cfg KafkaConfig, idle map[int32]int64) {
+	for _, p := range w.result.Ready {
+		from, ok := idle[p]
+		if !ok {
+			continue // it moved on since (a control woke it)
+		}
+		delete(idle, p)
+		workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalStreamWake, StreamWake{Checkpoint: strconv.FormatInt(from, 10)})
+	}
+	w.result.Ready = nil
+}
+
+// stop cancels the running watch, if any.
+func (w *kafkaWatch) stop() {
+	if w.f != nil && w.cancel != nil {
+		w.cancel()
+	}
+	if w.f != nil {
+		w.f, w.ready, w.cancel = nil, nil, nil
+	}
+}
+
+// kafkaWatchTimeout bounds one watch; kafkaWatchHeartbeat is how long a
+// watch on a killed worker goes unnoticed. With quiet heartbeats an idle
+// watch costs one heartbeat every ~32 s (none in the first 20 s).
+const (
+	kafkaWatchTimeout   = 10 * time.Minute
+	kafkaWatchHeartbeat = 40 * time.Second
+)

@@ -58,6 +58,15 @@ type streamProgress struct {
 	LastReset                          string
 	Finished                           bool
 	Reported                           time.Time
+	// Seq numbers the reports of this run (two may share a time).
+	Seq int64
+}
+
+// StreamWake is the payload of SignalStreamWake: the checkpoint (as the
+// source writes it) the consumer was idle at when its records arrived; a
+// wake for another checkpoint is stale and ignored.
+type StreamWake struct {
+	Checkpoint string
 }
 
 // streamControl is what a connector tells its stream consumers; it has
@@ -117,6 +126,9 @@ type streamSource[C, P, S any] interface {
 	setConfig(C)
 	// controlSignal is the signal its connector sends controls on.
 	controlSignal() string
+	// watched: when idle, the consumer waits for its connector's wake
+	// signal (SignalStreamWake) instead of running a wait activity.
+	watched() bool
 	// begin resolves the starting position when the state has none.
 	begin(ctx workflow.Context, st *StreamState[P, S]) error
 	// wait long-polls for records after from (the future's value is read
@@ -184,6 +196,8 @@ type streamEngine[C, P, S any] struct {
 	leaseSince time.Time
 	turn       time.Duration
 	recalls    workflow.ReceiveChannel
+	// wakes are the connector's wake signals (watched consumers).
+	wakes workflow.ReceiveChannel
 	// lastReport and reported (its phase); dirty: changed since.
 	lastReport time.Time
 	reported   string
@@ -199,6 +213,7 @@ func runStream[C, P, S any](ctx workflow.Context, src streamSource[C, P, S], st 
 		return err
 	}
 	e.controls = workflow.GetSignalChannel(ctx, src.controlSignal())
+	e.wakes = workflow.GetSignalChannel(ctx, SignalStreamWake)
 	if err := src.begin(ctx, &e.st); err != nil {
 		return err
 	}
@@ -227,8 +242,10 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		} else if !e.st.Backlog {
 			e.returnLease(ctx)
 			e.pr.Phase = "idle"
-			if e.dirty || e.reported != "idle" {
-				e.report(ctx, true) // caught up: the connector sees the final state
+			if e.dirty || e.reported != "idle" || e.src.watched() {
+				// Caught up: the connector sees the final state (and, when
+				// it watches for this consumer, where it waits).
+				e.report(ctx, true)
 			}
 			has, end, interrupted, err := e.wait(ctx)
 			if err != nil {
@@ -366,6 +383,9 @@ func (e *streamEngine[C, P, S]) returnLease(ctx workflow.Context) {
 // connector interrupts the wait so it applies at once (it is left in the
 // channel for applyControls).
 func (e *streamEngine[C, P, S]) wait(ctx workflow.Context) (has, end, interrupted bool, err error) {
+	if e.src.watched() {
+		return e.waitForWake(ctx)
+	}
 	wctx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: streamWaitTimeout + 30*time.Second,
 		HeartbeatTimeout:    awaitHeartbeat,
@@ -383,6 +403,27 @@ func (e *streamEngine[C, P, S]) wait(ctx workflow.Context) (has, end, interrupte
 		return false, false, true, nil
 	}
 	return has, end, false, err
+}
+
+// waitForWake waits, with no activity and no timer, for the connector's
+// wake signal for this checkpoint, or a control.
+func (e *streamEngine[C, P, S]) waitForWake(ctx workflow.Context) (has, end, interrupted bool, err error) {
+	at := e.src.label(e.st.Checkpoint)
+	for !has && !interrupted {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(e.wakes, func(c workflow.ReceiveChannel, _ bool) {
+			var w StreamWake
+			c.Receive(ctx, &w)
+			has = w.Checkpoint == at
+		})
+		sel.AddReceive(e.controls, func(workflow.ReceiveChannel, bool) { interrupted = true })
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		sel.Select(ctx)
+		if ctx.Err() != nil {
+			return false, false, false, ctx.Err()
+		}
+	}
+	return has, false, interrupted, nil
 }
 
 // advance moves the checkpoint to next after a batch or range;
@@ -552,5 +593,6 @@ func (e *streamEngine[C, P, S]) report(ctx workflow.Context, force bool) workflo
 	}
 	e.lastReport, e.dirty, e.reported = now, false, e.pr.Phase
 	e.pr.Reported = now
+	e.pr.Seq++
 	return e.src.report(ctx, e.src.status(&e.st, e.pr))
 }

@@ -21,6 +21,9 @@ type KafkaStreamInput struct {
 	State     StreamState[int64, int64]
 	// End is the partition's end offset as last seen (for lag).
 	End int64 `json:",omitempty"`
+	// Watched: when idle, wait for the connector's wake signal (its idle
+	// watcher polls the topic) instead of polling the partition.
+	Watched bool `json:",omitempty"`
 }
 
 // KafkaStreamConsumer consumes one Kafka partition on the stream engine:
@@ -33,7 +36,7 @@ type KafkaStreamInput struct {
 // Controls from the connector (pause, resume, reset, config) apply between
 // batches, in the order sent.
 func KafkaStreamConsumer(ctx workflow.Context, in KafkaStreamInput) error {
-	u := &kafkaUnit{cfg: in.Config, partition: in.Partition, end: in.End, committed: -1}
+	u := &kafkaUnit{cfg: in.Config, partition: in.Partition, end: in.End, committed: -1, watch: in.Watched}
 	return runStream[KafkaConfig, int64, int64](ctx, u, in.State)
 }
 
@@ -44,6 +47,8 @@ type kafkaUnit struct {
 	// end is the partition's end offset as last seen; committed the
 	// offset last mirrored into the group by this run (-1: none yet).
 	end, committed int64
+	// watch: the connector's watcher wakes it when idle.
+	watch bool
 	// k names the activities (nil receiver: methods as names).
 	k *activities.Kafka
 }
@@ -52,6 +57,7 @@ func (u *kafkaUnit) kind() string            { return "kafka" }
 func (u *kafkaUnit) unit() string            { return "partition " + itoa32(u.partition) }
 func (u *kafkaUnit) setConfig(c KafkaConfig) { u.cfg = c }
 func (u *kafkaUnit) controlSignal() string   { return SignalPartitionControl }
+func (u *kafkaUnit) watched() bool           { return u.watch }
 
 func (u *kafkaUnit) settings() streamSettings {
 	return streamSettings{Name: u.cfg.Name, StreamBatching: u.cfg.StreamBatching, TaskConfig: u.cfg.TaskConfig, HasDeadLetter: u.cfg.hasDeadLetter()}
@@ -209,7 +215,7 @@ func (u *kafkaUnit) status(st *StreamState[int64, int64], p streamProgress) any 
 	s := PartitionStatus{Partition: u.partition, Checkpoint: st.Checkpoint, End: u.end, Lag: max(0, u.end-st.Checkpoint),
 		Batches: st.Batches, Records: st.Records, Skipped: st.Skipped, DeadLettered: st.DeadLettered, Paused: st.Paused,
 		LastJob: p.LastJob, LastError: p.LastError, LastDeadLetter: p.LastDeadLetter, LastReset: p.LastReset,
-		Phase: p.Phase, Reported: p.Reported}
+		Phase: p.Phase, Reported: p.Reported, Seq: p.Seq, Watched: u.watch}
 	for _, r := range st.Ranges {
 		s.Bisecting = append(s.Bisecting, OffsetRange{From: r.From, Until: r.Until})
 	}
@@ -221,7 +227,7 @@ func (u *kafkaUnit) report(ctx workflow.Context, status any) workflow.Future {
 }
 
 func (u *kafkaUnit) continueAsNew(ctx workflow.Context, st StreamState[int64, int64]) error {
-	return workflow.NewContinueAsNewError(ctx, KafkaStreamConsumer, KafkaStreamInput{Config: u.cfg, Partition: u.partition, State: st, End: u.end})
+	return workflow.NewContinueAsNewError(ctx, KafkaStreamConsumer, KafkaStreamInput{Config: u.cfg, Partition: u.partition, State: st, End: u.end, Watched: u.watch})
 }
 
 // kafkaStreamState is where a partition consumer of the older workflow

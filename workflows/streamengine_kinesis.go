@@ -43,6 +43,7 @@ func (u *kinesisUnit) kind() string              { return "kinesis" }
 func (u *kinesisUnit) unit() string              { return "shard " + u.shard }
 func (u *kinesisUnit) setConfig(c KinesisConfig) { u.cfg = c }
 func (u *kinesisUnit) controlSignal() string     { return SignalShardControl }
+func (u *kinesisUnit) watched() bool             { return false }
 
 func (u *kinesisUnit) settings() streamSettings {
 	return streamSettings{Name: u.cfg.Name, StreamBatching: u.cfg.StreamBatching, TaskConfig: u.cfg.TaskConfig, HasDeadLetter: u.cfg.DeadLetterS3 != nil}
@@ -138,7 +139,7 @@ func (u *kinesisUnit) status(st *StreamState[activities.ShardPosition, string], 
 	s := ShardStatus{Shard: u.shard, Checkpoint: st.Checkpoint.After, Batches: st.Batches, Records: st.Records,
 		DeadLettered: st.DeadLettered, Paused: st.Paused, LastJob: p.LastJob, LastError: p.LastError,
 		LastDeadLetter: p.LastDeadLetter, LastReset: p.LastReset, MillisBehind: u.millisBehind,
-		Finished: p.Finished, Phase: p.Phase, Reported: p.Reported}
+		Finished: p.Finished, Phase: p.Phase, Reported: p.Reported, Seq: p.Seq}
 	if p.Finished {
 		s.MillisBehind = 0
 	}

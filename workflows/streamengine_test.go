@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -124,4 +125,146 @@ func TestKafkaConnectorMovesOlderConsumersOntoTheEngine(t *testing.T) {
 		Ranges: []StreamRange[int64, int64]{{From: 7, Until: 9, Split: true}, {From: 10, Until: 12, Split: true}}}, moved[1].State)
 	assert.Equal(t, []int32{0, 1}, st.Started)
 	assert.True(t, st.Paused)
+}
+
+// TestWatchedKafkaConsumerWaitsForItsConnectorsWakeWithoutActivities: a
+// consumer of a watching connector reports where it waits when idle and
+// then waits for the wake signal with no activity and no timer; a wake for
+// another checkpoint is stale and ignored; the wake for its checkpoint runs
+// the batch.
+func TestWatchedKafkaConsumerWaitsForItsConnectorsWakeWithoutActivities(t *testing.T) {
+	h := newPartitionHarness(t, 0)
+	h.engine = true
+	var mu sync.Mutex
+	started := map[string]int{}
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		started[info.ActivityType.Name]++
+	})
+	var idle, final PartitionStatus
+	h.env.RegisterDelayedCallback(func() {
+		idle = h.status()
+		h.env.SignalWorkflow(SignalStreamWake, StreamWake{Checkpoint: "3"}) // stale: it waits at 0
+	}, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		h.mu.Lock()
+		h.end = 5 // records arrive; the connector's watcher saw them
+		h.mu.Unlock()
+		h.env.SignalWorkflow(SignalStreamWake, StreamWake{Checkpoint: "0"})
+	}, 2*time.Hour)
+	h.env.RegisterDelayedCallback(func() { final = h.status(); h.env.CancelWorkflow() }, 3*time.Hour)
+	h.env.ExecuteWorkflow(KafkaStreamConsumer, KafkaStreamInput{Config: unitKafkaConfig(), Partition: 0, Watched: true,
+		State: StreamState[int64, int64]{Checkpoint: 0}})
+
+	assert.Equal(t, "idle", idle.Phase)
+	assert.True(t, idle.Watched)
+	assert.Equal(t, int64(0), idle.Checkpoint)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Zero(t, started["WaitForRecords"], "a watched consumer never polls")
+	assert.Equal(t, 1, started["RunBatch"], "one batch, after the wake for its checkpoint (the stale wake ran none)")
+	assert.Equal(t, int64(5), final.Checkpoint)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var waits []int64
+	for _, r := range h.reports {
+		if r.Phase == "idle" && r.Watched {
+			waits = append(waits, r.Checkpoint)
+		}
+	}
+	assert.Contains(t, waits, int64(0))
+	assert.Contains(t, waits, int64(5), "after the batch it reports the new checkpoint it waits at")
+}
+
+// TestKafkaConnectorWatchesIdlePartitionsAndWakesTheOneWithRecords: a
+// connector on the watcher code lists its partitions once (no discovery
+// round every 10 s), runs one watch over the checkpoints its idle consumers
+// reported (two reports of one consumer that arrive out of order are put
+// back in order by their sequence number), and when the watch finds records
+// past partition 1's checkpoint it wakes that consumer only, naming the
+// checkpoint it waits at.
+func TestKafkaConnectorWatchesIdlePartitionsAndWakesTheOneWithRecords(t *testing.T) {
+	var mu sync.Mutex
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(KafkaConnector, workflowOptions(KafkaConnectorWorkflowType))
+	// A stand-in consumer under the engine consumer's name takes the wake
+	// signals (a child of the connector, so they reach it, not a mock).
+	var wakes []string
+	var consumers []KafkaStreamInput
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in KafkaStreamInput) error {
+		mu.Lock()
+		consumers = append(consumers, in)
+		mu.Unlock()
+		end, over := workflow.NewTimer(ctx, 11*time.Minute), false
+		for !over {
+			sel := workflow.NewSelector(ctx)
+			sel.AddFuture(end, func(workflow.Future) { over = true })
+			sel.AddReceive(workflow.GetSignalChannel(ctx, SignalStreamWake), func(c workflow.ReceiveChannel, _ bool) {
+				var wk StreamWake
+				c.Receive(ctx, &wk)
+				mu.Lock()
+				wakes = append(wakes, fmt.Sprintf("%d@%s", in.Partition, wk.Checkpoint))
+				mu.Unlock()
+			})
+			sel.Select(ctx)
+		}
+		return nil
+	}, workflowOptions(KafkaStreamConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kafka{})
+	listed := 0
+	env.OnActivity("Partitions", mock.Anything, mock.Anything).Return(func(context.Context, activities.TopicRef) ([]int32, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		listed++
+		return []int32{0, 1}, nil
+	})
+	arrived := false
+	var watches []activities.WatchInput
+	env.OnActivity("WatchPartitions", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WatchInput) (*activities.Watched, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		watches = append(watches, in)
+		for _, p := range in.Idle {
+			if p.Partition == 1 && arrived {
+				return &activities.Watched{Ready: []int32{1}}, nil
+			}
+		}
+		return &activities.Watched{}, nil
+	}).After(time.Minute)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	cfg := unitKafkaConfig()
+	cfg.MaxBytes = MaxInlineBatchBytes
+	at := env.Now()
+	env.RegisterDelayedCallback(func() {
+		// Two reports of one workflow task (same time) arrive out of
+		// order: the sequence number keeps the later (idle) one.
+		env.SignalWorkflow(SignalPartitionStatus, PartitionStatus{Partition: 0, Checkpoint: 10, Phase: "idle", Watched: true, Reported: at.Add(time.Second), Seq: 2})
+		env.SignalWorkflow(SignalPartitionStatus, PartitionStatus{Partition: 0, Checkpoint: 10, Phase: "resuming", Watched: true, Reported: at.Add(time.Second), Seq: 1})
+		env.SignalWorkflow(SignalPartitionStatus, PartitionStatus{Partition: 1, Checkpoint: 20, Phase: "idle", Watched: true, Reported: at.Add(time.Second), Seq: 1})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		mu.Lock()
+		arrived = true
+		mu.Unlock()
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
+	env.ExecuteWorkflow(KafkaConnectorWorkflowType, KafkaConnectorInput{Config: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "canceled")
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 1, listed, "partitions listed once: the watcher looks for new ones")
+	require.Len(t, consumers, 2)
+	assert.True(t, consumers[0].Watched && consumers[1].Watched, "consumers wait for the watcher's wake")
+	assert.Equal(t, []string{"1@20"}, wakes, "only partition 1 is woken, at the checkpoint it waits at")
+	require.NotEmpty(t, watches)
+	last := watches[len(watches)-1]
+	assert.Equal(t, []activities.PartitionAt{{Partition: 0, From: 10}}, last.Idle, "after the wake only partition 0 is watched")
+	assert.Equal(t, "g", last.Group)
+	assert.Equal(t, 2, last.Known)
+	t.Logf("%d watches in 10 minutes", len(watches))
+	assert.LessOrEqual(t, len(watches), 12, "about one watch a minute here (the mock's timeout), restarted when the idle set changed")
 }
