@@ -48,7 +48,7 @@ func olderWorker(t *testing.T, commit string) string {
 // with one successful job per batch identity.
 func TestKafkaConnectorOnTheOlderConsumersMovesOntoTheEngine(t *testing.T) {
 	ctx := context.Background()
-	const topic, name, partitions, per = "move-events", "e2e-kafka-move", 3, 200
+	const topic, name, partitions, per = "move-events", "e2e-kafka-move", 3, 120
 	old := olderWorker(t, preEngineCommit)
 	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: partitions}})
 	require.NoError(t, err)
@@ -98,7 +98,7 @@ func TestKafkaConnectorOnTheOlderConsumersMovesOntoTheEngine(t *testing.T) {
 			}
 			done += st.Checkpoint
 		}
-		if done < 60 {
+		if done < 40 {
 			return fmt.Errorf("%d records processed", done)
 		}
 		return nil
