@@ -32,7 +32,7 @@ screenshots: bin/temporal tools
 # on the real local stack (Temporal dev server, in-process Bacalhau node), and the
 # short seeded chaos run (internal/chaos) beside them.
 test: bin/temporal tools compose-check lint dev-smoke
-	CHAOS_SHORT=1 $(GO) test -count=1 -timeout 20m ./...
+	CHAOS_SHORT=1 $(GO) test -count=1 -timeout 25m ./...
 
 # Fuzz targets (package:name). make test runs their seeds and the corpora
 # committed under each package's testdata/fuzz/ as plain tests; `make fuzz`
