@@ -151,6 +151,10 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	// new partitions) instead of a poll per partition and a discovery
 	// round every 10 s. idle holds the checkpoints they wait at.
 	watching := engine && workflow.GetVersion(ctx, changeKafkaIdleWatcher, workflow.DefaultVersion, 1) == 1
+	// batchReports: the reports that arrived together change the watch
+	// once, not once each (a thousand partitions going idle in one
+	// workflow task would otherwise start and cancel a thousand watches).
+	batchReports := watching && workflow.GetVersion(ctx, changeKafkaWatchOnce, workflow.DefaultVersion, 1) == 1
 	idle := map[int32]int64{}
 	for _, r := range in.Reports {
 		if r.Phase == "idle" && r.Watched {
@@ -318,9 +322,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		} else {
 			sel.AddFuture(workflow.NewTimer(timerCtx, partitionRecheck), func(workflow.Future) { recheck = true })
 		}
-		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
-			var r PartitionStatus
-			c.Receive(ctx, &r)
+		onStatus := func(r PartitionStatus) {
 			if held := reports[r.Partition]; watching && !reportBefore(r.Reported, r.Seq, held.Reported, held.Seq) {
 				if r.Phase == "idle" && r.Watched {
 					idle[r.Partition] = r.Checkpoint
@@ -330,6 +332,11 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				recheck = recheck || w.stale(idle)
 			}
 			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) (time.Time, int64) { return p.Reported, p.Seq })
+		}
+		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r PartitionStatus
+			c.Receive(ctx, &r)
+			onStatus(r)
 		})
 		if engine {
 			sel.AddReceive(handoffCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -360,6 +367,14 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			w.stop()
 			cancelConsumers(ctx, cfg, started)
 			return temporal.NewCanceledError("kafka connector cancelled")
+		}
+		if batchReports {
+			// Take in every report that arrived with this one first.
+			var r PartitionStatus
+			for statusCh.ReceiveAsync(&r) {
+				onStatus(r)
+				r = PartitionStatus{}
+			}
 		}
 		if watching {
 			w.wake(ctx, cfg, idle)
@@ -394,6 +409,9 @@ const (
 	// changeKafkaIdleWatcher: one watcher per connector wakes idle
 	// consumers (which then wait for its signal, not poll themselves).
 	changeKafkaIdleWatcher = "kafka-idle-watcher"
+	// changeKafkaWatchOnce: status reports that arrive together restart
+	// the watch once.
+	changeKafkaWatchOnce = "kafka-watch-once-per-task"
 	// changeKinesisStreamEngine and changeKinesisMoveOnApply are the same
 	// for the Kinesis connector.
 	changeKinesisStreamEngine = "kinesis-stream-engine"

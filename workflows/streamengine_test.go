@@ -6,6 +6,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -267,4 +269,87 @@ func TestKafkaConnectorWatchesIdlePartitionsAndWakesTheOneWithRecords(t *testing
 	assert.Equal(t, 2, last.Known)
 	t.Logf("%d watches in 10 minutes", len(watches))
 	assert.LessOrEqual(t, len(watches), 12, "about one watch a minute here (the mock's timeout), restarted when the idle set changed")
+}
+
+// TestKafkaConnectorRestartsItsWatchOnceForReportsThatArriveTogether:
+// twenty partitions going idle at once (their reports taken in by one
+// workflow task) change the watch once, not twenty times.
+func TestKafkaConnectorRestartsItsWatchOnceForReportsThatArriveTogether(t *testing.T) {
+	var mu sync.Mutex
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(KafkaConnector, workflowOptions(KafkaConnectorWorkflowType))
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in KafkaStreamInput) error {
+		return workflow.Sleep(ctx, 11*time.Minute) // a consumer that outlives the test
+	}, workflowOptions(KafkaStreamConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kafka{})
+	const partitions = 20
+	env.OnActivity("Partitions", mock.Anything, mock.Anything).Return(func(context.Context, activities.TopicRef) ([]int32, error) {
+		var ps []int32
+		for p := range partitions {
+			ps = append(ps, int32(p))
+		}
+		return ps, nil
+	}).After(10 * time.Second) // the reports arrive meanwhile and wait together
+	// Count the watches the connector schedules (also those cancelled
+	// before they start).
+	var watched [][]activities.PartitionAt
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&activityCounter{onSchedule: func(name string, args []any) {
+		if name != "WatchPartitions" {
+			return
+		}
+		mu.Lock()
+		watched = append(watched, args[0].(activities.WatchInput).Idle)
+		mu.Unlock()
+	}}}})
+	env.OnActivity("WatchPartitions", mock.Anything, mock.Anything).Return(&activities.Watched{}, nil).After(5 * time.Minute)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	cfg := unitKafkaConfig()
+	cfg.MaxBytes = MaxInlineBatchBytes
+	at := env.Now()
+	env.RegisterDelayedCallback(func() {
+		for p := range partitions {
+			env.SignalWorkflow(SignalPartitionStatus, PartitionStatus{Partition: int32(p), Checkpoint: 7, Phase: "idle", Watched: true, Reported: at.Add(time.Second), Seq: 1})
+		}
+	}, time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Minute)
+	env.ExecuteWorkflow(KafkaConnectorWorkflowType, KafkaConnectorInput{Config: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "canceled")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, watched)
+	assert.Len(t, watched[len(watched)-1], partitions, "the last watch covers every idle partition")
+	assert.LessOrEqual(t, len(watched), 2, "one watch before the reports, one after: %d", len(watched))
+}
+
+// activityCounter is a worker interceptor that reports every activity a
+// workflow schedules, by name, with its arguments.
+type activityCounter struct {
+	interceptor.WorkerInterceptorBase
+	onSchedule func(name string, args []any)
+}
+
+func (c *activityCounter) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &activityCounterInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, c: c}
+}
+
+type activityCounterInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+	c *activityCounter
+}
+
+func (i *activityCounterInbound) Init(outbound interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&activityCounterOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: outbound}, c: i.c})
+}
+
+type activityCounterOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+	c *activityCounter
+}
+
+func (o *activityCounterOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
+	o.c.onSchedule(activityType, args)
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
