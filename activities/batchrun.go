@@ -26,6 +26,25 @@ func (f *BatchFailure) Error() error {
 	return temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil)
 }
 
+// awaitVerdict awaits a submitted batch's job and splits the outcome as
+// batchVerdict does.
+func (b *Bacalhau) awaitVerdict(ctx context.Context, jobID string) (*BatchFailure, error) {
+	_, err := b.Await(ctx, AwaitInput{JobID: jobID})
+	return batchVerdict(err)
+}
+
+// mirror commits a checkpoint to the consumer group when in.Group is set;
+// a failure is only logged: the group mirrors the checkpoint, the next
+// batch or wait mirrors it again.
+func (k *Kafka) mirror(ctx context.Context, in CommitInput) {
+	if in.Group == "" {
+		return
+	}
+	if err := k.CommitOffset(ctx, in); err != nil {
+		activity.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed", "Error", err)
+	}
+}
+
 // batchVerdict splits an await's error into a job verdict (returned in
 // the result: the batch's records decide what follows) and an error the
 // activity is retried on (Bacalhau unreachable, worker stopping).
@@ -67,14 +86,8 @@ type KafkaBatchRun struct {
 // that job. The task's verdict comes back in Failure; errors are for what
 // a retry may mend (brokers or Bacalhau unreachable).
 func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRun, error) {
-	if in.Group != "" {
-		err := k.CommitOffset(ctx, CommitInput{TopicRef: TopicRef{KafkaCluster: in.Read.KafkaCluster, Topic: in.Read.Topic},
-			Group: in.Group, Partition: in.Read.Partition, Offset: in.Read.From})
-		if err != nil {
-			// The group only mirrors the checkpoint: the next batch mirrors it.
-			activity.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed", "Error", err)
-		}
-	}
+	k.mirror(ctx, CommitInput{TopicRef: TopicRef{KafkaCluster: in.Read.KafkaCluster, Topic: in.Read.Topic},
+		Group: in.Group, Partition: in.Read.Partition, Offset: in.Read.From})
 	batch, err := k.ReadAndSubmit(ctx, in.StreamSubmitInput)
 	if err != nil {
 		return nil, err
@@ -83,9 +96,7 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 	if batch.Count == 0 || batch.JobID == "" {
 		return out, nil
 	}
-	_, err = k.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID})
-	out.Failure, err = batchVerdict(err)
-	if err != nil {
+	if out.Failure, err = k.bacalhau.awaitVerdict(ctx, batch.JobID); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -110,9 +121,7 @@ func (k *Kinesis) RunShardBatch(ctx context.Context, in ShardSubmitInput) (*Shar
 	if batch.Count == 0 || batch.JobID == "" {
 		return out, nil
 	}
-	_, err = k.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID})
-	out.Failure, err = batchVerdict(err)
-	if err != nil {
+	if out.Failure, err = k.bacalhau.awaitVerdict(ctx, batch.JobID); err != nil {
 		return nil, err
 	}
 	return out, nil

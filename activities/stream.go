@@ -194,11 +194,7 @@ func (k *Kafka) WaitForRecords(ctx context.Context, in WaitInput) (bool, error) 
 	if in.Timeout <= 0 {
 		in.Timeout = 30 * time.Second
 	}
-	if in.Group != "" {
-		if err := k.CommitOffset(ctx, CommitInput{TopicRef: in.TopicRef, Group: in.Group, Partition: in.Partition, Offset: in.From}); err != nil {
-			activity.GetLogger(ctx).Warn("Mirroring the checkpoint to the group failed", "Error", err)
-		}
-	}
+	k.mirror(ctx, CommitInput{TopicRef: in.TopicRef, Group: in.Group, Partition: in.Partition, Offset: in.From})
 	return k.clients.waitForEnd(ctx, in.KafkaCluster, in.Topic, in.Partition, in.From, in.Timeout,
 		func() { activity.RecordHeartbeat(ctx, in.From) })
 }
