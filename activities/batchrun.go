@@ -69,6 +69,10 @@ type KafkaBatchInput struct {
 	// starts from, so the previous batch's end) into the consumer group:
 	// the commit costs no activity of its own.
 	Group string `json:",omitempty"`
+	// Mirror, when set, is the offset Group gets instead of Read.From: the
+	// consumer's checkpoint while this batch reads ahead of it (several
+	// batches in flight).
+	Mirror *int64 `json:",omitempty"`
 }
 
 // KafkaBatchRun is a run batch: offsets, counts and the job; Failure is
@@ -86,8 +90,12 @@ type KafkaBatchRun struct {
 // that job. The task's verdict comes back in Failure; errors are for what
 // a retry may mend (brokers or Bacalhau unreachable).
 func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRun, error) {
+	mirror := in.Read.From
+	if in.Mirror != nil {
+		mirror = *in.Mirror
+	}
 	k.mirror(ctx, CommitInput{TopicRef: TopicRef{KafkaCluster: in.Read.KafkaCluster, Topic: in.Read.Topic},
-		Group: in.Group, Partition: in.Read.Partition, Offset: in.Read.From})
+		Group: in.Group, Partition: in.Read.Partition, Offset: mirror})
 	batch, err := k.ReadAndSubmit(ctx, in.StreamSubmitInput)
 	if err != nil {
 		return nil, err

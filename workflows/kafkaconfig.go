@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -33,7 +34,14 @@ type KafkaConfig struct {
 	// DeadLetterTopic (or StreamBatching.DeadLetterS3) receives records
 	// that fail every attempt.
 	DeadLetterTopic string `json:",omitempty"`
+	// MaxInFlight bounds the batches of one partition in flight at once
+	// (each with its own lease from the budget); checkpoints still move
+	// strictly in offset order. 0 (configs from before the field) runs one.
+	MaxInFlight int `json:",omitempty"`
 }
+
+// MaxMaxInFlight bounds KafkaConfig.MaxInFlight.
+const MaxMaxInFlight = 16
 
 // KafkaTLS names the files of a TLS connection.
 type KafkaTLS = activities.KafkaTLS
@@ -75,6 +83,9 @@ func (c KafkaConfig) Validate() error {
 	errs = append(errs, c.StreamBatching.validate())
 	if c.Template == "" {
 		errs = append(errs, errors.New("task.template: required"))
+	}
+	if c.MaxInFlight < 0 || c.MaxInFlight > MaxMaxInFlight {
+		errs = append(errs, fmt.Errorf("batch.max_in_flight: %d: use 1 to %d", c.MaxInFlight, MaxMaxInFlight))
 	}
 	return errors.Join(errs...)
 }

@@ -45,6 +45,8 @@ type partitionHarness struct {
 	engine bool
 	// leasesAsked counts lease requests.
 	leasesAsked *atomic.Int64
+	// onRunBatch, when set, is called as each RunBatch starts.
+	onRunBatch func(activities.KafkaBatchInput)
 }
 
 // bothConsumers runs a test against the stream engine's consumer and the
@@ -137,7 +139,14 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 	env.OnActivity("Await", mock.Anything, mock.Anything).Return(await)
 	env.OnActivity("RunBatch", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.KafkaBatchInput) (*activities.KafkaBatchRun, error) {
 		if in.Group != "" {
-			h.commit(in.Read.From)
+			mirror := in.Read.From
+			if in.Mirror != nil {
+				mirror = *in.Mirror
+			}
+			h.commit(mirror)
+		}
+		if h.onRunBatch != nil {
+			h.onRunBatch(in)
 		}
 		b, err := readAndSubmit(ctx, in.StreamSubmitInput)
 		if err != nil {

@@ -26,10 +26,15 @@ import (
 // StreamRange is a part of a unit's records still to run: the records read
 // from From up to the record Until (inclusive). Split marks a part cut by
 // bisection: it gets one attempt while it holds several records.
+//
+// Done marks a range whose batch already passed while an earlier one was
+// still in flight (several batches in flight): the checkpoint moves past
+// it without running it again.
 type StreamRange[P, S any] struct {
 	From  P
 	Until S
 	Split bool `json:",omitempty"`
+	Done  bool `json:",omitempty"`
 }
 
 // StreamState is what a stream consumer carries across continue-as-new
@@ -38,7 +43,8 @@ type StreamState[P, S any] struct {
 	// Checkpoint is where the next batch reads from.
 	Checkpoint P
 	// Ranges are the parts of a failed batch still to run, in order, left
-	// by bisection or a retried batch; the first is the current one.
+	// by bisection, a retried batch or batches in flight together (those
+	// that passed are Done); the first is the current one.
 	Ranges []StreamRange[P, S] `json:",omitempty"`
 	// Attempts of the current range so far.
 	Attempts                                int   `json:",omitempty"`
@@ -86,6 +92,9 @@ type streamRead[P, S any] struct {
 	// derives it from From).
 	BatchID string
 	Attempt int
+	// Checkpoint is the consumer's checkpoint when the batch starts (From,
+	// unless batches run ahead of it): what the source may mirror.
+	Checkpoint P
 }
 
 // streamBatch is what a source's batch activity did, in the engine's
@@ -109,6 +118,8 @@ type streamBatch[S any] struct {
 // streamSettings are the config fields the engine reads.
 type streamSettings struct {
 	Name string
+	// MaxInFlight bounds the batches of the unit in flight at once (0: 1).
+	MaxInFlight int
 	StreamBatching
 	TaskConfig
 	HasDeadLetter bool
@@ -135,8 +146,14 @@ type streamSource[C, P, S any] interface {
 	// by waited): has records, or the unit is closed and fully read.
 	wait(ctx workflow.Context, from P) workflow.Future
 	waited(ctx workflow.Context, f workflow.Future) (has, end bool, err error)
-	// run runs one batch (read, submit, await) as one activity.
-	run(ctx workflow.Context, r streamRead[P, S]) (streamBatch[S], error)
+	// start runs one batch (read, submit, await) as one activity; ran
+	// reads its outcome.
+	start(ctx workflow.Context, r streamRead[P, S]) workflow.Future
+	ran(ctx workflow.Context, f workflow.Future) (streamBatch[S], error)
+	// cut bounds a batch read ahead, from `from`: the last record position
+	// it may hold (at most n records), when records are known to be there;
+	// ok false when the source cannot cut batches ahead (one in flight).
+	cut(from P, n int) (until S, ok bool)
 	// after is the read position that follows the record s; less orders
 	// records; label writes a position for IDs and logs; rangeID is a
 	// range's batch identity.
@@ -234,11 +251,26 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		if err := e.applyControls(ctx); err != nil {
 			return err
 		}
+		if len(e.st.Ranges) > 0 && e.st.Ranges[0].Done {
+			// Passed while an earlier batch was in flight.
+			e.advance(ctx, e.src.after(e.st.Ranges[0].Until), true)
+			continue
+		}
 		cfg := e.src.settings()
-		read := streamRead[P, S]{From: e.st.Checkpoint, Attempt: e.st.Attempts + 1}
+		if len(e.st.Ranges) == 0 && e.st.Backlog && cfg.MaxInFlight > 1 {
+			if _, ok := e.src.cut(e.st.Checkpoint, cfg.MaxRecords); ok {
+				n, err := e.flights(ctx, streamBatchesPerRun-run)
+				if err != nil {
+					return err
+				}
+				run += n
+				continue
+			}
+		}
+		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1}
 		if len(e.st.Ranges) > 0 {
 			r := e.st.Ranges[0]
-			read.From, read.Until, read.BatchID = r.From, &r.Until, e.src.rangeID(r)
+			read.From, read.Checkpoint, read.Until, read.BatchID = r.From, r.From, &r.Until, e.src.rangeID(r)
 		} else if !e.st.Backlog {
 			e.returnLease(ctx)
 			e.pr.Phase = "idle"
@@ -270,7 +302,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		}
 		e.pr.Phase = "running"
 		started := workflow.Now(ctx)
-		b, err := e.src.run(ctx, read)
+		b, err := e.src.ran(ctx, e.src.start(ctx, read))
 		task := workflow.Now(ctx).Sub(started)
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("stream consumer cancelled")
@@ -347,8 +379,7 @@ func (e *streamEngine[C, P, S]) takeLease(ctx workflow.Context, read streamRead[
 	if e.lease != "" {
 		return nil
 	}
-	cfg := e.src.settings()
-	ttl := cfg.MaxWait + leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})
+	ttl := e.leaseTTL()
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID + "@" + e.src.label(read.From) + "#" + fmt.Sprint(read.Attempt)
 	e.pr.Phase = "waiting-for-lease"
 	if err := e.leases.acquire(ctx, id, ttl); err != nil {
@@ -357,6 +388,12 @@ func (e *streamEngine[C, P, S]) takeLease(ctx workflow.Context, read streamRead[
 	// A turn ends well before the budget would take the lease back.
 	e.lease, e.leaseSince, e.turn = id, workflow.Now(ctx), min(ttl/2, streamLeaseTurn)
 	return nil
+}
+
+// leaseTTL is how long a batch's lease lives at the budget.
+func (e *streamEngine[C, P, S]) leaseTTL() time.Duration {
+	cfg := e.src.settings()
+	return cfg.MaxWait + leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})
 }
 
 // recalled tells whether the budget asked for the held lease back.

@@ -60,7 +60,8 @@ func (u *kafkaUnit) controlSignal() string   { return SignalPartitionControl }
 func (u *kafkaUnit) watched() bool           { return u.watch }
 
 func (u *kafkaUnit) settings() streamSettings {
-	return streamSettings{Name: u.cfg.Name, StreamBatching: u.cfg.StreamBatching, TaskConfig: u.cfg.TaskConfig, HasDeadLetter: u.cfg.hasDeadLetter()}
+	return streamSettings{Name: u.cfg.Name, MaxInFlight: u.cfg.MaxInFlight, StreamBatching: u.cfg.StreamBatching,
+		TaskConfig: u.cfg.TaskConfig, HasDeadLetter: u.cfg.hasDeadLetter()}
 }
 
 func (u *kafkaUnit) begin(ctx workflow.Context, st *StreamState[int64, int64]) error {
@@ -97,7 +98,7 @@ func (u *kafkaUnit) waited(ctx workflow.Context, f workflow.Future) (has, end bo
 	return has, false, err
 }
 
-func (u *kafkaUnit) run(ctx workflow.Context, r streamRead[int64, int64]) (streamBatch[int64], error) {
+func (u *kafkaUnit) start(ctx workflow.Context, r streamRead[int64, int64]) workflow.Future {
 	cfg := u.cfg
 	until := int64(-1)
 	if r.Until != nil {
@@ -109,10 +110,17 @@ func (u *kafkaUnit) run(ctx workflow.Context, r streamRead[int64, int64]) (strea
 				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, OnOutOfRange: cfg.OnOffsetOutOfRange, Until: until},
 			BatchID: r.BatchID, StreamJob: cfg.streamJob(r.Attempt),
 		},
-		Group: u.group(r.From),
+		Group: u.group(r.Checkpoint),
 	}
+	if r.Checkpoint != r.From {
+		in.Mirror = &r.Checkpoint
+	}
+	return workflow.ExecuteActivity(batchRunOptions(ctx, cfg.StreamBatching, cfg.TaskConfig), u.k.RunBatch, in)
+}
+
+func (u *kafkaUnit) ran(ctx workflow.Context, f workflow.Future) (streamBatch[int64], error) {
 	var res activities.KafkaBatchRun
-	if err := workflow.ExecuteActivity(batchRunOptions(ctx, cfg.StreamBatching, cfg.TaskConfig), u.k.RunBatch, in).Get(ctx, &res); err != nil {
+	if err := f.Get(ctx, &res); err != nil {
 		u.committed = -1 // the commit may not have happened
 		return streamBatch[int64]{}, err
 	}
@@ -134,6 +142,16 @@ func batchRunOptions(ctx workflow.Context, b StreamBatching, t TaskConfig) workf
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
+}
+
+// cut bounds a batch read ahead of those in flight: at most n offsets
+// from `from`, and only offsets below the end last seen (records are
+// there, so the read fills without waiting).
+func (u *kafkaUnit) cut(from int64, n int) (int64, bool) {
+	if from >= u.end || n < 1 {
+		return 0, false
+	}
+	return min(from+int64(n)-1, u.end-1), true
 }
 
 func (u *kafkaUnit) after(s int64) int64            { return s + 1 }
@@ -217,6 +235,9 @@ func (u *kafkaUnit) status(st *StreamState[int64, int64], p streamProgress) any 
 		LastJob: p.LastJob, LastError: p.LastError, LastDeadLetter: p.LastDeadLetter, LastReset: p.LastReset,
 		Phase: p.Phase, Reported: p.Reported, Seq: p.Seq, Watched: u.watch}
 	for _, r := range st.Ranges {
+		if r.Done {
+			continue // passed while an earlier batch ran
+		}
 		s.Bisecting = append(s.Bisecting, OffsetRange{From: r.From, Until: r.Until})
 	}
 	return s

@@ -65,7 +65,7 @@ func (u *kinesisUnit) waited(ctx workflow.Context, f workflow.Future) (has, end 
 	return w.Has, w.ShardEnd, err
 }
 
-func (u *kinesisUnit) run(ctx workflow.Context, r streamRead[activities.ShardPosition, string]) (streamBatch[string], error) {
+func (u *kinesisUnit) start(ctx workflow.Context, r streamRead[activities.ShardPosition, string]) workflow.Future {
 	cfg := u.cfg
 	until := ""
 	if r.Until != nil {
@@ -76,15 +76,23 @@ func (u *kinesisUnit) run(ctx workflow.Context, r streamRead[activities.ShardPos
 			MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait},
 		BatchID: r.BatchID, StreamJob: cfg.streamJob(r.Attempt),
 	}
+	return workflow.ExecuteActivity(batchRunOptions(ctx, cfg.StreamBatching, cfg.TaskConfig), u.k.RunShardBatch, in)
+}
+
+func (u *kinesisUnit) ran(ctx workflow.Context, f workflow.Future) (streamBatch[string], error) {
 	var res activities.ShardBatchRun
-	if err := workflow.ExecuteActivity(batchRunOptions(ctx, cfg.StreamBatching, cfg.TaskConfig), u.k.RunShardBatch, in).Get(ctx, &res); err != nil {
+	if err := f.Get(ctx, &res); err != nil {
 		return streamBatch[string]{}, err
 	}
 	u.millisBehind = res.MillisBehind
 	return streamBatch[string]{JobID: res.JobID, First: res.First, Mid: res.Mid, Last: res.Last, Count: res.Count,
 		RangeDone: res.RangeDone, End: res.ShardEnd, FirstTime: res.FirstTime, Rejected: res.Rejected, Failure: res.Failure,
-		Backlog: res.MillisBehind > 0 || res.Count >= cfg.MaxRecords}, nil
+		Backlog: res.MillisBehind > 0 || res.Count >= u.cfg.MaxRecords}, nil
 }
+
+// cut: sequence numbers are not contiguous, so a shard cannot cut a batch
+// ahead of the one in flight; it runs one batch at a time.
+func (u *kinesisUnit) cut(activities.ShardPosition, int) (string, bool) { return "", false }
 
 func (u *kinesisUnit) after(s string) activities.ShardPosition {
 	return activities.ShardPosition{After: s}
@@ -144,7 +152,10 @@ func (u *kinesisUnit) status(st *StreamState[activities.ShardPosition, string], 
 		s.MillisBehind = 0
 	}
 	for _, r := range st.Ranges {
-		s.Bisecting = append(s.Bisecting, SeqRange(r))
+		if r.Done {
+			continue // passed while an earlier batch ran
+		}
+		s.Bisecting = append(s.Bisecting, SeqRange{From: r.From, Until: r.Until, Split: r.Split})
 	}
 	return s
 }
@@ -163,7 +174,7 @@ func kinesisStreamState(in ShardInput) StreamState[activities.ShardPosition, str
 	st := StreamState[activities.ShardPosition, string]{Checkpoint: in.Position, Attempts: in.Attempts, Batches: in.Batches,
 		Records: in.Records, DeadLettered: in.DeadLettered, Paused: in.Paused}
 	for _, r := range in.Ranges {
-		st.Ranges = append(st.Ranges, StreamRange[activities.ShardPosition, string](r))
+		st.Ranges = append(st.Ranges, StreamRange[activities.ShardPosition, string]{From: r.From, Until: r.Until, Split: r.Split})
 	}
 	return st
 }

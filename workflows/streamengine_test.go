@@ -3,11 +3,13 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,4 +354,117 @@ type activityCounterOutbound struct {
 func (o *activityCounterOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
 	o.c.onSchedule(activityType, args)
 	return o.Next.ExecuteActivity(ctx, activityType, args...)
+}
+
+// succeededOnce counts, per offset, the successful batches that held it.
+func (h *partitionHarness) succeededOnce() map[int64]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := map[int64]int{}
+	for _, r := range h.succeeded {
+		for o := r.From; o <= r.Until; o++ {
+			n[o]++
+		}
+	}
+	return n
+}
+
+// TestKafkaStreamConsumerRunsTwoBatchesInFlightAndCheckpointsInOffsetOrder:
+// with max_in_flight 2 a backlog runs two batches at once, each on its own
+// bounded range and lease; every second batch finishes before the one
+// before it, and the checkpoint (mirrored to the group as the next batch
+// starts) never passes a batch that has not succeeded.
+func TestKafkaStreamConsumerRunsTwoBatchesInFlightAndCheckpointsInOffsetOrder(t *testing.T) {
+	h := newPartitionHarness(t, 100)
+	h.engine = true
+	var running, most atomic.Int64
+	var violations []string
+	var order []int64
+	h.onRunBatch = func(in activities.KafkaBatchInput) {
+		mirror := in.Read.From
+		if in.Mirror != nil {
+			mirror = *in.Mirror
+		}
+		h.mu.Lock()
+		done := map[int64]bool{}
+		for _, r := range h.succeeded {
+			for o := r.From; o <= r.Until; o++ {
+				done[o] = true
+			}
+		}
+		for o := int64(0); o < mirror; o++ {
+			if !done[o] {
+				violations = append(violations, fmt.Sprintf("checkpoint %d mirrored before offset %d succeeded", mirror, o))
+				break
+			}
+		}
+		h.mu.Unlock()
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		// The first of each pair is slow: the second finishes first.
+		if (in.Read.From/10)%2 == 0 {
+			time.Sleep(150 * time.Millisecond)
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+		running.Add(-1)
+		h.mu.Lock()
+		order = append(order, in.Read.From)
+		h.mu.Unlock()
+	}
+	cfg := unitKafkaConfig()
+	cfg.MaxInFlight = 2
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 15*time.Minute)
+	h.run(cfg, 0)
+
+	assert.Empty(t, violations)
+	assert.Equal(t, int64(100), st.Checkpoint)
+	assert.Equal(t, int64(10), st.Batches)
+	assert.Equal(t, int64(100), st.Records)
+	assert.Equal(t, int64(2), most.Load(), "two batches in flight at once")
+	seen := h.succeededOnce()
+	assert.Len(t, seen, 100)
+	for o, n := range seen {
+		assert.Equal(t, 1, n, "offset %d in one successful batch", o)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.False(t, slices.IsSorted(order), "a second batch finished before the first: %v", order)
+	for i := 1; i < len(h.committed); i++ {
+		assert.LessOrEqual(t, h.committed[i-1], h.committed[i], "group commits in offset order: %v", h.committed)
+	}
+	assert.Equal(t, int64(100), h.committed[len(h.committed)-1], "the group ends at the checkpoint")
+}
+
+// TestKafkaStreamConsumerWithBatchesInFlightBisectsAPoisonRecord: a
+// poison record in the second of two batches in flight: the first passes,
+// the second is retried, bisected and its poison record dead-lettered,
+// the batch after it (which passed meanwhile) is not run again.
+func TestKafkaStreamConsumerWithBatchesInFlightBisectsAPoisonRecord(t *testing.T) {
+	h := newPartitionHarness(t, 40, 15)
+	h.engine = true
+	h.onRunBatch = func(in activities.KafkaBatchInput) {
+		if in.Read.From == 10 && in.Read.Until == 19 {
+			time.Sleep(100 * time.Millisecond) // the batch after it lands first
+		}
+	}
+	cfg := unitKafkaConfig()
+	cfg.MaxInFlight = 3
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 15*time.Minute)
+	h.run(cfg, 0)
+
+	assert.Equal(t, int64(40), st.Checkpoint)
+	assert.Equal(t, int64(1), st.DeadLettered)
+	assert.Empty(t, st.Bisecting)
+	seen := h.succeededOnce()
+	assert.Len(t, seen, 39, "every record but the poison one passed")
+	for o, n := range seen {
+		assert.Equal(t, 1, n, "offset %d in one successful batch", o)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.Equal(t, []OffsetRange{{From: 15, Until: 15}}, h.dead)
 }

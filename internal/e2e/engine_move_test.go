@@ -47,6 +47,7 @@ func olderWorker(t *testing.T, commit string) string {
 // record is processed exactly once (before, across and after the move),
 // with one successful job per batch identity.
 func TestKafkaConnectorOnTheOlderConsumersMovesOntoTheEngine(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const topic, name, partitions, per = "move-events", "e2e-kafka-move", 3, 120
 	old := olderWorker(t, preEngineCommit)

@@ -25,6 +25,7 @@ import (
 // the records are processed, every partition has had a turn; all finish;
 // every record is processed once; never more than 5 leases at once.
 func TestFiftyPartitionConsumersOnABudgetOfFiveAllProgress(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const topic, name, partitions, per, batch, size = "budget-events", "e2e-kafka-budget", 50, 20, 10, 5
 	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: partitions}})

@@ -38,6 +38,7 @@ import (
 // order per partition, and no batch identity with two successful jobs;
 // the mirrored groups show lag 0.
 func TestKafkaTwentyThousandRecordsInlineAndStagedSurviveKillNine(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const topic, queue = "big-events", "e2e-kafka-big"
 	const partitions, records, kcatPer = 8, 20000, 300

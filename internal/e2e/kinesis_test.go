@@ -158,6 +158,7 @@ func kinesisLedger(t *testing.T, connector string) []kinesisRun {
 // per-partition-key order kept across the reshards, and one successful
 // job per batch identity; the closed shards are reported finished.
 func TestKinesisTenThousandRecordsAcrossSplitMergeAndKillNine(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const stream, name, queue, keys = "e2e-clicks", "e2e-kinesis", "e2e-kinesis-big", 40
 	k := startKinesis(t)

@@ -65,6 +65,16 @@ func run(m *testing.M) int {
 	return code
 }
 
+// runsAlongside marks a test that owns every resource it touches (its
+// Kafka broker or queue stand-in, task queue, worker and budget) and
+// bounds no wall-clock time: such tests run in parallel with each other,
+// two at a time (-parallel defaults to GOMAXPROCS), once the serial tests
+// are done. They are the long ones; the package runs ~5 min shorter.
+func runsAlongside(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}
+
 // recordHistory saves a finished workflow's history under RECORD_HISTORIES
 // (unset: nothing), to refresh the replay tests' testdata:
 //

@@ -122,6 +122,7 @@ func queueStatus(t *testing.T, name string) workflows.QueueStatus {
 }
 
 func TestSQSConnectorProcessesFiveThousandMessagesOnceAndEmptiesTheQueue(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const name, records = "e2e-sqs", 5000
 	q := startSQS(t)
@@ -178,6 +179,7 @@ func TestSQSConnectorProcessesFiveThousandMessagesOnceAndEmptiesTheQueue(t *test
 }
 
 func TestSQSPoisonGoesToTheDLQAndOnlyReportedMessagesReappear(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const name = "e2e-sqs-poison"
 	q := startSQS(t)
@@ -302,6 +304,7 @@ func TestSNSMessagesReachTasksThroughTheManagedSubscription(t *testing.T) {
 }
 
 func TestSQSVisibilityIsKeptUpAndAStoppedWorkerLosesNothingAndRunsNothingTwice(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const name = "e2e-sqs-visibility"
 	q := startSQS(t)
@@ -371,6 +374,7 @@ func TestSQSVisibilityIsKeptUpAndAStoppedWorkerLosesNothingAndRunsNothingTwice(t
 }
 
 func TestSQSFIFOKeepsPerGroupOrderAcrossBatches(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const name, groups, perGroup = "e2e-sqs-fifo", 4, 25
 	q := startSQS(t)
@@ -451,6 +455,7 @@ func TestSQSMissingQueueFailsTheConnectorNamingIt(t *testing.T) {
 }
 
 func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const name, messages = "e2e-sqs-kill", 300
 	q := startSQS(t)

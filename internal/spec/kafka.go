@@ -11,6 +11,7 @@ import (
 // Defaults of a Kafka connector.
 const (
 	DefaultMaxRecords     = 1000
+	DefaultMaxInFlight    = 2
 	MaxMaxRecords         = 100000
 	DefaultMaxWait        = 5 * time.Second
 	DefaultInlineMaxBytes = 256 << 10
@@ -105,6 +106,13 @@ func (s *Spec) resolveKafka(dir string, add addFunc) *workflows.KafkaConfig {
 	}
 
 	cfg.StreamBatching = s.resolveStream(add)
+	cfg.MaxInFlight = DefaultMaxInFlight
+	if n := s.Batch.MaxInFlight; n != nil {
+		cfg.MaxInFlight = *n
+		if *n < 1 || *n > workflows.MaxMaxInFlight {
+			add("batch.max_in_flight", "%d: use 1 to %d (1 runs a partition's batches one after another)", *n, workflows.MaxMaxInFlight)
+		}
+	}
 	cfg.TaskConfig = s.resolveTask(dir, add)
 	if dl := s.OnFailure; dl != nil && dl.DeadLetter != nil && dl.DeadLetter.Kafka != nil && dl.DeadLetter.S3 == nil {
 		if !topicRE.MatchString(dl.DeadLetter.Kafka.Topic) {

@@ -53,6 +53,7 @@ func TestKafkaDefaults(t *testing.T) {
 	assert.Equal(t, int64(DefaultInlineMaxBytes), cfg.MaxBytes)
 	assert.Equal(t, DefaultMaxRecords, cfg.MaxRecords)
 	assert.Equal(t, DefaultMaxWait, cfg.MaxWait)
+	assert.Equal(t, DefaultMaxInFlight, cfg.MaxInFlight)
 	assert.Equal(t, workflows.StartEarliest, cfg.OnOffsetOutOfRange)
 	assert.True(t, cfg.Bisect)
 }
@@ -84,6 +85,8 @@ func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"unknown mode", edit("task:\n", "mode: streaming\ntask:\n"), "mode", `unknown "streaming"`},
 		{"too many records", edit("task:\n", "batch: {max_records: 1000000}\ntask:\n"), "batch.max_records", "use 1 to 100000"},
 		{"zero wait", edit("task:\n", "batch: {max_wait: 0s}\ntask:\n"), "batch.max_wait", "positive"},
+		{"zero in flight", edit("task:\n", "batch: {max_in_flight: 0}\ntask:\n"), "batch.max_in_flight", "use 1 to 16"},
+		{"too many in flight", edit("task:\n", "batch: {max_in_flight: 17}\ntask:\n"), "batch.max_in_flight", "use 1 to 16"},
 		{"dead letter to itself", edit("task:\n", "on_failure: {dead_letter: {kafka: {topic: web-logs}}}\ntask:\n"), "on_failure.dead_letter.kafka.topic", "must differ"},
 		{"empty dead letter", edit("task:\n", "on_failure: {dead_letter: {}}\ntask:\n"), "on_failure.dead_letter", "set kafka"},
 		{"cron field on kafka", edit("task:\n", "schedule: \"@every 1m\"\ntask:\n"), "schedule", "only for kind cron"},

@@ -77,6 +77,7 @@ func TestMalformedKinesisSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"inline too big", edit("task:\n", "batch: {max_bytes: 2MiB}\ntask:\n"), "batch.max_bytes", "mode: staged"},
 		{"staged without staging", edit("task:\n", "mode: staged\ntask:\n"), "staging.s3", "required"},
 		{"max_messages on kinesis", edit("task:\n", "batch: {max_messages: 5}\ntask:\n"), "batch.max_messages", "only for kind sqs or sns"},
+		{"max_in_flight on kinesis", edit("task:\n", "batch: {max_in_flight: 2}\ntask:\n"), "batch.max_in_flight", "only for kind kafka"},
 		{"kafka source on kinesis", edit("kinesis: {stream: clicks}", "kinesis: {stream: clicks}\n  kafka: {topic: t}"), "source.kafka", "only for kind kafka"},
 		{"password in spec", edit("{stream: clicks}", "{stream: clicks, secret_key: x}"), "(yaml)", "secret_key"},
 	}

@@ -194,6 +194,7 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 		"staging":              {s.Staging != nil, []string{KindKafka, KindKinesis}},
 		"on_failure":           {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
 		"batch.max_records":    {s.Batch.MaxRecords != 0, []string{KindKafka, KindKinesis}},
+		"batch.max_in_flight":  {s.Batch.MaxInFlight != nil, []string{KindKafka}},
 		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
 		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
 		"source.sqs":           {s.Source.SQS != nil, []string{KindSQS}},

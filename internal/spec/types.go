@@ -203,6 +203,9 @@ type Batch struct {
 	Concurrency int `yaml:"concurrency"`
 	// MaxRecords per task of a stream connector. Default 1000.
 	MaxRecords int `yaml:"max_records"`
+	// MaxInFlight is how many batches of one Kafka partition run at once.
+	// Default 2, at most 16; 1 runs a partition's batches one after another.
+	MaxInFlight *int `yaml:"max_in_flight"`
 	// MaxWait is how long a stream batch waits to fill up. Default 5s.
 	MaxWait *Duration `yaml:"max_wait"`
 	// MaxMessages per task of a queue connector (received 10 at a time).
