@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -123,4 +124,76 @@ func TestListShardsNamesAMissingStream(t *testing.T) {
 	assert.Equal(t, activities.ErrTypeStreamNotFound, appErr.Type())
 	assert.True(t, strings.Contains(err.Error(), "stream nope not found"), err.Error())
 	assert.True(t, appErr.NonRetryable())
+}
+
+// TestWatchShardsWakesOnRecordsOnTheEndOfAClosedShardAndOnNewShards: the
+// Kinesis idle watcher returns nothing while its idle shard has nothing
+// after its position (and consumes nothing: the record that arrives next
+// is seen), the shard as soon as a record arrives, a closed shard read to
+// its end, and new shards the connector does not know.
+func TestWatchShardsWakesOnRecordsOnTheEndOfAClosedShardAndOnNewShards(t *testing.T) {
+	ctx := context.Background()
+	k := startKinesis(t)
+	require.NoError(t, k.CreateStream(ctx, "watched", 1))
+	c := k.Client()
+	seqs := putRecords(t, c, "watched", 0, 3)
+	ref := activities.StreamRef{Stream: "watched", Endpoint: k.Endpoint(), Region: k.Region()}
+	shard := "shardId-000000000000"
+	kin := activities.NewKinesis(nil, devstack.KinesisClient, nil)
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(kin)
+	watch := func(in activities.WatchShardsInput) activities.ShardsWatched {
+		t.Helper()
+		v, err := env.ExecuteActivity(kin.WatchShards, in)
+		require.NoError(t, err)
+		var got activities.ShardsWatched
+		require.NoError(t, v.Get(&got))
+		return got
+	}
+	idle := []activities.ShardAt{{Shard: shard, ShardPosition: activities.ShardPosition{After: seqs[2]}}}
+
+	got := watch(activities.WatchShardsInput{StreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: 3 * time.Second})
+	assert.Equal(t, activities.ShardsWatched{}, got, "nothing after the idle position: the watch times out")
+
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		putRecords(t, c, "watched", 3, 1)
+	}()
+	got = watch(activities.WatchShardsInput{StreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: time.Minute})
+	assert.Equal(t, activities.ShardsWatched{Ready: []string{shard}}, got, "the record that arrived")
+
+	// Split the shard: the parent, idle at its last record, is closed and
+	// read to its end; the children are new shards.
+	desc, err := c.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("watched")})
+	require.NoError(t, err)
+	hashEnd, ok := new(big.Int).SetString(aws.ToString(desc.StreamDescription.Shards[0].HashKeyRange.EndingHashKey), 10)
+	require.True(t, ok)
+	_, err = c.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String("watched"), ShardToSplit: aws.String(shard),
+		NewStartingHashKey: aws.String(new(big.Int).Div(hashEnd, big.NewInt(2)).String())})
+	require.NoError(t, err)
+	require.NoError(t, k.WaitActive(ctx, "watched"))
+	v, err := env.ExecuteActivity(kin.ListShards, ref)
+	require.NoError(t, err)
+	var shards []activities.Shard
+	require.NoError(t, v.Get(&shards))
+	require.Len(t, shards, 3)
+	all := []string{shards[0].ID, shards[1].ID, shards[2].ID}
+	last, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: mustIterator(t, c, shard, seqs[2])})
+	require.NoError(t, err)
+	require.Len(t, last.Records, 1)
+	atEnd := []activities.ShardAt{{Shard: shard, ShardPosition: activities.ShardPosition{After: aws.ToString(last.Records[0].SequenceNumber)}}}
+	got = watch(activities.WatchShardsInput{StreamRef: ref, Idle: atEnd, Known: all, Timeout: time.Minute})
+	assert.Equal(t, activities.ShardsWatched{Ready: []string{shard}}, got, "a closed shard read to its end wakes its consumer (to finish)")
+
+	got = watch(activities.WatchShardsInput{StreamRef: ref, Known: []string{shard}, Timeout: time.Minute, ListEvery: time.Second})
+	assert.Equal(t, activities.ShardsWatched{NewShards: true}, got, "the children are new")
+}
+
+func mustIterator(t *testing.T, c *kinesis.Client, shard, after string) *string {
+	t.Helper()
+	out, err := c.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String("watched"), ShardId: aws.String(shard),
+		ShardIteratorType: ktypes.ShardIteratorTypeAfterSequenceNumber, StartingSequenceNumber: aws.String(after)})
+	require.NoError(t, err)
+	return out.ShardIterator
 }

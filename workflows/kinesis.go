@@ -107,6 +107,17 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		}
 	}
 	moveNow := false
+	// watching: idle consumers wait for this connector's wake signal, and
+	// one watcher activity polls the idle shards' tips (and lists shards)
+	// for all of them, instead of a poll per shard and a listing every
+	// 10 s. idle holds the positions they wait at.
+	watching := engine && workflow.GetVersion(ctx, changeKinesisIdleWatcher, workflow.DefaultVersion, 1) == 1
+	idle := map[string]activities.ShardPosition{}
+	for _, r := range in.Reports {
+		if r.Phase == "idle" && r.Watched && r.WaitsAt != nil {
+			idle[r.Shard] = *r.WaitsAt
+		}
+	}
 	tell := func(c ShardControl) {
 		for _, s := range shards {
 			if s.Started && !s.Finished && !slices.Contains(moving, s.ID) {
@@ -186,7 +197,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 	continueOnEngine := func(h ShardInput) {
 		st := kinesisStreamState(h)
 		st.Paused = paused // a pause or resume since the handoff was not told to it
-		in := KinesisStreamInput{Config: cfg, Shard: h.Shard, State: st}
+		in := KinesisStreamInput{Config: cfg, Shard: h.Shard, State: st, Watched: watching}
 		handoffs++
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { handoffs-- }()
@@ -205,17 +216,23 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
+	w := newKinesisWatch()
 	for rounds := 0; ; rounds++ {
 		var listed []activities.Shard
-		if err := workflow.ExecuteActivity(actx, k.ListShards, cfg.streamRef()).Get(ctx, &listed); err != nil {
-			var appErr *temporal.ApplicationError
-			if len(shards) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeStreamNotFound {
-				return fmt.Errorf("listing shards of %s: %w", cfg.streamName(), err)
+		// A watching connector lists shards when its watcher saw new ones
+		// (or a shard finished), not every round.
+		if !watching || w.discover {
+			if err := workflow.ExecuteActivity(actx, k.ListShards, cfg.streamRef()).Get(ctx, &listed); err != nil {
+				var appErr *temporal.ApplicationError
+				if len(shards) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeStreamNotFound {
+					return fmt.Errorf("listing shards of %s: %w", cfg.streamName(), err)
+				}
+				lastError = fmt.Sprintf("listing shards of %s: %v", cfg.streamName(), err)
+				workflow.GetLogger(ctx).Warn("Listing shards failed; consumers keep their checkpoints", "Error", err)
+			} else {
+				lastError = ""
 			}
-			lastError = fmt.Sprintf("listing shards of %s: %v", cfg.streamName(), err)
-			workflow.GetLogger(ctx).Warn("Listing shards failed; consumers keep their checkpoints", "Error", err)
-		} else {
-			lastError = ""
+			w.discover = false
 		}
 		for _, l := range listed {
 			if i := index(l.ID); i >= 0 {
@@ -246,7 +263,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			})
 			var f workflow.ChildWorkflowFuture
 			if engine {
-				f = workflow.ExecuteChildWorkflow(cctx, KinesisStreamConsumer, KinesisStreamInput{Config: cfg, Shard: s.ID,
+				f = workflow.ExecuteChildWorkflow(cctx, KinesisStreamConsumer, KinesisStreamInput{Config: cfg, Shard: s.ID, Watched: watching,
 					State: StreamState[activities.ShardPosition, string]{Checkpoint: cfg.startPosition(startedAt), Paused: paused}})
 			} else {
 				f = workflow.ExecuteChildWorkflow(cctx, ShardConsumer, ShardInput{Config: cfg, Shard: s.ID, Position: cfg.startPosition(startedAt), Paused: paused})
@@ -268,15 +285,40 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
 		recheck := false
 		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(workflow.NewTimer(timerCtx, shardRecheck), func(workflow.Future) { recheck = true })
-		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
-			var r ShardStatus
-			c.Receive(ctx, &r)
+		if watching {
+			known := make([]string, 0, len(shards))
+			for _, s := range shards {
+				known = append(known, s.ID)
+			}
+			w.arm(ctx, sel, idleShards(idle), len(shards), &lastError, &recheck, func(ctx workflow.Context, want []activities.ShardAt) workflow.Future {
+				return workflow.ExecuteActivity(ctx, k.WatchShards, activities.WatchShardsInput{StreamRef: cfg.streamRef(), Idle: want,
+					Known: known, Timeout: watchTimeout})
+			})
+		} else {
+			sel.AddFuture(workflow.NewTimer(timerCtx, shardRecheck), func(workflow.Future) { recheck = true })
+		}
+		onStatus := func(r ShardStatus) {
+			if held := reports[r.Shard]; watching && !reportBefore(r.Reported, r.Seq, held.Reported, held.Seq) {
+				if r.Phase == "idle" && r.Watched && r.WaitsAt != nil {
+					idle[r.Shard] = *r.WaitsAt
+				} else {
+					delete(idle, r.Shard)
+				}
+				recheck = recheck || w.stale(idleShards(idle))
+			}
 			reports[r.Shard] = newerReport(reports[r.Shard], r, func(s ShardStatus) (time.Time, int64) { return s.Reported, s.Seq })
 			if i := index(r.Shard); i >= 0 && r.Finished && !shards[i].Finished {
 				shards[i].Finished = true
 				recheck = true // its children may start now
+				// (and a watching connector lists shards once: its
+				// children may not be known yet)
+				w.discover = w.discover || watching
 			}
+		}
+		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r ShardStatus
+			c.Receive(ctx, &r)
+			onStatus(r)
 		})
 		sel.AddReceive(pauseCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
@@ -304,6 +346,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		}
 		cancelTimer()
 		if ctx.Err() != nil {
+			w.stop()
 			dctx, cancel := workflow.NewDisconnectedContext(ctx)
 			for _, s := range shards {
 				if s.Started && !s.Finished {
@@ -313,7 +356,18 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			cancel()
 			return temporal.NewCanceledError("kinesis connector cancelled")
 		}
-		if moveNow || rounds >= 500 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if watching {
+			// Take in every report that arrived with this one first, then
+			// wake the consumers whose shards have records.
+			var r ShardStatus
+			for statusCh.ReceiveAsync(&r) {
+				onStatus(r)
+				r = ShardStatus{}
+			}
+			wakeShards(ctx, cfg, idle, &w.result)
+		}
+		if moveNow || rounds >= 500 && !watching || rounds >= 5000 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			w.stop()
 			for sel.HasPending() {
 				sel.Select(ctx)
 			}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +170,90 @@ func TestKinesisConnectorMovesOlderConsumersOntoTheEngine(t *testing.T) {
 	assert.Equal(t, "s1", moved[0].Shard)
 	assert.Equal(t, StreamState[activities.ShardPosition, string]{Checkpoint: activities.ShardPosition{After: "1005"}, Records: 6, Attempts: 1,
 		Ranges: []StreamRange[activities.ShardPosition, string]{{From: activities.ShardPosition{After: "1005"}, Until: "1009"}}}, moved[0].State)
+}
+
+// TestKinesisConnectorWatchesIdleShardsAndWakesTheOneWithRecords: the
+// shard consumers of a connector on this code wait for its watcher; the
+// connector lists shards once (the watcher looks for new ones), watches
+// the idle shards at the positions they reported, and wakes only the shard
+// the watcher saw records on, naming the position it waits at.
+func TestKinesisConnectorWatchesIdleShardsAndWakesTheOneWithRecords(t *testing.T) {
+	var mu sync.Mutex
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(KinesisConnector, workflowOptions(KinesisConnectorWorkflowType))
+	// A stand-in consumer under the engine consumer's name takes the wakes.
+	var wakes []string
+	var consumers []KinesisStreamInput
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in KinesisStreamInput) error {
+		mu.Lock()
+		consumers = append(consumers, in)
+		mu.Unlock()
+		end, over := workflow.NewTimer(ctx, 11*time.Minute), false
+		for !over {
+			sel := workflow.NewSelector(ctx)
+			sel.AddFuture(end, func(workflow.Future) { over = true })
+			sel.AddReceive(workflow.GetSignalChannel(ctx, SignalStreamWake), func(c workflow.ReceiveChannel, _ bool) {
+				var wk StreamWake
+				c.Receive(ctx, &wk)
+				mu.Lock()
+				wakes = append(wakes, in.Shard+"@"+wk.Checkpoint)
+				mu.Unlock()
+			})
+			sel.Select(ctx)
+		}
+		return nil
+	}, workflowOptions(KinesisStreamConsumerWorkflowType))
+	env.RegisterActivity(&activities.Kinesis{})
+	listed := 0
+	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return(func(context.Context, activities.StreamRef) ([]activities.Shard, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		listed++
+		return []activities.Shard{{ID: "s0"}, {ID: "s1"}}, nil
+	})
+	arrived := false
+	var watches []activities.WatchShardsInput
+	env.OnActivity("WatchShards", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WatchShardsInput) (*activities.ShardsWatched, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		watches = append(watches, in)
+		for _, s := range in.Idle {
+			if s.Shard == "s1" && arrived {
+				return &activities.ShardsWatched{Ready: []string{"s1"}}, nil
+			}
+		}
+		return &activities.ShardsWatched{}, nil
+	}).After(time.Minute)
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	at := env.Now()
+	s0At, s1At := activities.ShardPosition{After: "100"}, activities.ShardPosition{Start: activities.ShardStartTrimHorizon}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s0", Phase: "idle", Watched: true, WaitsAt: &s0At, Reported: at.Add(time.Second), Seq: 1})
+		env.SignalWorkflow(SignalShardStatus, ShardStatus{Shard: "s1", Phase: "idle", Watched: true, WaitsAt: &s1At, Reported: at.Add(time.Second), Seq: 1})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		mu.Lock()
+		arrived = true
+		mu.Unlock()
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
+	cfg := KinesisConfig{Name: "unit", Stream: "s", Start: KinesisTrimHorizon,
+		StreamBatching: StreamBatching{MaxRecords: 10, MaxBytes: 1 << 18, MaxWait: time.Second, Mode: ModeInline},
+		TaskConfig:     TaskConfig{Template: "Type: batch"}}
+	env.ExecuteWorkflow(KinesisConnectorWorkflowType, KinesisConnectorInput{Config: cfg})
+	require.ErrorContains(t, env.GetWorkflowError(), "canceled")
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 1, listed, "shards listed once: the watcher looks for new ones")
+	require.Len(t, consumers, 2)
+	assert.True(t, consumers[0].Watched && consumers[1].Watched, "consumers wait for the watcher's wake")
+	assert.Equal(t, []string{"s1@start"}, wakes, "only s1 is woken, at the position it waits at")
+	require.NotEmpty(t, watches)
+	last := watches[len(watches)-1]
+	assert.Equal(t, []activities.ShardAt{{Shard: "s0", ShardPosition: s0At}}, last.Idle, "after the wake only s0 is watched")
+	assert.Equal(t, []string{"s0", "s1"}, last.Known)
+	assert.LessOrEqual(t, len(watches), 12, "about one watch a minute here (the mock's timeout)")
 }

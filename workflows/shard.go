@@ -65,6 +65,10 @@ type ShardStatus struct {
 	// Seq orders the reports of one consumer run sent at the same
 	// workflow time (the stream engine numbers them; 0 before).
 	Seq int64 `json:",omitempty"`
+	// Watched: the consumer waits for its connector's wake when idle;
+	// WaitsAt is the position it waits at (while idle).
+	Watched bool                      `json:",omitempty"`
+	WaitsAt *activities.ShardPosition `json:",omitempty"`
 }
 
 // ShardControl is what the connector tells a shard consumer.

@@ -259,7 +259,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
-	w := &kafkaWatch{discover: true}
+	w := newKafkaWatch()
 	for rounds := 0; ; rounds++ {
 		var parts []int32
 		if watching && !w.discover {
@@ -318,7 +318,11 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		recheck := false
 		sel := workflow.NewSelector(ctx)
 		if watching {
-			w.arm(ctx, sel, cfg, idle, started, &lastError, &recheck)
+			w.arm(ctx, sel, idleList(idle), len(started), &lastError, &recheck, func(ctx workflow.Context, want []activities.PartitionAt) workflow.Future {
+				var k *activities.Kafka
+				return workflow.ExecuteActivity(ctx, k.WatchPartitions, activities.WatchInput{TopicRef: cfg.topicRef(), Group: cfg.Group,
+					Idle: want, Known: len(started), Timeout: watchTimeout})
+			})
 		} else {
 			sel.AddFuture(workflow.NewTimer(timerCtx, partitionRecheck), func(workflow.Future) { recheck = true })
 		}
@@ -329,7 +333,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				} else {
 					delete(idle, r.Partition)
 				}
-				recheck = recheck || w.stale(idle)
+				recheck = recheck || w.stale(idleList(idle))
 			}
 			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) (time.Time, int64) { return p.Reported, p.Seq })
 		}
@@ -377,7 +381,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			}
 		}
 		if watching {
-			w.wake(ctx, cfg, idle)
+			wakePartitions(ctx, cfg, idle, &w.result)
 		}
 		if moveNow || rounds >= 500 && !watching || rounds >= 5000 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			w.stop()
@@ -416,6 +420,9 @@ const (
 	// for the Kinesis connector.
 	changeKinesisStreamEngine = "kinesis-stream-engine"
 	changeKinesisMoveOnApply  = "kinesis-move-on-apply"
+	// changeKinesisIdleWatcher: one watcher per Kinesis connector wakes
+	// idle shard consumers (and lists shards when it sees new ones).
+	changeKinesisIdleWatcher = "kinesis-idle-watcher"
 )
 
 // startMoved starts the stream engine consumer of a unit whose older
@@ -479,110 +486,3 @@ func newerReport[T any](held, got T, order func(T) (time.Time, int64)) T {
 func reportBefore(t time.Time, seq int64, than time.Time, thanSeq int64) bool {
 	return t.Before(than) || t.Equal(than) && seq < thanSeq
 }
-
-// kafkaWatch is a Kafka connector's idle watcher: one WatchPartitions
-// activity at a time, over the idle consumers' checkpoints.
-type kafkaWatch struct {
-	// f is the running watch (nil: none); watching the idle set it was
-	// started with; cancel cancels it.
-	f        workflow.Future
-	watching []activities.PartitionAt
-	known    int
-	cancel   workflow.CancelFunc
-	// ready is f, or a retry timer after a problem, or nil.
-	ready workflow.Future
-	// result is what the last finished watch saw.
-	result activities.Watched
-	// discover: list partitions again (the watcher saw more, or failed).
-	discover bool
-}
-
-// idleList is the idle set in partition order.
-func idleList(idle map[int32]int64) []activities.PartitionAt {
-	var at []activities.PartitionAt
-	//workflowcheck:ignore the list is sorted below
-	for p, from := range idle {
-		at = append(at, activities.PartitionAt{Partition: p, From: from})
-	}
-	slices.SortFunc(at, func(a, b activities.PartitionAt) int { return int(a.Partition) - int(b.Partition) })
-	return at
-}
-
-// stale tells whether the running watch watches another idle set.
-func (w *kafkaWatch) stale(idle map[int32]int64) bool {
-	return w.f != nil && !slices.Equal(idleList(idle), w.watching)
-}
-
-// arm makes sure a watch over the current idle set runs (restarting one
-// that watches another set) and adds its future to sel.
-func (w *kafkaWatch) arm(ctx workflow.Context, sel workflow.Selector, cfg KafkaConfig, idle map[int32]int64, started []int32, lastError *string, done *bool) {
-	want := idleList(idle)
-	if w.f != nil && (!slices.Equal(want, w.watching) || w.known != len(started)) {
-		w.stop()
-	}
-	if w.ready == nil {
-		wctx, cancel := workflow.WithCancel(ctx)
-		wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
-			StartToCloseTimeout: kafkaWatchTimeout + time.Minute,
-			HeartbeatTimeout:    kafkaWatchHeartbeat,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-		})
-		var k *activities.Kafka
-		w.f = workflow.ExecuteActivity(wctx, k.WatchPartitions, activities.WatchInput{TopicRef: cfg.topicRef(), Group: cfg.Group,
-			Idle: want, Known: len(started), Timeout: kafkaWatchTimeout})
-		w.ready, w.watching, w.known, w.cancel = w.f, want, len(started), cancel
-	}
-	sel.AddFuture(w.ready, func(f workflow.Future) {
-		*done = true
-		if f != w.f {
-			// The retry timer after a problem: watch again.
-			w.ready, w.discover = nil, true
-			return
-		}
-		w.result = activities.Watched{}
-		if err := f.Get(ctx, &w.result); err != nil && ctx.Err() == nil {
-			w.result.Problem = err.Error()
-		}
-		w.f, w.cancel = nil, nil
-		w.ready = nil
-		w.discover = w.result.Partitions > 0
-		*lastError = ""
-		if w.result.Problem != "" {
-			// Say so in the status and look again in a while.
-			*lastError = w.result.Problem
-			w.ready = workflow.NewTimer(ctx, partitionRecheck)
-		}
-	})
-}
-
-// wake signals the consumers whose partitions have records past the
-// checkpoint they wait at, once each.
-func (w *kafkaWatch) wake(ctx workflow.Context, cfg KafkaConfig, idle map[int32]int64) {
-	for _, p := range w.result.Ready {
-		from, ok := idle[p]
-		if !ok {
-			continue // it moved on since (a control woke it)
-		}
-		delete(idle, p)
-		workflow.SignalExternalWorkflow(ctx, PartitionWorkflowID(cfg.Name, cfg.Topic, p), "", SignalStreamWake, StreamWake{Checkpoint: strconv.FormatInt(from, 10)})
-	}
-	w.result.Ready = nil
-}
-
-// stop cancels the running watch, if any.
-func (w *kafkaWatch) stop() {
-	if w.f != nil && w.cancel != nil {
-		w.cancel()
-	}
-	if w.f != nil {
-		w.f, w.ready, w.cancel = nil, nil, nil
-	}
-}
-
-// kafkaWatchTimeout bounds one watch; kafkaWatchHeartbeat is how long a
-// watch on a killed worker goes unnoticed. With quiet heartbeats an idle
-// watch costs one heartbeat every ~32 s (none in the first 20 s).
-const (
-	kafkaWatchTimeout   = 10 * time.Minute
-	kafkaWatchHeartbeat = 40 * time.Second
-)

@@ -17,6 +17,9 @@ type KinesisStreamInput struct {
 	Config KinesisConfig
 	Shard  string
 	State  StreamState[activities.ShardPosition, string]
+	// Watched: when idle, wait for the connector's wake signal (its idle
+	// watcher polls the shard's tip) instead of polling the shard.
+	Watched bool `json:",omitempty"`
 }
 
 // KinesisStreamConsumer consumes one Kinesis shard on the stream engine,
@@ -25,7 +28,7 @@ type KinesisStreamInput struct {
 // reports itself finished to its connector, which then starts the shard's
 // children, and ends.
 func KinesisStreamConsumer(ctx workflow.Context, in KinesisStreamInput) error {
-	u := &kinesisUnit{cfg: in.Config, shard: in.Shard}
+	u := &kinesisUnit{cfg: in.Config, shard: in.Shard, watch: in.Watched}
 	return runStream[KinesisConfig, activities.ShardPosition, string](ctx, u, in.State)
 }
 
@@ -35,6 +38,8 @@ type kinesisUnit struct {
 	shard string
 	// millisBehind is how far the last read was behind the shard's tip.
 	millisBehind int64
+	// watch: the connector's watcher wakes it when idle.
+	watch bool
 	// k names the activities (nil receiver: methods as names).
 	k *activities.Kinesis
 }
@@ -43,7 +48,7 @@ func (u *kinesisUnit) kind() string              { return "kinesis" }
 func (u *kinesisUnit) unit() string              { return "shard " + u.shard }
 func (u *kinesisUnit) setConfig(c KinesisConfig) { u.cfg = c }
 func (u *kinesisUnit) controlSignal() string     { return SignalShardControl }
-func (u *kinesisUnit) watched() bool             { return false }
+func (u *kinesisUnit) watched() bool             { return u.watch }
 
 func (u *kinesisUnit) settings() streamSettings {
 	return streamSettings{Name: u.cfg.Name, StreamBatching: u.cfg.StreamBatching, TaskConfig: u.cfg.TaskConfig, HasDeadLetter: u.cfg.DeadLetterS3 != nil}
@@ -100,7 +105,10 @@ func (u *kinesisUnit) after(s string) activities.ShardPosition {
 func (u *kinesisUnit) less(a, b string) bool            { return activities.SeqLess(a, b) }
 func (u *kinesisUnit) mid(b streamBatch[string]) string { return b.Mid }
 
-func (u *kinesisUnit) label(p activities.ShardPosition) string {
+func (u *kinesisUnit) label(p activities.ShardPosition) string { return shardLabel(p) }
+
+// shardLabel writes a shard position for IDs, logs and wake signals.
+func shardLabel(p activities.ShardPosition) string {
 	if p.After == "" {
 		return "start"
 	}
@@ -151,6 +159,13 @@ func (u *kinesisUnit) status(st *StreamState[activities.ShardPosition, string], 
 	if p.Finished {
 		s.MillisBehind = 0
 	}
+	if u.watch {
+		s.Watched = true
+		if p.Phase == "idle" {
+			at := st.Checkpoint
+			s.WaitsAt = &at
+		}
+	}
 	for _, r := range st.Ranges {
 		if r.Done {
 			continue // passed while an earlier batch ran
@@ -165,7 +180,7 @@ func (u *kinesisUnit) report(ctx workflow.Context, status any) workflow.Future {
 }
 
 func (u *kinesisUnit) continueAsNew(ctx workflow.Context, st StreamState[activities.ShardPosition, string]) error {
-	return workflow.NewContinueAsNewError(ctx, KinesisStreamConsumer, KinesisStreamInput{Config: u.cfg, Shard: u.shard, State: st})
+	return workflow.NewContinueAsNewError(ctx, KinesisStreamConsumer, KinesisStreamInput{Config: u.cfg, Shard: u.shard, State: st, Watched: u.watch})
 }
 
 // kinesisStreamState is where a shard consumer of the older workflow type

@@ -184,6 +184,12 @@ func BenchmarkActions(b *testing.B) {
 		b.Logf("kafka idle, %d partitions: %.1f actions/min (%s)", parts, perMinute, spent)
 		idles = append(idles, idleRow{parts, spent, perMinute})
 	}
+	var shardIdles []idleRow
+	for _, shards := range envCounts(b, "BENCH_IDLE_SHARDS", "1,16") {
+		spent, perMinute := kinesisIdleCost(b, m, env, kin, template, shards, settle, window)
+		b.Logf("kinesis idle, %d shards: %.1f actions/min (%s)", shards, perMinute, spent)
+		shardIdles = append(shardIdles, idleRow{shards, spent, perMinute})
+	}
 	b.StopTimer()
 
 	var t strings.Builder
@@ -213,6 +219,15 @@ Idle Kafka connectors (every partition consumer caught up and waiting), over %s:
 |---|---|---|---|
 `, window)
 	for _, r := range idles {
+		fmt.Fprintf(&t, "| %d | **%.0f** | %.0f | %s |\n", r.partitions, r.perMinute, r.perMinute*60/float64(r.partitions), perUnit(r.spent, window.Minutes()))
+	}
+	fmt.Fprintf(&t, `
+Idle Kinesis connectors (every shard consumer caught up and waiting), over %s:
+
+| Shards | Actions per minute | Per shard-hour | Where they go (per minute) |
+|---|---|---|---|
+`, window)
+	for _, r := range shardIdles {
 		fmt.Fprintf(&t, "| %d | **%.0f** | %.0f | %s |\n", r.partitions, r.perMinute, r.perMinute*60/float64(r.partitions), perUnit(r.spent, window.Minutes()))
 	}
 	fmt.Fprintf(&t, `
@@ -248,12 +263,18 @@ func commit(root string) string {
 // idlePartitions are the idle Kafka connector sizes: BENCH_IDLE_PARTITIONS
 // (comma-separated), default 1,100,1000.
 func idlePartitions(b *testing.B) []int {
-	spec := cmp.Or(os.Getenv("BENCH_IDLE_PARTITIONS"), "1,100,1000")
+	return envCounts(b, "BENCH_IDLE_PARTITIONS", "1,100,1000")
+}
+
+// envCounts reads a comma-separated list of counts from the environment
+// variable name (def when unset).
+func envCounts(b *testing.B, name, def string) []int {
+	spec := cmp.Or(os.Getenv(name), def)
 	var out []int
 	for _, f := range strings.Split(spec, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			b.Fatalf("BENCH_IDLE_PARTITIONS=%q: want partition counts like 1,100,1000", spec)
+			b.Fatalf("%s=%q: want counts like %s", name, spec, def)
 		}
 		out = append(out, n)
 	}
@@ -466,5 +487,35 @@ func kafkaIdleCost(b *testing.B, m *actionMeter, env *testenv.Env, k *devstack.K
 	})
 	spent, perMinute := m.idle(settle, window)
 	cancelConnector(b, env, id, 5*time.Second+time.Duration(parts)*10*time.Millisecond)
+	return spent, perMinute
+}
+
+// kinesisIdleCost measures an idle Kinesis connector of the given shard
+// count: every shard consumer caught up and waiting for its watcher.
+func kinesisIdleCost(b *testing.B, m *actionMeter, env *testenv.Env, kin *devstack.Kinesis, template string, shards int, settle, window time.Duration) (devstack.Actions, float64) {
+	ctx := context.Background()
+	name := fmt.Sprintf("act-idle-shards-%d", shards)
+	if err := kin.CreateStream(ctx, name, int32(shards)); err != nil {
+		b.Fatal(err)
+	}
+	cfg := kinesisConfig(env, kin, template, name, name, workflows.ModeInline)
+	id := workflows.KinesisWorkflowID(name)
+	if _, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
+		workflows.KinesisConnectorWorkflowType, workflows.KinesisConnectorInput{Config: cfg}); err != nil {
+		b.Fatal(err)
+	}
+	var st workflows.KinesisConnectorStatus
+	m.await(name+" idle", func() (bool, error) {
+		err := m.query(id, workflows.QueryShardStatus, &st)
+		n := 0
+		for _, s := range st.Shards {
+			if s.Phase == "idle" {
+				n++
+			}
+		}
+		return n == shards, err
+	})
+	spent, perMinute := m.idle(settle, window)
+	cancelConnector(b, env, id, 5*time.Second+time.Duration(shards)*10*time.Millisecond)
 	return spent, perMinute
 }
