@@ -231,6 +231,10 @@ type AwaitInput struct {
 	// PendingTimeout fails the wait when the job is still Pending (accepted
 	// but never scheduled) this long after its creation. Default 2 min.
 	PendingTimeout time.Duration
+	// Carry rides along in the heartbeat details (AwaitProgress.Carry), so
+	// a retried attempt of an activity that awaits inside can resume (it
+	// is not part of the input: an activity sets it).
+	Carry any `json:"-"`
 }
 
 // AwaitResult is the job's end state. It names the task's output by size,
@@ -253,6 +257,8 @@ type AwaitProgress struct {
 	JobID string
 	State string
 	Polls int
+	// Carry is AwaitInput.Carry.
+	Carry any `json:",omitempty"`
 }
 
 // Await waits for a job to end. It returns the completed execution when the
@@ -270,7 +276,7 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 	if in.PendingTimeout <= 0 {
 		in.PendingTimeout = 2 * time.Minute
 	}
-	progress := AwaitProgress{JobID: in.JobID}
+	progress := AwaitProgress{JobID: in.JobID, Carry: in.Carry}
 	start := time.Now()
 	var lastErr error
 	for {

@@ -115,6 +115,10 @@ func endpointOr(e string) string {
 	return e
 }
 
+// inFlightRecheck is how long WaitForMessages waits on a queue with
+// messages in flight before it lets a receive look at them.
+const inFlightRecheck = 20 * time.Second
+
 // WaitMessagesInput asks whether a queue has visible messages.
 type WaitMessagesInput struct {
 	QueueRef
@@ -125,7 +129,9 @@ type WaitMessagesInput struct {
 
 // WaitForMessages polls the queue's ApproximateNumberOfMessages,
 // heartbeating, until it is above zero (true) or Timeout passes (false).
-// Idle pollers wait here, holding no lease from the budget.
+// Idle pollers wait here, holding no lease from the budget. While messages
+// are in flight it also returns true after inFlightRecheck, so a receive
+// looks whether their visibility ran out (a stopped worker's batch).
 func (q *Queue) WaitForMessages(ctx context.Context, in WaitMessagesInput) (bool, error) {
 	c, err := q.sqs(ctx, in.QueueRef)
 	if err != nil {
@@ -134,7 +140,8 @@ func (q *Queue) WaitForMessages(ctx context.Context, in WaitMessagesInput) (bool
 	if in.Timeout <= 0 {
 		in.Timeout = 20 * time.Second
 	}
-	deadline := time.Now().Add(in.Timeout)
+	start := time.Now()
+	deadline := start.Add(in.Timeout)
 	for {
 		out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(in.URL),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
@@ -147,7 +154,7 @@ func (q *Queue) WaitForMessages(ctx context.Context, in WaitMessagesInput) (bool
 			inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 		}
 		activity.RecordHeartbeat(ctx)
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || inFlight > 0 && time.Since(start) > inFlightRecheck {
 			// Messages in flight may have expired without the count showing
 			// it yet (some implementations expire lazily, on receive): look.
 			return inFlight > 0, nil
@@ -434,6 +441,11 @@ type AwaitedMessages struct {
 // With Settle, a successful batch is settled before it returns; a failed
 // one is left to the caller (it may rerun the messages one by one).
 func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*AwaitedMessages, error) {
+	return q.awaitMessages(ctx, in, nil)
+}
+
+// awaitMessages is AwaitMessages; carry rides in its heartbeat details.
+func (q *Queue) awaitMessages(ctx context.Context, in AwaitMessagesInput, carry any) (*AwaitedMessages, error) {
 	c, err := q.sqs(ctx, in.QueueRef)
 	if err != nil {
 		return nil, err
@@ -453,7 +465,7 @@ func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*Awai
 			}
 		}
 	}()
-	res, err := q.bacalhau.Await(ctx, AwaitInput{JobID: in.JobID})
+	res, err := q.bacalhau.Await(ctx, AwaitInput{JobID: in.JobID, Carry: carry})
 	if err != nil {
 		return nil, err
 	}

@@ -130,7 +130,12 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 	// waiting for messages first, and a successful batch is settled by the
 	// activity that awaited it.
 	fewer := workflow.GetVersion(ctx, changeQueueFewerActivities, workflow.DefaultVersion, 1) == 1
+	runner := workflow.GetVersion(ctx, changeQueueBatchRunner, workflow.DefaultVersion, 1) == 1
 	leases := newSharedLeases(ctx, BudgetRef{})
+	if runner {
+		leases.keepAcrossBatches(ctx)
+	}
+	pollers := &queuePollers{cfg: func() QueueConfig { return cfg }, ref: ref, st: st, leases: leases}
 	batches := 0
 	stopping := false
 	var fatal error
@@ -140,6 +145,18 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 		poller := i
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
+			if runner {
+				err := pollers.run(ctx, poller, func() bool { return stopping || fatal != nil }, func() {
+					batches++
+					if batches >= queueBatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+						stopping = true
+					}
+				})
+				if err != nil && fatal == nil {
+					fatal = err
+				}
+				return
+			}
 			full := false // the last batch had MaxMessages: more are likely waiting
 			for round := 0; !stopping && fatal == nil && ctx.Err() == nil; round++ {
 				if err := workflow.Await(ctx, func() bool { return !st.Paused || stopping }); err != nil || stopping {
@@ -249,6 +266,17 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 		stopJob(ctx, batch.JobID)
 		return false, false, nil
 	}
+	return finishQueueBatch(ctx, cfg, ref, st, batch, awaitErr, awaited.Settled, task), full, nil
+}
+
+// finishQueueBatch settles a batch whose job ended (awaitErr: how it
+// failed): a batch the task failed on as a whole is run message by
+// message, so one poison message does not hold back the others; the
+// messages are deleted or released (settled: already done by the await)
+// and the counters move. It returns false when cancelled first.
+func finishQueueBatch(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, st *QueueStatus, batch activities.QueueBatch,
+	awaitErr error, settledByAwait *activities.Settled, task time.Duration) bool {
+	var q *activities.Queue
 	settle := activities.SettleInput{QueueRef: ref, URL: st.URL, JobID: batch.JobID, Messages: batch.Messages, Succeeded: awaitErr == nil}
 	if awaitErr != nil {
 		st.LastError = awaitErr.Error()
@@ -273,15 +301,15 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 					settle.JobID = ""
 				}
 			} else if ctx.Err() != nil {
-				return false, false, nil
+				return false
 			}
 		} else {
 			workflow.GetLogger(ctx).Warn("Batch failed; its messages reappear for the queue's redrive policy", "JobID", batch.JobID, "Error", awaitErr)
 		}
 	}
 	var settled activities.Settled
-	if awaited.Settled != nil {
-		settled = *awaited.Settled // settled by AwaitMessages
+	if settledByAwait != nil {
+		settled = *settledByAwait // settled by AwaitMessages
 	} else if err := workflow.ExecuteActivity(shortOptions(ctx), q.SettleMessages, settle).Get(ctx, &settled); err != nil {
 		// The messages reappear after their timeout; redeliveries find the job.
 		st.LastError = err.Error()
@@ -294,5 +322,5 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 	if awaitErr == nil {
 		st.LastError = ""
 	}
-	return true, full, nil
+	return true
 }

@@ -409,6 +409,8 @@ type sharedLeases struct {
 	*leaseClient
 	waiting map[string]bool
 	arrived map[string]bool
+	// recalls are the leases the budget asked back (keeping holders).
+	recalls map[string]bool
 }
 
 func newSharedLeases(ctx workflow.Context, ref BudgetRef) *sharedLeases {
@@ -431,6 +433,35 @@ func newSharedLeases(ctx workflow.Context, ref BudgetRef) *sharedLeases {
 		}
 	})
 	return s
+}
+
+// keepAcrossBatches makes the leases asked for from now on kept across
+// batches (LeaseRequest.Keeps) and takes in the budget's recalls of them
+// (recalled tells).
+func (s *sharedLeases) keepAcrossBatches(ctx workflow.Context) {
+	s.keeps, s.recalls = true, map[string]bool{}
+	ch := workflow.GetSignalChannel(ctx, SignalLeaseRecall)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var r LeaseRecall
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &r) })
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+			sel.Select(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			s.recalls[r.LeaseID] = true
+		}
+	})
+}
+
+// recalled tells whether the budget asked for the lease back (and forgets
+// the recall).
+func (s *sharedLeases) recalled(leaseID string) bool {
+	back := s.recalls[leaseID]
+	delete(s.recalls, leaseID)
+	return back
 }
 
 // acquire asks for a lease and waits for its grant.
