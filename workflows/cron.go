@@ -107,6 +107,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		ticksPerRun = defaultTicksPerRun
 	}
 	ticksThisRun := 0
+	runner := &cronRunner{} // this run's batch runner
 	running := false
 	var nextTick time.Time
 
@@ -252,7 +253,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		st.LastScheduled = scheduled
 		st.Counters.Ticks++
 		ticksThisRun++
-		cut, tickErr := runTick(ctx, cfg, st)
+		cut, tickErr := runTick(ctx, cfg, runner, st)
 		running = false
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("cron connector deleted")
@@ -285,7 +286,7 @@ func Cron(ctx workflow.Context, in CronInput) error {
 // it at the failed batch while the batches after it that succeeded are kept
 // in Done and not run again. After tickBatches batches it stops with cut
 // set, leaving the rest to the next tick.
-func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) (cut bool, err error) {
+func runTick(ctx workflow.Context, cfg CronConfig, r *cronRunner, st *CronState) (cut bool, err error) {
 	var s3 *activities.S3
 	sctx := scanOptions(ctx)
 	round := "t" + strconv.FormatInt(st.Counters.Ticks, 10)
@@ -326,7 +327,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) (cut bool, err
 				batchDone(m, true, len(batch), 0)
 			}
 		}
-		runBatches(ctx, cfg, scan.Batches, round, commit, func() bool { return stopErr != nil })
+		runBatches(ctx, cfg, r, scan.Batches, round, commit, func() bool { return stopErr != nil })
 		if stopErr != nil {
 			return false, stopErr
 		}
@@ -344,7 +345,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, st *CronState) (cut bool, err
 // runBatches runs batches, at most cfg.Concurrency at once, and hands each
 // outcome to commit in batch order. Once stop reports true, no new batch
 // starts; those running finish and are committed.
-func runBatches(ctx workflow.Context, cfg CronConfig, batches [][]activities.Object, round string,
+func runBatches(ctx workflow.Context, cfg CronConfig, r *cronRunner, batches [][]activities.Object, round string,
 	commit func([]activities.Object, *BatchRecord, error), stop func() bool) {
 	type outcome struct {
 		rec *BatchRecord
@@ -357,7 +358,7 @@ func runBatches(ctx workflow.Context, cfg CronConfig, batches [][]activities.Obj
 	launch := func(i int) {
 		f, set := workflow.NewFuture(ctx)
 		workflow.Go(ctx, func(ctx workflow.Context) {
-			rec, err := runBatch(ctx, cfg, batches[i], round)
+			rec, err := runBatch(ctx, cfg, r, batches[i], round)
 			set.Set(&outcome{rec: rec, err: err}, nil)
 		})
 		running++
@@ -374,6 +375,9 @@ func runBatches(ctx workflow.Context, cfg CronConfig, batches [][]activities.Obj
 			next++
 		}
 		if running == 0 {
+			if r.on {
+				r.releaseAll(ctx) // the tick's batches are done
+			}
 			return
 		}
 		sel.Select(ctx)
@@ -395,7 +399,7 @@ func batchID(cfg CronConfig, batch []activities.Object, round string) string {
 // runBatch runs one batch as a RunTask child. A batch that fails every
 // attempt is dead-lettered when the spec has a dead letter destination;
 // otherwise its error stops the tick.
-func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, round string) (*BatchRecord, error) {
+func runBatch(ctx workflow.Context, cfg CronConfig, r *cronRunner, batch []activities.Object, round string) (*BatchRecord, error) {
 	id := batchID(cfg, batch, round)
 	rec := &BatchRecord{ID: id, FirstKey: batch[0].Key, LastKey: batch[len(batch)-1].Key, Objects: len(batch)}
 	objs := make([]activities.ObjectInput, len(batch))
@@ -403,22 +407,30 @@ func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, r
 		objs[i] = activities.ObjectInput{Target: "/inputs/" + o.Key,
 			Object: inputRef(cfg.Source, o.Key)}
 	}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: CronWorkflowID(cfg.Name) + "-" + id,
-	})
-	var res RunTaskResult
-	// Once per run (GetVersion remembers), not per RunTask child.
-	askBySignal := workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1
-	err := workflow.ExecuteChildWorkflow(cctx, RunTask, RunTaskInput{
-		Budget:    BudgetRef{AskBySignal: askBySignal},
-		Connector: cfg.Name, BatchID: id, Template: cfg.Template, Objects: objs,
-		Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
-		QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
-		Retry:  cfg.Retry,
-		Labels: map[string]string{"connect-kind": "cron"},
-	}).Get(ctx, &res)
+	var jobID string
+	var failedJobs []string
+	var err error
+	if r.enabled(ctx) {
+		jobID, failedJobs, err = r.runAttempts(ctx, cfg, id, objs)
+	} else {
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: CronWorkflowID(cfg.Name) + "-" + id,
+		})
+		var res RunTaskResult
+		// Once per run (GetVersion remembers), not per RunTask child.
+		askBySignal := workflow.GetVersion(ctx, changeLeaseBySignal, workflow.DefaultVersion, 1) == 1
+		err = workflow.ExecuteChildWorkflow(cctx, RunTask, RunTaskInput{
+			Budget:    BudgetRef{AskBySignal: askBySignal},
+			Connector: cfg.Name, BatchID: id, Template: cfg.Template, Objects: objs,
+			Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
+			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
+			Retry:  cfg.Retry,
+			Labels: map[string]string{"connect-kind": "cron"},
+		}).Get(ctx, &res)
+		jobID, failedJobs = res.JobID, failedJobIDs(err)
+	}
 	if err == nil {
-		rec.JobID, rec.Outcome = res.JobID, "succeeded"
+		rec.JobID, rec.Outcome = jobID, "succeeded"
 		return rec, nil
 	}
 	if ctx.Err() != nil || cfg.DeadLetter == nil {
@@ -436,7 +448,7 @@ func runBatch(ctx workflow.Context, cfg CronConfig, batch []activities.Object, r
 		Connector: cfg.Name, BatchID: id, Source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
 		// The error names jobs and exit codes, never task output; the
 		// activity adds the failed job's stderr tail to the manifest.
-		Objects: batch, Error: err.Error(), JobIDs: failedJobIDs(err),
+		Objects: batch, Error: err.Error(), JobIDs: failedJobs,
 	}).Get(ctx, nil); derr != nil {
 		rec.Outcome = "failed"
 		return rec, fmt.Errorf("batch %s failed (%v) and could not be dead-lettered: %w", id, err, derr)

@@ -27,6 +27,8 @@ func newCronEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterActivity(&activities.S3{})
 	env.RegisterActivity(&activities.Bacalhau{})
 	env.RegisterActivity(&activities.Temporal{})
+	grantEveryLease(env)
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
 	return env
 }
 
@@ -109,13 +111,14 @@ func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
 	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{
 		Batches: [][]activities.Object{objs("a"), objs("b"), objs("c")}}, nil).Once()
 	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
-	// RunTask children: batch "b" fails, the others succeed.
-	h.env.OnWorkflow(RunTaskWorkflowType, mock.Anything, mock.Anything).Return(
-		func(_ workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
+	// Batch "b" fails every attempt, the others succeed.
+	h.env.OnActivity("RunJob", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.JobRunInput) (*activities.JobRun, error) {
+			run := &activities.JobRun{JobID: "j-" + in.Objects[0].Object.Key}
 			if in.Objects[0].Object.Key == "b" {
-				return nil, assert.AnError
+				run.Failure = &activities.BatchFailure{Type: activities.ErrTypeTaskFailed, Message: assert.AnError.Error()}
 			}
-			return &RunTaskResult{JobID: "j-" + in.Objects[0].Object.Key}, nil
+			return run, nil
 		})
 	cfg := unitCronConfig()
 	cfg.Concurrency = 3
@@ -258,10 +261,10 @@ func TestCronCutsALargeTickAndRunsTheRestAtOnce(t *testing.T) {
 			return res, nil
 		})
 	runs := 0
-	h.env.OnWorkflow(RunTaskWorkflowType, mock.Anything, mock.Anything).Return(
-		func(_ workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
+	h.env.OnActivity("RunJob", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.JobRunInput) (*activities.JobRun, error) {
 			runs++
-			return &RunTaskResult{JobID: "j-" + in.BatchID}, nil
+			return &activities.JobRun{JobID: "j-" + in.Batch.ID}, nil
 		})
 	cfg := unitCronConfig()
 	cfg.Schedule = "@every 1h"

@@ -45,6 +45,8 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 	sctx := scanOptions(ctx)
 	round := "bf" + strconv.Itoa(in.Seq)
 	after := in.AfterKey
+	runner := &cronRunner{} // this run's batch runner
+	defer runner.releaseAll(ctx)
 	// Progress so far, for `starter backfill --wait` (no command: recorded
 	// histories replay unchanged).
 	if err := workflow.SetQueryHandler(ctx, QueryBackfillProgress, func() (BackfillProgress, error) {
@@ -62,7 +64,7 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 			return done, fmt.Errorf("backfill scan: %w", err)
 		}
 		for _, batch := range scan.Batches {
-			rec, err := runBatch(ctx, cfg, batch, round)
+			rec, err := runBatch(ctx, cfg, runner, batch, round)
 			if err != nil {
 				return done, err
 			}
