@@ -81,9 +81,15 @@ func (r *cronRunner) runAttempts(ctx workflow.Context, cfg CronConfig, id string
 func (r *cronRunner) runOnce(ctx workflow.Context, cfg CronConfig, id string, objs []activities.ObjectInput, attempt int) (*activities.JobRun, error) {
 	ttl := leaseTTL(RunTaskInput{QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout})
 	var l heldLease
-	if n := len(r.free); n > 0 {
+	for len(r.free) > 0 && l.id == "" {
+		n := len(r.free)
 		l, r.free = r.free[n-1], r.free[:n-1]
-	} else {
+		if r.leases.recalled(l.id) {
+			r.leases.release(ctx, l.id) // the budget asked for it back meanwhile
+			l = heldLease{}
+		}
+	}
+	if l.id == "" {
 		l = heldLease{id: fmt.Sprintf("%s@%s#%d", workflow.GetInfo(ctx).WorkflowExecution.ID, id, attempt), since: workflow.Now(ctx)}
 		if err := r.leases.acquire(ctx, l.id, ttl); err != nil {
 			return nil, err
