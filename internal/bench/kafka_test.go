@@ -2,11 +2,9 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +23,7 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
@@ -43,7 +42,8 @@ func envInt(name string, def int) int {
 // records/s end to end (produce done → every checkpoint at the end) for the
 // inline and staged modes at batch sizes 1k, 10k and 50k over 8 partitions,
 // against a plain program that reads the same partitions and submits the
-// same jobs directly (8 at once, polling) at 10k; history events per batch;
+// same jobs directly (8 at once, polling) at 10k; history events per batch
+// (connectors with the spec's default max_in_flight);
 // freshness (record produced → its job submitted) at a steady rate; and the
 // RSS of a worker process with 1,000 idle partition consumers against the
 // same process idle. BENCH_KAFKA_RECORDS (default 100,000: about 20 minutes
@@ -78,7 +78,7 @@ func BenchmarkKafka(b *testing.B) {
 	for _, mode := range []string{workflows.ModeInline, workflows.ModeStaged} {
 		for _, batch := range []int{1000, 10000, 50000} {
 			name := fmt.Sprintf("bench-%s-%dk", mode, batch/1000)
-			elapsed, jobs, perBatch := viaConnector(b, env, k, template, name, mode, batch)
+			elapsed, jobs, perBatch := viaConnector(b, env, k, template, name, mode, batch, spec.DefaultMaxInFlight)
 			b.Logf("%s: %d records in %s (%d jobs): %.0f records/s", name, records, elapsed.Round(time.Millisecond), jobs, float64(records)/elapsed.Seconds())
 			rows = append(rows, row{mode, batch, elapsed, jobs, perBatch})
 		}
@@ -86,7 +86,7 @@ func BenchmarkKafka(b *testing.B) {
 	baseline := map[string]time.Duration{}
 	for _, mode := range []string{workflows.ModeInline, workflows.ModeStaged} {
 		start := time.Now()
-		plainKafka(b, env, k, template, mode, 10000)
+		plainKafka(b, env, k, template, "bench-plain-"+mode, mode, 10000, benchPartitions)
 		baseline[mode] = time.Since(start)
 		b.Logf("plain %s at 10k: %.0f records/s", mode, float64(records)/baseline[mode].Seconds())
 	}
@@ -97,8 +97,8 @@ func BenchmarkKafka(b *testing.B) {
 	}
 	var fr []fresh
 	for _, wait := range []time.Duration{time.Second, 5 * time.Second} {
-		p50, p99, n := freshness(b, env, k, template, wait)
-		fr = append(fr, fresh{wait, p50, p99, n})
+		r := freshnessRun(b, env, k, template, freshnessLoad{Partitions: benchPartitions, MaxWait: wait, PerPartition: 25, For: 30 * time.Second, InFlight: spec.DefaultMaxInFlight})
+		fr = append(fr, fresh{wait, r.SubmitP50, r.SubmitP99, r.Records})
 	}
 	idle, busy, hwm := idleRSS(b, env, k)
 	budget := budgetSize(b, env)
@@ -143,9 +143,10 @@ records/s over %d partitions, inline, max_records 1000; the shared budget allows
 		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", f.wait, f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond), f.wait+time.Second)
 	}
 	fmt.Fprintf(&t, `
-One batch per partition is in flight, so a record that arrives while its
-partition's task runs waits for that task (and for a lease, when more
-partitions want a job than the budget allows) before its batch is read.
+A record that arrives while its partition's tasks run (max_in_flight of
+them) waits for one of them (and for a lease, when more partitions want a
+job than the budget allows) before its batch is read. BenchmarkKafkaEngine
+measures freshness at half the node's capacity.
 
 Worker RSS (the worker binary as its own process, VmRSS): idle with no
 connector **%.0f MiB**; with one connector of **1,000 idle partition consumers**
@@ -198,14 +199,16 @@ func kafkaConfig(env *testenv.Env, k *devstack.Kafka, template, name, topic, mod
 
 // viaConnector runs one connector over bench-src until every partition is
 // drained and returns the wall time, the jobs and the history events per
-// batch of partition 0's consumer.
-func viaConnector(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, name, mode string, batch int) (time.Duration, int, float64) {
+// batch of partition 0's consumer. inFlight is its batch.max_in_flight.
+func viaConnector(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, name, mode string, batch, inFlight int) (time.Duration, int, float64) {
 	ctx := context.Background()
 	ends := endOffsets(b, k, "bench-src")
+	cfg := kafkaConfig(env, k, template, name, "bench-src", mode, batch)
+	cfg.MaxInFlight = inFlight
 	start := time.Now()
 	id := workflows.KafkaWorkflowID(name)
 	if _, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: kafkaConfig(env, k, template, name, "bench-src", mode, batch)}); err != nil {
+		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: cfg}); err != nil {
 		b.Fatal(err)
 	}
 	waitDrained(b, env, name, "bench-src", ends)
@@ -278,6 +281,8 @@ func waitDrained(b *testing.B, env *testenv.Env, name, topic string, want map[in
 				return err
 			}
 			if st.Checkpoint < end {
+				// Queries run on the worker: every 0.5 s leaves it to the batches.
+				time.Sleep(400 * time.Millisecond)
 				return fmt.Errorf("partition %d at %d of %d (%s %s)", p, st.Checkpoint, end, st.Phase, st.LastError)
 			}
 		}
@@ -298,12 +303,14 @@ func listJobs(b *testing.B, env *testenv.Env, selector string) []*models.Job {
 
 // plainKafka is the baseline: per partition, read a batch, submit the job
 // (inline, or staged to S3 with a gateway URL), poll it to completion,
-// next batch; 8 partitions at once.
-func plainKafka(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, mode string, batch int) {
+// next batch; the 8 partitions at once, with at most inFlight jobs
+// submitted and not yet finished. Its jobs carry the connector label name.
+func plainKafka(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, name, mode string, batch, inFlight int) {
 	ctx := context.Background()
 	ends := endOffsets(b, k, "bench-src")
 	api := env.Bacalhau.Client()
 	s3c := env.S3.Client()
+	slots := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	for p := int32(0); p < benchPartitions; p++ {
 		wg.Add(1)
@@ -325,25 +332,28 @@ func plainKafka(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, mod
 				}
 				in := tasktemplate.Input{Target: activities.BatchInputTarget, Inline: kb.Lines}
 				if mode == workflows.ModeStaged {
-					key := fmt.Sprintf("plain/%d/%d.jsonl", p, kb.First)
+					key := fmt.Sprintf("%s/%d/%d.jsonl", name, p, kb.First)
 					if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("bench-stage"), Key: aws.String(key), Body: strings.NewReader(string(kb.Lines))}); err != nil {
 						b.Error(err)
 						return
 					}
-					u, err := env.Gateway.URL(inputgateway.ObjectRef{Bucket: "bench-stage", Key: key, Endpoint: env.S3.Endpoint(), Region: env.S3.Region()}, "bench-plain", time.Hour)
+					u, err := env.Gateway.URL(inputgateway.ObjectRef{Bucket: "bench-stage", Key: key, Endpoint: env.S3.Endpoint(), Region: env.S3.Region()}, name, time.Hour)
 					if err != nil {
 						b.Error(err)
 						return
 					}
 					in = tasktemplate.Input{Target: activities.BatchInputTarget, URL: u}
 				}
-				job, err := tasktemplate.Build(template, tasktemplate.Batch{Connector: "bench-plain-" + mode, ID: fmt.Sprintf("%d@%d", p, from), Attempt: 1,
+				job, err := tasktemplate.Build(template, tasktemplate.Batch{Connector: name, ID: fmt.Sprintf("%d@%d", p, from), Attempt: 1,
 					Inputs: []tasktemplate.Input{in}, ExecutionTimeout: 5 * time.Minute})
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				if err := submitAndWait(ctx, api, job); err != nil {
+				slots <- struct{}{}
+				err = submitAndWait(ctx, api, job)
+				<-slots
+				if err != nil {
 					b.Error(err)
 					return
 				}
@@ -352,68 +362,6 @@ func plainKafka(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, mod
 		}(p)
 	}
 	wg.Wait()
-}
-
-// freshness produces 200 records/s for 30 s into a topic of its own under
-// a running inline connector with maxWait and returns p50 and p99 of
-// produce → job submitted over every record.
-func freshness(b *testing.B, env *testenv.Env, k *devstack.Kafka, template string, maxWait time.Duration) (time.Duration, time.Duration, int) {
-	ctx := context.Background()
-	name := fmt.Sprintf("bench-fresh-%ds", int(maxWait.Seconds()))
-	topic := name
-	if err := k.CreateTopic(ctx, topic, benchPartitions); err != nil {
-		b.Fatal(err)
-	}
-	id := workflows.KafkaWorkflowID(name)
-	cfg := kafkaConfig(env, k, template, name, topic, workflows.ModeInline, 1000)
-	cfg.MaxWait = maxWait
-	if _, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
-		workflows.KafkaConnectorWorkflowType, workflows.KafkaConnectorInput{Config: cfg}); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = env.Client.CancelWorkflow(ctx, id, "") }()
-	time.Sleep(3 * time.Second) // consumers up and idle
-
-	c, err := k.Client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	produced := map[string]time.Time{}
-	tick := time.NewTicker(5 * time.Millisecond)
-	for i := 0; i < 6000; i++ {
-		<-tick.C
-		r := &kgo.Record{Partition: int32(i % benchPartitions), Value: []byte(logLine(i))}
-		at := time.Now()
-		if err := c.ProduceSync(ctx, r).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
-		produced[fmt.Sprintf("%d:%d", r.Partition, r.Offset)] = at
-	}
-	tick.Stop()
-	waitDrained(b, env, name, topic, endOffsets(b, k, topic))
-
-	var lat []time.Duration
-	for _, j := range listJobs(b, env, tasktemplate.LabelConnector+"="+name) {
-		first, err1 := strconv.ParseInt(j.Meta[activities.MetaFirst], 10, 64)
-		last, err2 := strconv.ParseInt(j.Meta[activities.MetaLast], 10, 64)
-		if err := errors.Join(err1, err2); err != nil {
-			b.Fatal(err)
-		}
-		batchID := j.Meta[tasktemplate.MetaBatch] // <topic>/<p>@<from>
-		part := batchID[strings.Index(batchID, "/")+1 : strings.LastIndex(batchID, "@")]
-		submitted := time.Unix(0, j.CreateTime)
-		for o := first; o <= last; o++ {
-			if at, ok := produced[part+":"+strconv.FormatInt(o, 10)]; ok {
-				lat = append(lat, submitted.Sub(at))
-			}
-		}
-	}
-	if len(lat) != len(produced) {
-		b.Fatalf("freshness: %d of %d records found in jobs", len(lat), len(produced))
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat[len(lat)/2], lat[len(lat)*99/100], len(lat)
 }
 
 // idleRSS starts the worker binary on a queue of its own and measures its
