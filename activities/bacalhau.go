@@ -273,6 +273,15 @@ type AwaitProgress struct {
 // worker stops or its deadline passes it leaves the job running, so the
 // next attempt picks the same job up again.
 func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, error) {
+	return b.await(ctx, in, nil)
+}
+
+// errLeft is await's error when leave closed before the job ended.
+var errLeft = errors.New("left the job running")
+
+// await is Await that also returns errLeft, leaving the job running, once
+// leave is closed (nil: never).
+func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct{}) (*AwaitResult, error) {
 	if in.PendingTimeout <= 0 {
 		in.PendingTimeout = 2 * time.Minute
 	}
@@ -325,6 +334,8 @@ func (b *Bacalhau) Await(ctx context.Context, in AwaitInput) (*AwaitResult, erro
 		select {
 		case <-ctx.Done():
 			return nil, b.abandon(ctx, in.JobID, lastErr)
+		case <-leave:
+			return nil, errLeft
 		case <-time.After(b.pollDelay(time.Since(start))):
 		}
 	}

@@ -74,6 +74,11 @@ type KafkaBatchInput struct {
 	// consumer's checkpoint while this batch reads ahead of it (several
 	// batches in flight).
 	Mirror *int64 `json:",omitempty"`
+	// ReturnWhenDue (an open read, several batches in flight allowed):
+	// when records past the batch have waited Read.MaxWait since its read
+	// closed while its job still runs, return at once with Awaiting set
+	// and End the partition's end, so the next batch runs beside this one.
+	ReturnWhenDue bool `json:",omitempty"`
 }
 
 // KafkaBatchRun is a run batch: offsets, counts and the job; Failure is
@@ -105,10 +110,58 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 	if batch.Count == 0 || batch.JobID == "" {
 		return out, nil
 	}
+	if in.ReturnWhenDue && in.Read.Until < 0 && !batch.ReadClosed.IsZero() {
+		end, left, err := k.awaitUnlessDue(ctx, in.Read, batch)
+		if left {
+			out.Awaiting, out.End = true, max(out.End, end)
+			return out, nil
+		}
+		if out.Failure, err = batchVerdict(err); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	if out.Failure, err = k.bacalhau.awaitVerdict(ctx, batch.JobID); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// awaitUnlessDue awaits the batch's job, unless records past it were
+// there as it was read or have waited read.MaxWait since its read closed
+// before the job ends: then it leaves the job running and returns the
+// partition's end (left true).
+func (k *Kafka) awaitUnlessDue(ctx context.Context, read KafkaRead, batch *StreamBatch) (end int64, left bool, err error) {
+	if batch.End > batch.Last+1 {
+		// Records were there past the batch as it was read (a backlog):
+		// the next batch can run now.
+		return batch.End, true, nil
+	}
+	leave := make(chan struct{})
+	wctx, stop := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		due := time.NewTimer(time.Until(batch.ReadClosed.Add(read.MaxWait)))
+		defer due.Stop()
+		select {
+		case <-due.C:
+		case <-wctx.Done():
+			return
+		}
+		e, ok, err := k.clients.waitForEndOffset(wctx, read.KafkaCluster, read.Topic, read.Partition, batch.Last+1, 24*time.Hour, func() {})
+		if ok && err == nil {
+			end = e
+			close(leave)
+		}
+	}()
+	_, err = k.bacalhau.await(ctx, AwaitInput{JobID: batch.JobID}, leave)
+	stop()
+	<-watched
+	if errors.Is(err, errLeft) {
+		return end, true, nil
+	}
+	return 0, false, err
 }
 
 // ShardBatchRun is a run shard batch: sequence numbers, counts and the

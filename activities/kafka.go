@@ -31,6 +31,12 @@ type KafkaRead struct {
 	// Until, when >= 0, is the last offset the batch may hold: a retried
 	// batch re-reads exactly the offsets it first held.
 	Until int64
+	// WaitSince, when set, is when the previous batch's read closed: no
+	// record after it can have waited longer, so once records are read the
+	// batch closes at WaitSince + MaxWait (at once when that has passed,
+	// with every record already there up to the limits). Zero: the batch
+	// fills for MaxWait from the read's start.
+	WaitSince time.Time `json:",omitzero"`
 }
 
 // KafkaBatch is what a read found. Lines is the batch as JSON lines, for the
@@ -120,8 +126,27 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 	defer cl.Close()
 
 	batch := &KafkaBatch{First: -1, Last: -1}
-	deadline := time.Now().Add(in.MaxWait)
-	for batch.Count < in.MaxRecords && time.Now().Before(deadline) && (in.Until < 0 || batch.Last < in.Until) {
+	// An empty read waits MaxWait for its first record; once it holds
+	// records it closes at fill (WaitSince + MaxWait when sooner), but goes
+	// on reading, up to the limits, while the partition is known to hold
+	// records past the last one read (they come back without waiting).
+	empty := time.Now().Add(in.MaxWait)
+	fill := empty
+	if !in.WaitSince.IsZero() && in.WaitSince.Add(in.MaxWait).Before(fill) {
+		fill = in.WaitSince.Add(in.MaxWait)
+	}
+	more := false
+	for batch.Count < in.MaxRecords && (in.Until < 0 || batch.Last < in.Until) {
+		deadline := empty
+		if batch.Count > 0 {
+			deadline = fill
+		}
+		if !time.Now().Before(deadline) {
+			if !more {
+				break
+			}
+			deadline = time.Now().Add(readAhead)
+		}
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		fetches := cl.PollRecords(pctx, in.MaxRecords-batch.Count)
 		cancel()
@@ -143,7 +168,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 			return nil, fmt.Errorf("kafka %s/%d: fetching: %w", in.Topic, in.Partition, fetchErr)
 		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) { batch.End = max(batch.End, p.HighWatermark) })
-		full := false
+		full, before := false, batch.Count
 		fetches.EachRecord(func(r *kgo.Record) {
 			if in.Until >= 0 && r.Offset > in.Until {
 				full, batch.ReachedUntil = true, true
@@ -182,6 +207,11 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 		if full {
 			break
 		}
+		more = batch.Count > before && batch.End > batch.Last+1
 	}
 	return batch, nil
 }
+
+// readAhead bounds one more fetch of records a partition is known to hold
+// after a read's fill deadline passed: they come back at once.
+const readAhead = 250 * time.Millisecond

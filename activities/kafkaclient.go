@@ -174,9 +174,15 @@ type endWatcher struct {
 // (true), timeout passes (false) or ctx ends. beat is called after every
 // poll, for heartbeats.
 func (p *KafkaClients) waitForEnd(ctx context.Context, c KafkaCluster, topic string, partition int32, from int64, timeout time.Duration, beat func()) (bool, error) {
+	_, ok, err := p.waitForEndOffset(ctx, c, topic, partition, from, timeout, beat)
+	return ok, err
+}
+
+// waitForEndOffset is waitForEnd that also returns the end offset seen.
+func (p *KafkaClients) waitForEndOffset(ctx context.Context, c KafkaCluster, topic string, partition int32, from int64, timeout time.Duration, beat func()) (int64, bool, error) {
 	adm, err := p.admin(c)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	w := p.watch(adm, c.key()+"|"+topic, topic)
 	defer p.unwatch(c.key()+"|"+topic, w)
@@ -188,13 +194,13 @@ func (p *KafkaClients) waitForEnd(ctx context.Context, c KafkaCluster, topic str
 		changed := w.changed
 		w.mu.Unlock()
 		if ok && end > from {
-			return true, nil
+			return end, true, nil
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return 0, false, ctx.Err()
 		case <-deadline.C:
-			return false, nil
+			return 0, false, nil
 		case <-changed:
 			beat()
 		}

@@ -291,6 +291,16 @@ type StreamBatch struct {
 	// too large for an inline job): no job ran; bisection or the dead
 	// letter takes over.
 	Rejected string `json:",omitempty"`
+	// BatchID is the batch identity the job was found or submitted under.
+	BatchID string `json:",omitempty"`
+	// ReadClosed is when the read closed (zero when the job was found):
+	// the records after Last arrived later.
+	ReadClosed time.Time `json:",omitzero"`
+	// Awaiting is set by RunBatch (KafkaBatchInput.ReturnWhenDue) when it
+	// returned with the job still running because records past the batch
+	// had waited MaxWait: the consumer awaits the job in a batch of its
+	// own (the same BatchID) while the next batch runs.
+	Awaiting bool `json:",omitempty"`
 }
 
 // Job meta keys recording a stream batch's offsets.
@@ -337,7 +347,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		return nil, err
 	}
 	if existing != nil {
-		sb := &StreamBatch{JobID: existing.ID, Reused: true}
+		sb := &StreamBatch{JobID: existing.ID, Reused: true, BatchID: id}
 		sb.First, _ = strconv.ParseInt(existing.Meta[MetaFirst], 10, 64)
 		sb.Last, _ = strconv.ParseInt(existing.Meta[MetaLast], 10, 64)
 		sb.Count, _ = strconv.Atoi(existing.Meta[MetaCount])
@@ -351,8 +361,9 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	if err != nil {
 		return nil, err
 	}
+	closed := time.Now()
 	if batch.Count == 0 {
-		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End}, nil
+		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End, ReadClosed: closed}, nil
 	}
 	meta := map[string]string{
 		MetaFirst:     strconv.FormatInt(batch.First, 10),
@@ -368,7 +379,8 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		return nil, err
 	}
 	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
-		StagedKey: sub.stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, Rejected: sub.rejected}
+		StagedKey: sub.stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, Rejected: sub.rejected,
+		BatchID: id, ReadClosed: closed}
 	if sub.res != nil {
 		out.JobID, out.Reused, out.QueueTimeout, out.ExecutionTimeout = sub.res.JobID, sub.res.Reused, sub.res.QueueTimeout, sub.res.ExecutionTimeout
 	}

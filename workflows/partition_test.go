@@ -47,6 +47,13 @@ type partitionHarness struct {
 	leasesAsked *atomic.Int64
 	// onRunBatch, when set, is called as each RunBatch starts.
 	onRunBatch func(activities.KafkaBatchInput)
+	// leaveRunning, when set, tells whether an open RunBatch allowed to
+	// (ReturnWhenDue) returns Awaiting, its job left running; apart maps
+	// the batch identities (and attempts) of such jobs to their job IDs,
+	// for the RunBatch that awaits them; openReads are the open reads.
+	leaveRunning func(activities.KafkaBatchInput) bool
+	apart        map[string]string
+	openReads    []activities.KafkaRead
 }
 
 // bothConsumers runs a test against the stream engine's consumer and the
@@ -74,7 +81,8 @@ func (h *partitionHarness) commit(offset int64) {
 
 func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHarness {
 	var suite testsuite.WorkflowTestSuite
-	h := &partitionHarness{t: t, env: suite.NewTestWorkflowEnvironment(), end: end, poison: map[int64]bool{}, jobs: map[string]OffsetRange{}, tooBig: -1}
+	h := &partitionHarness{t: t, env: suite.NewTestWorkflowEnvironment(), end: end, poison: map[int64]bool{}, jobs: map[string]OffsetRange{}, tooBig: -1,
+		apart: map[string]string{}}
 	for _, p := range poison {
 		h.poison[p] = true
 	}
@@ -148,11 +156,33 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		if h.onRunBatch != nil {
 			h.onRunBatch(in)
 		}
-		b, err := readAndSubmit(ctx, in.StreamSubmitInput)
-		if err != nil {
-			return nil, err
+		h.mu.Lock()
+		job, found := h.apart[fmt.Sprintf("%s#%d", in.BatchID, in.Attempt)]
+		r := h.jobs[job]
+		if in.Read.Until < 0 {
+			h.openReads = append(h.openReads, in.Read)
+		}
+		h.mu.Unlock()
+		var b *activities.StreamBatch
+		if found {
+			// An earlier batch's job, found by its identity.
+			b = &activities.StreamBatch{JobID: job, First: r.From, Last: r.Until, Count: int(r.Until - r.From + 1), Reused: true, BatchID: in.BatchID}
+		} else {
+			var err error
+			if b, err = readAndSubmit(ctx, in.StreamSubmitInput); err != nil {
+				return nil, err
+			}
+			b.ReadClosed = time.Now()
 		}
 		out := &activities.KafkaBatchRun{StreamBatch: *b}
+		if !found && in.ReturnWhenDue && b.JobID != "" && h.leaveRunning != nil && h.leaveRunning(in) {
+			id := fmt.Sprintf("open@%d", in.Read.From)
+			h.mu.Lock()
+			h.apart[fmt.Sprintf("%s#%d", id, in.Attempt)] = b.JobID
+			h.mu.Unlock()
+			out.BatchID, out.Awaiting = id, true
+			return out, nil
+		}
 		if b.Count > 0 && b.JobID != "" {
 			if _, err := await(ctx, activities.AwaitInput{JobID: b.JobID}); err != nil {
 				var appErr *temporal.ApplicationError

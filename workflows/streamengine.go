@@ -30,11 +30,16 @@ import (
 // Done marks a range whose batch already passed while an earlier one was
 // still in flight (several batches in flight): the checkpoint moves past
 // it without running it again.
+//
+// ID, when set, is the range's batch identity instead of its offsets': a
+// batch read open whose job is awaited apart keeps the identity it was
+// submitted under.
 type StreamRange[P, S any] struct {
 	From  P
 	Until S
-	Split bool `json:",omitempty"`
-	Done  bool `json:",omitempty"`
+	Split bool   `json:",omitempty"`
+	Done  bool   `json:",omitempty"`
+	ID    string `json:",omitempty"`
 }
 
 // StreamState is what a stream consumer carries across continue-as-new
@@ -95,6 +100,10 @@ type streamRead[P, S any] struct {
 	// Checkpoint is the consumer's checkpoint when the batch starts (From,
 	// unless batches run ahead of it): what the source may mirror.
 	Checkpoint P
+	// WaitSince is when the previous batch's read closed, when no record
+	// read now can be older: the batch fills until WaitSince + max_wait
+	// (zero: for max_wait from the read's start).
+	WaitSince time.Time
 }
 
 // streamBatch is what a source's batch activity did, in the engine's
@@ -113,6 +122,13 @@ type streamBatch[S any] struct {
 	Rejected  string
 	// Failure is the job's verdict when its task failed.
 	Failure *activities.BatchFailure
+	// BatchID is the identity the job runs under; ReadClosed when the
+	// read closed (zero when an earlier attempt's job was found).
+	BatchID    string
+	ReadClosed time.Time
+	// Awaiting: the job still runs, records behind the batch are due; the
+	// engine awaits it as a batch in flight and runs the next beside it.
+	Awaiting bool
 }
 
 // streamSettings are the config fields the engine reads.
@@ -194,6 +210,11 @@ const streamReportBusy = 30 * time.Second
 // streamWaitTimeout is how long one wait for records long-polls.
 const streamWaitTimeout = time.Minute
 
+// streamWakePrompt: a consumer woken this soon after it went idle was
+// woken for records that were there already (the watcher saw them on its
+// first polls), so they may have waited since the last read closed.
+const streamWakePrompt = time.Second
+
 // streamLeaseTurn bounds how long a consumer keeps a lease across the
 // batches of a backlog before it gives it back and asks again.
 const streamLeaseTurn = 5 * time.Minute
@@ -219,6 +240,8 @@ type streamEngine[C, P, S any] struct {
 	lastReport time.Time
 	reported   string
 	dirty      bool
+	// lastClose is when the last batch's read closed (zero: unknown).
+	lastClose time.Time
 }
 
 // runStream runs a stream consumer until it continues as new, finishes
@@ -259,7 +282,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		cfg := e.src.settings()
 		if len(e.st.Ranges) == 0 && e.st.Backlog && cfg.MaxInFlight > 1 {
 			if _, ok := e.src.cut(e.st.Checkpoint, cfg.MaxRecords); ok {
-				n, err := e.flights(ctx, streamBatchesPerRun-run)
+				n, err := e.flights(ctx, streamBatchesPerRun-run, nil)
 				if err != nil {
 					return err
 				}
@@ -268,10 +291,17 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 			}
 		}
 		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1}
+		// overdue: records may have waited since the last read closed (no
+		// idle wait, or a wake that came at once or within max_wait).
+		overdue := true
 		if len(e.st.Ranges) > 0 {
 			r := e.st.Ranges[0]
 			read.From, read.Checkpoint, read.Until, read.BatchID = r.From, r.From, &r.Until, e.src.rangeID(r)
+			if r.ID != "" {
+				read.BatchID = r.ID
+			}
 		} else if !e.st.Backlog {
+			idleSince := workflow.Now(ctx)
 			e.returnLease(ctx)
 			e.pr.Phase = "idle"
 			if e.dirty || e.reported != "idle" || e.src.watched() {
@@ -296,6 +326,14 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 				run++ // idle rounds count too: history stays bounded
 				continue
 			}
+			now := workflow.Now(ctx)
+			overdue = now.Sub(idleSince) <= streamWakePrompt || now.Sub(e.lastClose) < cfg.MaxWait
+		}
+		// Records after the last read's close may have waited since then:
+		// the open batch fills only until that close + max_wait. After a
+		// real idle spell the records are new: it fills for max_wait.
+		if read.Until == nil && !e.lastClose.IsZero() && overdue {
+			read.WaitSince = e.lastClose
 		}
 		if err := e.takeLease(ctx, read); err != nil {
 			return err
@@ -310,6 +348,21 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		if err != nil {
 			e.pr.LastError = err.Error()
 			return fmt.Errorf("%s after %s: %w", e.src.unit(), e.src.label(read.From), err)
+		}
+		if b.ReadClosed.After(e.lastClose) {
+			e.lastClose = b.ReadClosed
+		}
+		if b.Awaiting {
+			// Records behind the batch are due while its job runs: the job
+			// is awaited as a batch in flight under its identity, the next
+			// batches run beside it.
+			n, err := e.flights(ctx, streamBatchesPerRun-run, &adoptedFlight[P, S]{
+				r: StreamRange[P, S]{From: read.From, Until: b.Last, ID: b.BatchID}, attempt: read.Attempt, started: started})
+			if err != nil {
+				return err
+			}
+			run += n
+			continue
 		}
 		e.st.Backlog = b.Count > 0 && b.Backlog
 		// The lease goes on to the next batch only while a backlog lasts,
@@ -355,7 +408,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 			next = e.src.after(cur.Until)
 		} else {
 			// The read stopped short of the range's end: the rest stays to run.
-			e.st.Ranges[0].From = next
+			e.st.Ranges[0].From, e.st.Ranges[0].ID = next, ""
 		}
 		e.st.Batches++
 		e.st.Records += int64(b.Count)
@@ -539,7 +592,7 @@ func (e *streamEngine[C, P, S]) deadLetter(ctx workflow.Context, from P, last S,
 	connectorMetrics(ctx, e.src.kind(), e.src.settings().Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
 	e.pr.LastDeadLetter = res.Where
 	if cur := &e.st.Ranges[0]; !rangeDone && e.src.less(last, cur.Until) {
-		cur.From = e.src.after(last)
+		cur.From, cur.ID = e.src.after(last), ""
 		e.advance(ctx, cur.From, false)
 		return nil
 	}

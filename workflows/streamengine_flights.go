@@ -60,9 +60,18 @@ func (f *streamFlight[P, S]) passed(less func(a, b S) bool) bool {
 	return b.RangeDone || !less(b.Last, f.r.Until)
 }
 
+// adoptedFlight is an open batch whose job still runs (its activity
+// returned Awaiting): the first flight, awaited under its identity and
+// attempt with the lease the consumer holds.
+type adoptedFlight[P, S any] struct {
+	r       StreamRange[P, S]
+	attempt int
+	started time.Time
+}
+
 // flights runs batches of the backlog several at a time, at most limit,
-// and returns how many it ran.
-func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int) (int, error) {
+// and returns how many it ran. adopt, when set, is the first flight.
+func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *adoptedFlight[P, S]) (int, error) {
 	cfg := e.src.settings()
 	ttl := e.leaseTTL()
 	turn := min(ttl/2, streamLeaseTurn)
@@ -74,6 +83,14 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int) (int, e
 		batches int
 		stop    bool
 	)
+	if adopt != nil {
+		r := adopt.r
+		fl := &streamFlight[P, S]{r: r, lease: heldLease{id: e.lease, since: e.leaseSince}, started: adopt.started}
+		fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: r.ID, Attempt: adopt.attempt, Checkpoint: e.st.Checkpoint})
+		flying = append(flying, fl)
+		next = e.src.after(r.Until)
+		e.lease = ""
+	}
 	if e.lease != "" {
 		free = append(free, heldLease{id: e.lease, since: e.leaseSince})
 		e.lease = ""
@@ -145,6 +162,9 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int) (int, e
 				fl.settled = true
 				if runErr != nil {
 					return
+				}
+				if fl.b.ReadClosed.After(e.lastClose) {
+					e.lastClose = fl.b.ReadClosed
 				}
 				if !e.land(ctx, fl, m) {
 					stop = true

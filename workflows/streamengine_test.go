@@ -468,3 +468,92 @@ func TestKafkaStreamConsumerWithBatchesInFlightBisectsAPoisonRecord(t *testing.T
 	defer h.mu.Unlock()
 	assert.Equal(t, []OffsetRange{{From: 15, Until: 15}}, h.dead)
 }
+
+// TestKafkaStreamConsumerRunsTheNextBatchBesideAJobThatOutlastsMaxWait: an
+// open batch whose job still runs when records behind it are due returns
+// Awaiting; its job is awaited apart under its own identity (found, not
+// submitted again) while the records behind it run as the next batch, and
+// the checkpoint still moves in offset order.
+func TestKafkaStreamConsumerRunsTheNextBatchBesideAJobThatOutlastsMaxWait(t *testing.T) {
+	h := newPartitionHarness(t, 30)
+	h.engine = true
+	h.leaveRunning = func(in activities.KafkaBatchInput) bool { return in.Read.From == 0 }
+	var awaitedApart atomic.Int64
+	h.onRunBatch = func(in activities.KafkaBatchInput) {
+		if in.BatchID == "open@0" {
+			awaitedApart.Add(1)
+			time.Sleep(100 * time.Millisecond) // the batch beside it lands first
+		}
+	}
+	cfg := unitKafkaConfig()
+	cfg.MaxInFlight = 2
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 15*time.Minute)
+	h.run(cfg, 0)
+
+	assert.Equal(t, int64(30), st.Checkpoint)
+	assert.Equal(t, int64(3), st.Batches)
+	assert.Equal(t, int64(30), st.Records)
+	assert.Equal(t, int64(1), awaitedApart.Load(), "the first batch's job awaited once, apart")
+	seen := h.succeededOnce()
+	assert.Len(t, seen, 30)
+	for o, n := range seen {
+		assert.Equal(t, 1, n, "offset %d in one successful batch", o)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	submitted := 0
+	for _, r := range h.jobs {
+		if r.From == 0 {
+			submitted++
+		}
+	}
+	assert.Equal(t, 1, submitted, "the first batch submitted once: %v", h.jobs)
+	for i := 1; i < len(h.committed); i++ {
+		assert.LessOrEqual(t, h.committed[i-1], h.committed[i], "group commits in offset order: %v", h.committed)
+	}
+	require.NotEmpty(t, h.openReads)
+	assert.True(t, h.openReads[0].WaitSince.IsZero(), "the first read fills for max_wait")
+}
+
+// TestKafkaStreamConsumerRetriesAFailedJobAwaitedApartUnderItsIdentity: a
+// job awaited apart that fails is found again under its identity as the
+// range's first attempt, retried, bisected and its poison record
+// dead-lettered; nothing else runs twice.
+func TestKafkaStreamConsumerRetriesAFailedJobAwaitedApartUnderItsIdentity(t *testing.T) {
+	h := newPartitionHarness(t, 30, 4)
+	h.engine = true
+	h.leaveRunning = func(in activities.KafkaBatchInput) bool { return in.Read.From == 0 }
+	var apartAttempts []int
+	h.onRunBatch = func(in activities.KafkaBatchInput) {
+		if in.BatchID == "open@0" {
+			h.mu.Lock()
+			apartAttempts = append(apartAttempts, in.Attempt)
+			h.mu.Unlock()
+		}
+	}
+	cfg := unitKafkaConfig()
+	cfg.MaxInFlight = 2
+	var st PartitionStatus
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 15*time.Minute)
+	h.run(cfg, 0)
+
+	assert.Equal(t, int64(30), st.Checkpoint)
+	assert.Equal(t, int64(1), st.DeadLettered)
+	seen := h.succeededOnce()
+	assert.Len(t, seen, 29, "every record but the poison one passed")
+	for o, n := range seen {
+		assert.Equal(t, 1, n, "offset %d in one successful batch", o)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.Equal(t, []OffsetRange{{From: 4, Until: 4}}, h.dead)
+	assert.Equal(t, []int{1, 1, 2}, apartAttempts, "awaited apart, found again as attempt 1, then attempt 2 under the same identity")
+	ranFirst := 0
+	for _, r := range h.jobs {
+		if r == (OffsetRange{From: 0, Until: 9}) {
+			ranFirst++
+		}
+	}
+	assert.Equal(t, 2, ranFirst, "max_attempts 2: the batch's job ran twice before bisection: %v", h.jobs)
+}

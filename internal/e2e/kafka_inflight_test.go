@@ -119,3 +119,90 @@ func batchJobs(t *testing.T, connector string) map[string][]*models.Job {
 	}
 	return out
 }
+
+// TestRecordsBehindASlowJobRunBesideItAndSurviveAKill: on a live partition
+// (max_in_flight 2, max_wait 1 s) a batch's job runs long (a record makes
+// its task sleep); records produced meanwhile do not wait for it: once they
+// have waited max_wait they run as the next batch beside it, whose job is
+// submitted and finishes while the slow one still runs, and the checkpoint
+// waits for the slow batch. The worker is killed -9 between them; its
+// successor awaits the slow job again (not submitted twice) and every
+// record is in exactly one successful task.
+func TestRecordsBehindASlowJobRunBesideItAndSurviveAKill(t *testing.T) {
+	runsAlongside(t)
+	ctx := context.Background()
+	const topic, name, queue = "beside-events", "e2e-kafka-beside", "e2e-kafka-beside"
+	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Topics: map[string]int32{topic: 1}})
+	require.NoError(t, err)
+	defer k.Stop()
+	c, err := k.Client(kgo.DefaultProduceTopic(topic))
+	require.NoError(t, err)
+	defer c.Close()
+
+	gw, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	secret := make([]byte, 24)
+	_, _ = crand.Read(secret)
+	wopts := testenv.WorkerProcessOptions{TaskQueue: queue, GatewayListen: gw, GatewaySecret: hex.EncodeToString(secret),
+		Log: filepath.Join(env.Dir, "worker-beside.log")}
+	w, err := env.StartWorkerProcess(ctx, wopts)
+	require.NoError(t, err)
+	defer func() { w.Kill() }()
+	deleteConnector := applyConnectors(t, queue, map[string]string{
+		name: kafkaSpecFile(t, name, k.Brokers()[0], topic, "batch: {max_records: 100, max_wait: 1s, max_in_flight: 2}\n",
+			"-slow-on=SLOWREC", "-slow-for=20s"),
+	})
+	defer func() { deleteConnector(); waitClosed(t, workflows.KafkaWorkflowID(name)) }()
+
+	// The slow record alone: its batch's job runs 20 s.
+	slow := strings.Replace(nginxLine(0), "GET /p", "GET /SLOWREC", 1)
+	require.NoError(t, c.ProduceSync(ctx, &kgo.Record{Value: []byte(slow)}).FirstErr())
+	first := activities.StreamBatchID(topic, 0, 0)
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if len(batchJobs(t, name)[first]) == 0 {
+			return fmt.Errorf("the slow batch's job is not submitted yet")
+		}
+		return nil
+	}))
+	var recs []*kgo.Record
+	for i := 1; i <= 5; i++ {
+		recs = append(recs, &kgo.Record{Value: []byte(nginxLine(i))})
+	}
+	require.NoError(t, c.ProduceSync(ctx, recs...).FirstErr())
+
+	// The records behind it run beside it.
+	second := activities.StreamRangeID(topic, 0, 1, 5)
+	var st workflows.PartitionStatus
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st, err = partitionStatus(name, topic, 0); err != nil {
+			return err
+		}
+		if st.Records < 5 {
+			return fmt.Errorf("%d records counted, checkpoint %d (%s)", st.Records, st.Checkpoint, st.Phase)
+		}
+		return nil
+	}))
+	jobs := batchJobs(t, name)
+	require.Len(t, jobs[first], 1, "the slow batch was submitted once: %v", jobs)
+	require.Len(t, jobs[second], 1, "the records behind it ran as a batch of their own: %v", jobs)
+	assert.Equal(t, models.JobStateTypeCompleted, jobs[second][0].State.StateType)
+	assert.NotEqual(t, models.JobStateTypeCompleted, jobs[first][0].State.StateType, "the slow job still runs")
+	assert.Equal(t, int64(0), st.Checkpoint, "the checkpoint waits for the slow batch: %+v", st)
+
+	w.Kill()
+	t.Log("worker killed with the slow batch in flight and the one beside it done")
+	w, err = env.StartWorkerProcess(ctx, wopts)
+	require.NoError(t, err)
+	waitCheckpoints(t, name, topic, map[int32]int64{0: 6}, 3*time.Minute)
+
+	seen, completed := kafkaLedger(t, name)
+	assert.Len(t, seen, 6, "no record lost")
+	for key, n := range seen {
+		assert.Equal(t, 1, n, "record %s in exactly one successful task", key)
+	}
+	assert.Equal(t, 2, completed, "two batches, two successful jobs")
+	jobs = batchJobs(t, name)
+	assert.Len(t, jobs[first], 1, "the slow batch's job was awaited again, not submitted again")
+	assert.Len(t, jobs[second], 1, "the batch beside it ran once")
+	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-stream-beside")
+}
