@@ -74,10 +74,11 @@ type KafkaBatchInput struct {
 	// consumer's checkpoint while this batch reads ahead of it (several
 	// batches in flight).
 	Mirror *int64 `json:",omitempty"`
-	// ReturnWhenDue (an open read, several batches in flight allowed):
-	// when records past the batch have waited Read.MaxWait since its read
-	// closed while its job still runs, return at once with Awaiting set
-	// and End the partition's end, so the next batch runs beside this one.
+	// ReturnWhenDue (several batches in flight allowed; an open read, or a
+	// range that covered itself): when records past the batch have waited
+	// Read.MaxWait since its read closed (or an open read left a backlog)
+	// while its job still runs, return at once with Awaiting set and End
+	// the partition's end, so the next batch runs beside this one.
 	ReturnWhenDue bool `json:",omitempty"`
 }
 
@@ -110,7 +111,7 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 	if batch.Count == 0 || batch.JobID == "" {
 		return out, nil
 	}
-	if in.ReturnWhenDue && in.Read.Until < 0 && !batch.ReadClosed.IsZero() {
+	if in.ReturnWhenDue && !batch.ReadClosed.IsZero() && (in.Read.Until < 0 || batch.RangeDone) {
 		end, left, err := k.awaitUnlessDue(ctx, in.Read, batch)
 		if left {
 			out.Awaiting, out.End = true, max(out.End, end)
@@ -132,8 +133,8 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 // before the job ends: then it leaves the job running and returns the
 // partition's end (left true).
 func (k *Kafka) awaitUnlessDue(ctx context.Context, read KafkaRead, batch *StreamBatch) (end int64, left bool, err error) {
-	if batch.End > batch.Last+1 {
-		// Records were there past the batch as it was read (a backlog):
+	if read.Until < 0 && batch.End > batch.Last+1 {
+		// An open read left records behind it (it filled up: a backlog):
 		// the next batch can run now.
 		return batch.End, true, nil
 	}

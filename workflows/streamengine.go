@@ -104,6 +104,10 @@ type streamRead[P, S any] struct {
 	// read now can be older: the batch fills until WaitSince + max_wait
 	// (zero: for max_wait from the read's start).
 	WaitSince time.Time
+	// MayLeave: the batch (an open one, or a range reaching the end last
+	// seen) may return Awaiting, its job still running, when records behind
+	// it are due (sources that cannot, ignore it).
+	MayLeave bool
 }
 
 // streamBatch is what a source's batch activity did, in the engine's
@@ -335,6 +339,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		if read.Until == nil && !e.lastClose.IsZero() && overdue {
 			read.WaitSince = e.lastClose
 		}
+		read.MayLeave = read.Until == nil
 		if err := e.takeLease(ctx, read); err != nil {
 			return err
 		}

@@ -30,14 +30,26 @@ import (
 // Configs from before max_in_flight have MaxInFlight 0 and never reach
 // this code: histories recorded before it replay unchanged.
 
-// streamFlight is a batch in flight: its range, its activity and lease.
+// streamFlight is a batch in flight: its range, identity and attempt, its
+// activity and lease.
 type streamFlight[P, S any] struct {
 	r       StreamRange[P, S]
+	id      string
+	attempt int
 	f       workflow.Future
 	lease   heldLease
 	started time.Time
 	settled bool
 	b       streamBatch[S]
+}
+
+// await starts the flight's batch activity again to await the job it
+// submitted (found under its identity).
+func (fl *streamFlight[P, S]) await(ctx workflow.Context, src interface {
+	start(ctx workflow.Context, r streamRead[P, S]) workflow.Future
+}, checkpoint P) {
+	fl.f = src.start(ctx, streamRead[P, S]{From: fl.r.From, Until: &fl.r.Until, BatchID: fl.id, Attempt: fl.attempt, Checkpoint: checkpoint})
+	fl.settled = false
 }
 
 // heldLease is a lease a consumer holds, since when, and whether the
@@ -85,8 +97,8 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 	)
 	if adopt != nil {
 		r := adopt.r
-		fl := &streamFlight[P, S]{r: r, lease: heldLease{id: e.lease, since: e.leaseSince}, started: adopt.started}
-		fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: r.ID, Attempt: adopt.attempt, Checkpoint: e.st.Checkpoint})
+		fl := &streamFlight[P, S]{r: r, id: r.ID, attempt: adopt.attempt, lease: heldLease{id: e.lease, since: e.leaseSince}, started: adopt.started}
+		fl.await(ctx, e.src, e.st.Checkpoint)
 		flying = append(flying, fl)
 		next = e.src.after(r.Until)
 		e.lease = ""
@@ -139,9 +151,13 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 				break
 			}
 			r := StreamRange[P, S]{From: next, Until: until}
-			fl := &streamFlight[P, S]{r: r, lease: free[0], started: workflow.Now(ctx)}
+			fl := &streamFlight[P, S]{r: r, id: e.src.rangeID(r), attempt: 1, lease: free[0], started: workflow.Now(ctx)}
 			free = free[1:]
-			fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: e.src.rangeID(r), Attempt: 1, Checkpoint: e.st.Checkpoint})
+			// The range that reaches the end last seen may hand its job over
+			// when records behind it are due, like an open batch.
+			_, known := e.src.cut(e.src.after(until), 1)
+			fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: fl.id, Attempt: 1, Checkpoint: e.st.Checkpoint,
+				MayLeave: !known})
 			flying = append(flying, fl)
 			next = e.src.after(until)
 		}
@@ -165,6 +181,12 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 				}
 				if fl.b.ReadClosed.After(e.lastClose) {
 					e.lastClose = fl.b.ReadClosed
+				}
+				if fl.b.Awaiting {
+					// Records behind it are due (the end moved): its job is
+					// awaited again, ranges are cut behind it.
+					fl.await(ctx, e.src, e.st.Checkpoint)
+					return
 				}
 				if !e.land(ctx, fl, m) {
 					stop = true

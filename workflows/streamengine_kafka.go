@@ -112,9 +112,9 @@ func (u *kafkaUnit) start(ctx workflow.Context, r streamRead[int64, int64]) work
 			BatchID: r.BatchID, StreamJob: cfg.streamJob(r.Attempt),
 		},
 		Group: u.group(r.Checkpoint),
-		// An open batch may hand its job over to a batch of its own when
-		// records behind it are due: the next batch runs beside it.
-		ReturnWhenDue: r.Until == nil && cfg.MaxInFlight > 1,
+		// The batch may hand its job over to a batch of its own when records
+		// behind it are due: the next batch runs beside it.
+		ReturnWhenDue: r.MayLeave && cfg.MaxInFlight > 1,
 	}
 	if r.Checkpoint != r.From {
 		in.Mirror = &r.Checkpoint

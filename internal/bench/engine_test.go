@@ -238,7 +238,7 @@ func runPlainJobs(b *testing.B, env *testenv.Env, k *devstack.Kafka, template, n
 	jobs := make([]*models.Job, n)
 	for i := range jobs {
 		kb, err := activities.ReadPartition(ctx, activities.KafkaRead{KafkaCluster: activities.KafkaCluster{Brokers: k.Brokers()},
-			Topic: "bench-src", Partition: int32(i % benchPartitions), From: int64(i/benchPartitions*100), MaxRecords: 100, MaxBytes: 1 << 20, MaxWait: time.Second, Until: -1})
+			Topic: "bench-src", Partition: int32(i % benchPartitions), From: int64(i / benchPartitions * 100), MaxRecords: 100, MaxBytes: 1 << 20, MaxWait: time.Second, Until: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -323,21 +323,38 @@ func freshnessRun(b *testing.B, env *testenv.Env, k *devstack.Kafka, template st
 		b.Fatal(err)
 	}
 	defer c.Close()
-	produced := map[string]time.Time{}
+	// Produced asynchronously, so the rate holds whatever the broker's
+	// latency; a record's time is when it was handed to the producer.
+	var (
+		mu       sync.Mutex
+		produced = map[string]time.Time{}
+		failed   error
+		acked    sync.WaitGroup
+	)
 	total := int(load.For.Seconds()) * load.PerPartition * int(load.Partitions)
 	tick := time.NewTicker(time.Second / time.Duration(load.PerPartition*int(load.Partitions)))
 	started := time.Now()
 	for i := 0; i < total; i++ {
 		<-tick.C
-		r := &kgo.Record{Partition: int32(i) % load.Partitions, Value: []byte(logLine(i))}
 		at := time.Now()
-		if err := c.ProduceSync(ctx, r).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
-		produced[fmt.Sprintf("%d:%d", r.Partition, r.Offset)] = at
+		acked.Add(1)
+		c.Produce(ctx, &kgo.Record{Partition: int32(i) % load.Partitions, Value: []byte(logLine(i))}, func(r *kgo.Record, err error) {
+			defer acked.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				return
+			}
+			produced[fmt.Sprintf("%d:%d", r.Partition, r.Offset)] = at
+		})
 	}
 	tick.Stop()
 	producing := time.Since(started)
+	acked.Wait()
+	if failed != nil {
+		b.Fatal(failed)
+	}
 	waitDrained(b, env, name, topic, endOffsets(b, k, topic))
 
 	var submitted, finished []time.Duration

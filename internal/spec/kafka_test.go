@@ -84,6 +84,7 @@ func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"staged without staging", edit("task:\n", "mode: staged\ntask:\n"), "staging.s3", "required with mode: staged"},
 		{"unknown mode", edit("task:\n", "mode: streaming\ntask:\n"), "mode", `unknown "streaming"`},
 		{"too many records", edit("task:\n", "batch: {max_records: 1000000}\ntask:\n"), "batch.max_records", "use 1 to 100000"},
+		{"explicit zero records", edit("task:\n", "batch: {max_records: 0}\ntask:\n"), "batch.max_records", "0: use 1 to 100000 (leave it out for the default"},
 		{"zero wait", edit("task:\n", "batch: {max_wait: 0s}\ntask:\n"), "batch.max_wait", "positive"},
 		{"zero in flight", edit("task:\n", "batch: {max_in_flight: 0}\ntask:\n"), "batch.max_in_flight", "use 1 to 16"},
 		{"too many in flight", edit("task:\n", "batch: {max_in_flight: 17}\ntask:\n"), "batch.max_in_flight", "use 1 to 16"},

@@ -128,6 +128,26 @@ func cleanYAMLError(err error) error {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// intInRange is a count field's value: def when the spec leaves it out;
+// a value written outside lo..hi is refused with its range.
+func intInRange(add addFunc, path string, v *int, def, lo, hi int) int {
+	if v == nil {
+		return def
+	}
+	if *v < lo || *v > hi {
+		add(path, "%d: use %d to %d (leave it out for the default, %d)", *v, lo, hi, def)
+	}
+	return *v
+}
+
+// sizeOrDefault is a size field's value in bytes: def when left out.
+func sizeOrDefault(v *ByteSize, def int64) int64 {
+	if v == nil {
+		return def
+	}
+	return int64(*v)
+}
+
 func dur(d *Duration, def time.Duration) time.Duration {
 	if d == nil {
 		return def
@@ -186,20 +206,20 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 		"overlap":              {s.Overlap != "", []string{KindCron}},
 		"catchup_window":       {s.CatchupWindow != nil, []string{KindCron}},
 		"dead_letter":          {s.DeadLetter != nil, []string{KindCron}},
-		"batch.max_objects":    {s.Batch.MaxObjects != 0, []string{KindCron}},
-		"batch.concurrency":    {s.Batch.Concurrency != 0, []string{KindCron, KindSQS, KindSNS}},
+		"batch.max_objects":    {s.Batch.MaxObjects != nil, []string{KindCron}},
+		"batch.concurrency":    {s.Batch.Concurrency != nil, []string{KindCron, KindSQS, KindSNS}},
 		"source.kafka":         {s.Source.Kafka != nil, []string{KindKafka}},
 		"source.kinesis":       {s.Source.Kinesis != nil, []string{KindKinesis}},
 		"mode":                 {s.Mode != "", []string{KindKafka, KindKinesis}},
 		"staging":              {s.Staging != nil, []string{KindKafka, KindKinesis}},
 		"on_failure":           {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
-		"batch.max_records":    {s.Batch.MaxRecords != 0, []string{KindKafka, KindKinesis}},
+		"batch.max_records":    {s.Batch.MaxRecords != nil, []string{KindKafka, KindKinesis}},
 		"batch.max_in_flight":  {s.Batch.MaxInFlight != nil, []string{KindKafka}},
 		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
 		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
 		"source.sqs":           {s.Source.SQS != nil, []string{KindSQS}},
 		"source.sns":           {s.Source.SNS != nil, []string{KindSNS}},
-		"batch.max_messages":   {s.Batch.MaxMessages != 0, []string{KindSQS, KindSNS}},
+		"batch.max_messages":   {s.Batch.MaxMessages != nil, []string{KindSQS, KindSNS}},
 	}
 	var wrong []string
 	for path, f := range fields {
@@ -248,28 +268,12 @@ func (s *Spec) resolveCron(dir string, add addFunc) *workflows.CronConfig {
 		}
 	}
 
-	maxObjects := s.Batch.MaxObjects
-	switch {
-	case maxObjects == 0:
-		maxObjects = DefaultMaxObjects
-	case maxObjects < 0 || maxObjects > MaxMaxObjects:
-		add("batch.max_objects", "%d: use 1 to %d", maxObjects, MaxMaxObjects)
+	maxObjects := intInRange(add, "batch.max_objects", s.Batch.MaxObjects, DefaultMaxObjects, 1, MaxMaxObjects)
+	maxBytes := sizeOrDefault(s.Batch.MaxBytes, DefaultMaxBytes)
+	if maxBytes <= 0 {
+		add("batch.max_bytes", "%d: use a positive size such as 256MiB (leave it out for the default)", maxBytes)
 	}
-	maxBytes := int64(s.Batch.MaxBytes)
-	switch {
-	case maxBytes == 0:
-		maxBytes = DefaultMaxBytes
-	case maxBytes < 0:
-		add("batch.max_bytes", "%d is negative: use a size such as 256MiB", maxBytes)
-	}
-
-	concurrency := s.Batch.Concurrency
-	switch {
-	case concurrency == 0:
-		concurrency = DefaultConcurrency
-	case concurrency < 0 || concurrency > workflows.MaxCronConcurrency:
-		add("batch.concurrency", "%d: use 1 to %d", concurrency, workflows.MaxCronConcurrency)
-	}
+	concurrency := intInRange(add, "batch.concurrency", s.Batch.Concurrency, DefaultConcurrency, 1, workflows.MaxCronConcurrency)
 
 	cfg := &workflows.CronConfig{
 		Name: s.Name, Schedule: s.Schedule, Timezone: tz,
@@ -369,15 +373,15 @@ func (s *Spec) resolveTask(dir string, add addFunc) workflows.TaskConfig {
 func (s *Spec) resolveRetry(add addFunc) workflows.TaskRetryPolicy {
 	r := s.Retry
 	p := workflows.TaskRetryPolicy{
-		MaxAttempts:     r.MaxAttempts,
+		MaxAttempts:     DefaultMaxAttempts,
 		InitialInterval: dur(r.InitialInterval, 5*time.Second),
 		MaxInterval:     dur(r.MaxInterval, 5*time.Minute),
 	}
-	switch {
-	case r.MaxAttempts == 0:
-		p.MaxAttempts = DefaultMaxAttempts
-	case r.MaxAttempts < 0:
-		add("retry.max_attempts", "%d: use 1 (no retries) or more", r.MaxAttempts)
+	if n := r.MaxAttempts; n != nil {
+		p.MaxAttempts = *n
+		if *n < 1 {
+			add("retry.max_attempts", "%d: use 1 (no retries) or more (leave it out for the default, %d)", *n, DefaultMaxAttempts)
+		}
 	}
 	if p.InitialInterval <= 0 {
 		add("retry.initial_interval", "%s: use a positive duration such as 5s", p.InitialInterval)

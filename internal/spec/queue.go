@@ -77,25 +77,13 @@ func (s *Spec) resolveQueue(dir string, add addFunc) *workflows.QueueConfig {
 	if cfg.VisibilityTimeout < time.Second || cfg.VisibilityTimeout > 12*time.Hour {
 		add("source."+s.Kind+".visibility_timeout", "%s: use 1s to 12h (SQS's limits)", cfg.VisibilityTimeout)
 	}
-	cfg.MaxMessages = s.Batch.MaxMessages
-	switch {
-	case cfg.MaxMessages == 0:
-		cfg.MaxMessages = DefaultMaxMessages
-	case cfg.MaxMessages < 0 || cfg.MaxMessages > workflows.MaxQueueMessages:
-		add("batch.max_messages", "%d: use 1 to %d (received 10 at a time)", cfg.MaxMessages, workflows.MaxQueueMessages)
-	}
+	cfg.MaxMessages = intInRange(add, "batch.max_messages", s.Batch.MaxMessages, DefaultMaxMessages, 1, workflows.MaxQueueMessages)
 	cfg.MaxWait = dur(s.Batch.MaxWait, DefaultQueueMaxWait)
 	if cfg.MaxWait <= 0 {
 		add("batch.max_wait", "%s: use a positive duration such as 5s", cfg.MaxWait)
 	}
-	cfg.Concurrency = s.Batch.Concurrency
-	switch {
-	case cfg.Concurrency == 0:
-		cfg.Concurrency = DefaultQueueConcurrency
-	case cfg.Concurrency < 0 || cfg.Concurrency > workflows.MaxQueueConcurrency:
-		add("batch.concurrency", "%d: use 1 to %d", cfg.Concurrency, workflows.MaxQueueConcurrency)
-	}
-	if r := s.Retry; r.MaxAttempts != 0 || r.InitialInterval != nil || r.MaxInterval != nil {
+	cfg.Concurrency = intInRange(add, "batch.concurrency", s.Batch.Concurrency, DefaultQueueConcurrency, 1, workflows.MaxQueueConcurrency)
+	if r := s.Retry; r.MaxAttempts != nil || r.InitialInterval != nil || r.MaxInterval != nil {
 		add("retry", "queue connectors do not retry tasks themselves: a failed batch's messages reappear and the queue's redrive policy (maxReceiveCount) moves poison messages to its DLQ; remove retry")
 	}
 	cfg.TaskConfig = s.resolveTask(dir, add)

@@ -72,6 +72,8 @@ func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"bad endpoint", edit("{queue: web-queue}", "{queue: web-queue, endpoint: \"localhost:4566\"}"), "source.sqs.endpoint", "use a URL"},
 		{"visibility too long", edit("{queue: web-queue}", "{queue: web-queue, visibility_timeout: 13h}"), "source.sqs.visibility_timeout", "1s to 12h"},
 		{"too many messages", edit("task:\n", "batch: {max_messages: 20000}\ntask:\n"), "batch.max_messages", "use 1 to"},
+		{"explicit zero messages", edit("task:\n", "batch: {max_messages: 0}\ntask:\n"), "batch.max_messages", "0: use 1 to 2000 (leave it out for the default, 10)"},
+		{"explicit zero concurrency", edit("task:\n", "batch: {concurrency: 0}\ntask:\n"), "batch.concurrency", "0: use 1 to"},
 		{"too much concurrency", edit("task:\n", "batch: {concurrency: 500}\ntask:\n"), "batch.concurrency", "use 1 to"},
 		{"retry on a queue", edit("task:\n", "retry: {max_attempts: 5}\ntask:\n"), "retry", "redrive policy"},
 		{"kafka field on sqs", edit("task:\n", "mode: staged\ntask:\n"), "mode", "only for kind kafka"},

@@ -99,7 +99,13 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"negative batch size", edit(t, "task:\n", "batch:\n  max_objects: -5\ntask:\n"), "batch.max_objects", "use 1 to 1000"},
 		{"huge batch", edit(t, "task:\n", "batch:\n  max_objects: 5000\ntask:\n"), "batch.max_objects", "use 1 to 1000"},
 		{"bad byte size", edit(t, "task:\n", "batch:\n  max_bytes: lots\ntask:\n"), "(yaml)", "not a size"},
-		{"negative bytes", edit(t, "task:\n", "batch:\n  max_bytes: -1\ntask:\n"), "batch.max_bytes", "negative"},
+		{"negative bytes", edit(t, "task:\n", "batch:\n  max_bytes: -1\ntask:\n"), "batch.max_bytes", "use a positive size"},
+		// A value written is never read as "the default": leaving the field
+		// out is how one asks for it.
+		{"explicit zero objects", edit(t, "task:\n", "batch:\n  max_objects: 0\ntask:\n"), "batch.max_objects", "0: use 1 to 1000 (leave it out for the default, 100)"},
+		{"explicit zero concurrency", edit(t, "task:\n", "batch:\n  concurrency: 0\ntask:\n"), "batch.concurrency", "0: use 1 to 32 (leave it out for the default"},
+		{"explicit zero bytes", edit(t, "task:\n", "batch:\n  max_bytes: 0\ntask:\n"), "batch.max_bytes", "0: use a positive size"},
+		{"explicit zero attempts", edit(t, "task:\n", "retry: {max_attempts: 0}\ntask:\n"), "retry.max_attempts", "0: use 1 (no retries) or more (leave it out for the default, 3)"},
 		{"too much concurrency", edit(t, "task:\n", "batch:\n  concurrency: 100\ntask:\n"), "batch.concurrency", "use 1 to 32"},
 		{"unknown field", edit(t, "kind: cron\n", "kind: cron\nshedule: x\n"), "(yaml)", "field shedule not found"},
 		{"unknown nested field", edit(t, "    bucket: logs\n", "    bucket: logs\n    bukket: x\n"), "(yaml)", "field bukket not found"},

@@ -14,23 +14,14 @@ func (s *Spec) resolveStream(add addFunc) workflows.StreamBatching {
 	if cfg.Mode == "" {
 		cfg.Mode = workflows.ModeInline
 	}
-	cfg.MaxRecords = s.Batch.MaxRecords
-	switch {
-	case cfg.MaxRecords == 0:
-		cfg.MaxRecords = DefaultMaxRecords
-	case cfg.MaxRecords < 0 || cfg.MaxRecords > MaxMaxRecords:
-		add("batch.max_records", "%d: use 1 to %d", cfg.MaxRecords, MaxMaxRecords)
-	}
+	cfg.MaxRecords = intInRange(add, "batch.max_records", s.Batch.MaxRecords, DefaultMaxRecords, 1, MaxMaxRecords)
 	cfg.MaxWait = dur(s.Batch.MaxWait, DefaultMaxWait)
 	if cfg.MaxWait <= 0 {
 		add("batch.max_wait", "%s: use a positive duration such as 5s", cfg.MaxWait)
 	}
-	cfg.MaxBytes = int64(s.Batch.MaxBytes)
 	switch cfg.Mode {
 	case workflows.ModeInline:
-		if cfg.MaxBytes == 0 {
-			cfg.MaxBytes = DefaultInlineMaxBytes
-		}
+		cfg.MaxBytes = sizeOrDefault(s.Batch.MaxBytes, DefaultInlineMaxBytes)
 		if cfg.MaxBytes > workflows.MaxInlineBatchBytes {
 			add("batch.max_bytes", "%d is over %d, the most an inline batch can carry under Bacalhau's 1 MiB message limit: lower it or use mode: staged",
 				cfg.MaxBytes, workflows.MaxInlineBatchBytes)
@@ -39,9 +30,7 @@ func (s *Spec) resolveStream(add addFunc) workflows.StreamBatching {
 			add("staging", "only for mode: staged")
 		}
 	case workflows.ModeStaged:
-		if cfg.MaxBytes == 0 {
-			cfg.MaxBytes = DefaultStagedMaxBytes
-		}
+		cfg.MaxBytes = sizeOrDefault(s.Batch.MaxBytes, DefaultStagedMaxBytes)
 		switch {
 		case s.Staging == nil || s.Staging.S3 == nil:
 			add("staging.s3", "required with mode: staged: the bucket and prefix batches are written to")
@@ -55,8 +44,8 @@ func (s *Spec) resolveStream(add addFunc) workflows.StreamBatching {
 	default:
 		add("mode", "unknown %q: use inline (the batch travels in the job) or staged (written to S3 first)", s.Mode)
 	}
-	if cfg.MaxBytes < 0 {
-		add("batch.max_bytes", "%d is negative", cfg.MaxBytes)
+	if cfg.MaxBytes <= 0 {
+		add("batch.max_bytes", "%d: use a positive size such as 256KiB (leave it out for the mode's default)", cfg.MaxBytes)
 	}
 	if a := s.Retry.MaxRecordAge; a != nil {
 		cfg.MaxRecordAge = a.Duration

@@ -190,27 +190,29 @@ type S3Source struct {
 	Lookback *Duration `yaml:"lookback"`
 }
 
-// Batch bounds one task's input.
+// Batch bounds one task's input. A field left out takes its default; a
+// value written must be in its range (an explicit 0 is refused, not read as
+// the default).
 type Batch struct {
 	// MaxObjects per task. Default 100, at most 1000.
-	MaxObjects int `yaml:"max_objects"`
+	MaxObjects *int `yaml:"max_objects"`
 	// MaxBytes per task ("64MiB", "1GB" or a number of bytes). Default 256MiB.
 	// An object larger than this runs alone.
-	MaxBytes ByteSize `yaml:"max_bytes"`
+	MaxBytes *ByteSize `yaml:"max_bytes"`
 	// Concurrency is how many batches of one tick run at once. Default 4,
 	// at most 32; the shared budget still caps jobs in flight overall.
 	// Cron connectors only.
-	Concurrency int `yaml:"concurrency"`
+	Concurrency *int `yaml:"concurrency"`
 	// MaxRecords per task of a stream connector. Default 1000.
-	MaxRecords int `yaml:"max_records"`
+	MaxRecords *int `yaml:"max_records"`
 	// MaxInFlight is how many batches of one Kafka partition run at once.
 	// Default 2, at most 16; 1 runs a partition's batches one after another.
 	MaxInFlight *int `yaml:"max_in_flight"`
 	// MaxWait is how long a stream batch waits to fill up. Default 5s.
 	MaxWait *Duration `yaml:"max_wait"`
 	// MaxMessages per task of a queue connector (received 10 at a time).
-	// Default 10, at most 10000.
-	MaxMessages int `yaml:"max_messages"`
+	// Default 10, at most 2000 (workflows.MaxQueueMessages).
+	MaxMessages *int `yaml:"max_messages"`
 }
 
 // Task is what runs for each batch.
@@ -239,7 +241,7 @@ type TaskInput struct {
 // Retry is a task retry policy.
 type Retry struct {
 	// MaxAttempts per batch. Default 3.
-	MaxAttempts int `yaml:"max_attempts"`
+	MaxAttempts *int `yaml:"max_attempts"`
 	// InitialInterval before the second attempt. Default 5s.
 	InitialInterval *Duration `yaml:"initial_interval"`
 	// MaxInterval caps the backoff. Default 5m.
