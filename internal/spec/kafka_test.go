@@ -75,7 +75,7 @@ func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"offsets without offsets", edit("    topic: web-logs\n", "    topic: web-logs\n    start: offsets\n"), "source.kafka.start_offsets", "required"},
 		{"negative offset", edit("    topic: web-logs\n", "    topic: web-logs\n    start: offsets\n    start_offsets: {0: -5}\n"), "source.kafka.start_offsets", ">= 0"},
 		{"bad out of range policy", edit("    topic: web-logs\n", "    topic: web-logs\n    on_offset_out_of_range: latest\n"), "source.kafka.on_offset_out_of_range", "earliest"},
-		{"password in spec", edit("    topic: web-logs\n", "    topic: web-logs\n    sasl: {mechanism: plain, username: u, password: p}\n"), "(yaml)", "field username not found"},
+		{"password in spec", edit("    topic: web-logs\n", "    topic: web-logs\n    sasl: {mechanism: plain, username: u, password: p}\n"), "source.kafka.sasl.username", "secrets never go in a spec; set username_env"},
 		{"sasl env not a name", edit("    topic: web-logs\n", "    topic: web-logs\n    sasl: {mechanism: plain, username_env: USER, password_env: \"hunter2!\"}\n"),
 			"source.kafka.sasl.password_env", "environment variable"},
 		{"unknown sasl mechanism", edit("    topic: web-logs\n", "    topic: web-logs\n    sasl: {mechanism: gssapi, username_env: U, password_env: P}\n"),

@@ -79,7 +79,7 @@ func TestMalformedKinesisSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"max_messages on kinesis", edit("task:\n", "batch: {max_messages: 5}\ntask:\n"), "batch.max_messages", "only for kind sqs or sns"},
 		{"max_in_flight on kinesis", edit("task:\n", "batch: {max_in_flight: 2}\ntask:\n"), "batch.max_in_flight", "only for kind kafka"},
 		{"kafka source on kinesis", edit("kinesis: {stream: clicks}", "kinesis: {stream: clicks}\n  kafka: {topic: t}"), "source.kafka", "only for kind kafka"},
-		{"password in spec", edit("{stream: clicks}", "{stream: clicks, secret_key: x}"), "(yaml)", "secret_key"},
+		{"password in spec", edit("{stream: clicks}", "{stream: clicks, secret_key: x}"), "source.kinesis.secret_key", "unknown field"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

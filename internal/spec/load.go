@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
@@ -97,9 +94,9 @@ func LoadFile(path string) (*Resolved, error) {
 // Load decodes, validates and resolves a spec; path names it in errors and
 // anchors the task template's relative path.
 func Load(path string, raw []byte) (*Resolved, error) {
-	s, err := Decode(raw)
-	if err != nil {
-		return nil, &Error{File: path, Problems: []Problem{{Path: "(yaml)", Message: err.Error()}}}
+	s, problems := decode(raw)
+	if len(problems) > 0 {
+		return nil, &Error{File: path, Problems: problems}
 	}
 	r, problems := s.resolve(filepath.Dir(path))
 	if len(problems) > 0 {
@@ -108,22 +105,14 @@ func Load(path string, raw []byte) (*Resolved, error) {
 	return r, nil
 }
 
-// Decode strictly decodes one spec: unknown fields are errors.
+// Decode strictly decodes one spec: unknown fields and values of the wrong
+// shape are errors (an *Error naming each field, with the file unnamed).
 func Decode(raw []byte) (*Spec, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var s Spec
-	if err := dec.Decode(&s); err != nil {
-		return nil, cleanYAMLError(err)
+	s, problems := decode(raw)
+	if len(problems) > 0 {
+		return nil, &Error{File: "(text)", Problems: problems}
 	}
-	return &s, nil
-}
-
-func cleanYAMLError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	msg = strings.ReplaceAll(msg, " in type spec.", " in ")
-	return errors.New(msg)
+	return s, nil
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

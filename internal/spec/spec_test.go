@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,14 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"negative lookback", edit(t, "    bucket: logs\n", "    bucket: logs\n    lookback: -1h\n"), "source.s3.lookback", "negative"},
 		{"negative batch size", edit(t, "task:\n", "batch:\n  max_objects: -5\ntask:\n"), "batch.max_objects", "use 1 to 1000"},
 		{"huge batch", edit(t, "task:\n", "batch:\n  max_objects: 5000\ntask:\n"), "batch.max_objects", "use 1 to 1000"},
-		{"bad byte size", edit(t, "task:\n", "batch:\n  max_bytes: lots\ntask:\n"), "(yaml)", "not a size"},
+		{"bad byte size", edit(t, "task:\n", "batch:\n  max_bytes: lots\ntask:\n"), "batch.max_bytes", `"lots" is not a size such as 64MiB`},
+		{"bad byte unit", edit(t, "task:\n", "batch:\n  max_bytes: 12XB\ntask:\n"), "batch.max_bytes", `"12XB" is not a size`},
+		{"word for a number", edit(t, "task:\n", "batch:\n  max_objects: ten\ntask:\n"), "batch.max_objects", `"ten" is not a whole number`},
+		{"list for a number", edit(t, "task:\n", "batch:\n  concurrency: [1, 2]\ntask:\n"), "batch.concurrency", "expected a whole number, got a list"},
+		{"text for fields", edit(t, "task:\n", "batch: lots\ntask:\n"), "batch", `expected fields (key: value), got "lots"`},
+		{"empty spec", "", "(spec)", "the spec is empty"},
+		{"comments only", "# nothing yet\n", "(spec)", "the spec is empty"},
+		{"not a mapping", "- name: x\n", "(spec)", "expected fields such as name: and kind:, got a list"},
 		{"negative bytes", edit(t, "task:\n", "batch:\n  max_bytes: -1\ntask:\n"), "batch.max_bytes", "use a positive size"},
 		// A value written is never read as "the default": leaving the field
 		// out is how one asks for it.
@@ -107,14 +115,16 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"explicit zero bytes", edit(t, "task:\n", "batch:\n  max_bytes: 0\ntask:\n"), "batch.max_bytes", "0: use a positive size"},
 		{"explicit zero attempts", edit(t, "task:\n", "retry: {max_attempts: 0}\ntask:\n"), "retry.max_attempts", "0: use 1 (no retries) or more (leave it out for the default, 3)"},
 		{"too much concurrency", edit(t, "task:\n", "batch:\n  concurrency: 100\ntask:\n"), "batch.concurrency", "use 1 to 32"},
-		{"unknown field", edit(t, "kind: cron\n", "kind: cron\nshedule: x\n"), "(yaml)", "field shedule not found"},
-		{"unknown nested field", edit(t, "    bucket: logs\n", "    bucket: logs\n    bukket: x\n"), "(yaml)", "field bukket not found"},
+		{"unknown field", edit(t, "kind: cron\n", "kind: cron\nshedule: x\n"), "shedule", "unknown field: did you mean schedule?"},
+		{"unknown field far from any", edit(t, "kind: cron\n", "kind: cron\ncolour: blue\n"), "colour", "unknown field: remove it, or use one of name, kind,"},
+		{"unknown nested field", edit(t, "    bucket: logs\n", "    bucket: logs\n    bukket: x\n"), "source.s3.bukket", "did you mean bucket?"},
 		{"missing template", edit(t, "  template: ../jobs/logsummary.yaml\n", ""), "task.template", "required"},
 		{"template not found", edit(t, "../jobs/logsummary.yaml", "../jobs/nope.yaml"), "task.template", "cannot read"},
 		{"invalid template", edit(t, "../jobs/logsummary.yaml", badTemplate), "task.template", `unknown engine "lambda"`},
 		{"missing template variable", edit(t, `  vars: {MODULES_URL: "http://m"}`+"\n", ""), "task.vars", "MODULES_URL"},
 		{"unknown delivery", edit(t, "task:\n", "task:\n  input: {delivery: ftp}\n"), "task.input.delivery", `unknown "ftp"`},
-		{"bad duration", edit(t, "task:\n", "task:\n  queue_timeout: 10 minutes\n"), "(yaml)", "not a duration"},
+		{"bad duration", edit(t, "task:\n", "task:\n  queue_timeout: 10 minutes\n"), "task.queue_timeout", `"10 minutes" is not a duration such as 30s`},
+		{"bad time", edit(t, "    bucket: logs\n", "    bucket: logs\n    start_time: yesterday\n"), "source.s3.start_time", `"yesterday" is not a time: write one in RFC 3339`},
 		{"negative timeout", edit(t, "task:\n", "task:\n  execution_timeout: -5m\n"), "task.execution_timeout", "negative"},
 		{"negative attempts", edit(t, "task:\n", "retry: {max_attempts: -1}\ntask:\n"), "retry.max_attempts", "use 1"},
 		{"max below initial interval", edit(t, "task:\n", "retry: {initial_interval: 1m, max_interval: 10s}\ntask:\n"), "retry.max_interval", "below initial_interval"},
@@ -133,9 +143,13 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 			require.True(t, errors.As(err, &serr), "%T %v", err, err)
 			assert.True(t, serr.Has(tc.path), "want a problem at %s, got: %v", tc.path, err)
 			assert.Contains(t, err.Error(), tc.msg)
+			assert.NotRegexp(t, goTerms, err.Error(), "speaks the spec's language, not Go's")
 		})
 	}
 }
+
+// goTerms are words of Go's type system that must not reach a user.
+var goTerms = regexp.MustCompile(`\bint(8|16|32|64)?\b|!!(str|int|map|seq)|struct \{|\bunmarshal\b|spec\.[A-Z]`)
 
 func TestAllProblemsAreReportedAtOnce(t *testing.T) {
 	_, err := Load("x.yaml", []byte("name: X\nkind: cron\nschedule: nope\nsource: {s3: {}}\ntask: {}\n"))
