@@ -20,9 +20,12 @@ bin/temporal:
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
 
 # One command: build what is missing, start the embedded local stack and a
-# worker, run the sample task once, stay up until Ctrl-C.
+# worker, run the sample task once, stay up until Ctrl-C (which exits 0).
+# Built and run, not `go run`: go run exits 1 when Ctrl-C reaches it,
+# whatever the program does.
 dev: bin/temporal tools
-	$(GO) run ./internal/cmd/connect-dev $(DEV_ARGS)
+	$(GO) build -o bin/connect-dev ./internal/cmd/connect-dev
+	bin/connect-dev $(DEV_ARGS)
 
 # Temporal UI screenshots under docs/ (needs Debian's chromium: apt-get install chromium).
 screenshots: bin/temporal tools

@@ -9,10 +9,14 @@ import (
 	"go.temporal.io/sdk/activity"
 )
 
-// PartitionAt is an idle partition and the checkpoint it waits at.
+// PartitionAt is an idle partition and the checkpoint it waits at; or,
+// with Observe, a paused partition and its end offset as last known.
 type PartitionAt struct {
 	Partition int32
 	From      int64
+	// Observe: the partition is paused; the watcher reports its end offset
+	// when it moved past From (Watched.Ends), so its lag stays true.
+	Observe bool `json:",omitempty"`
 }
 
 // WatchInput asks the watcher of a connector's topic to wait until one of
@@ -28,6 +32,10 @@ type WatchInput struct {
 	Known int
 	// Timeout bounds the wait (the connector then starts another).
 	Timeout time.Duration
+	// ObserveEvery is how long the watcher gathers moved ends of observed
+	// (paused) partitions before it returns them (default 15 s): a paused
+	// connector's lag stays true at a few actions a minute.
+	ObserveEvery time.Duration `json:",omitempty"`
 }
 
 // Watched is what the watcher saw: the idle partitions with records past
@@ -37,7 +45,12 @@ type Watched struct {
 	Ready      []int32 `json:",omitempty"`
 	Partitions int     `json:",omitempty"`
 	Problem    string  `json:",omitempty"`
+	// Ends are the observed partitions whose end moved (From: the end).
+	Ends []PartitionAt `json:",omitempty"`
 }
+
+// defaultObserveEvery is WatchInput.ObserveEvery's default.
+const defaultObserveEvery = 15 * time.Second
 
 // watchFailing is how long end-offset polls may fail before the watcher
 // returns the problem for its connector's status.
@@ -54,6 +67,10 @@ func (k *Kafka) WatchPartitions(ctx context.Context, in WatchInput) (*Watched, e
 	if in.Timeout <= 0 {
 		in.Timeout = 10 * time.Minute
 	}
+	if in.ObserveEvery <= 0 {
+		in.ObserveEvery = defaultObserveEvery
+	}
+	start := time.Now()
 	adm, err := k.clients.admin(in.KafkaCluster)
 	if err != nil {
 		return nil, err
@@ -61,7 +78,9 @@ func (k *Kafka) WatchPartitions(ctx context.Context, in WatchInput) (*Watched, e
 	if in.Group != "" && len(in.Idle) > 0 {
 		var offs kadm.Offsets
 		for _, p := range in.Idle {
-			offs.AddOffset(in.Topic, p.Partition, p.From, -1)
+			if !p.Observe {
+				offs.AddOffset(in.Topic, p.Partition, p.From, -1)
+			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := adm.CommitOffsets(cctx, in.Group, offs)
@@ -85,7 +104,12 @@ func (k *Kafka) WatchPartitions(ctx context.Context, in WatchInput) (*Watched, e
 		w.mu.Unlock()
 		var out Watched
 		for _, p := range in.Idle {
-			if end, ok := ends[p.Partition]; ok && end > p.From {
+			end, ok := ends[p.Partition]
+			switch {
+			case !ok || end <= p.From:
+			case p.Observe:
+				out.Ends = append(out.Ends, PartitionAt{Partition: p.Partition, From: end})
+			default:
 				out.Ready = append(out.Ready, p.Partition)
 			}
 		}
@@ -95,7 +119,7 @@ func (k *Kafka) WatchPartitions(ctx context.Context, in WatchInput) (*Watched, e
 		if !failing.IsZero() && time.Since(failing) > watchFailing {
 			out.Problem = fmt.Sprintf("kafka: listing end offsets of %s: %v", in.Topic, lastErr)
 		}
-		if len(out.Ready) > 0 || out.Partitions > 0 || out.Problem != "" {
+		if len(out.Ready) > 0 || out.Partitions > 0 || out.Problem != "" || len(out.Ends) > 0 && time.Since(start) >= in.ObserveEvery {
 			return &out, nil
 		}
 		select {

@@ -155,6 +155,9 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 	// once, not once each (a thousand partitions going idle in one
 	// workflow task would otherwise start and cancel a thousand watches).
 	batchReports := watching && workflow.GetVersion(ctx, changeKafkaWatchOnce, workflow.DefaultVersion, 1) == 1
+	// observePaused: the watcher also follows paused partitions' end
+	// offsets, so their lag (status, list, gauges) stays true while paused.
+	observePaused := watching && workflow.GetVersion(ctx, changeKafkaObservePaused, workflow.DefaultVersion, 1) == 1
 	idle := map[int32]int64{}
 	for _, r := range in.Reports {
 		if r.Phase == "idle" && r.Watched {
@@ -318,7 +321,11 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		recheck := false
 		sel := workflow.NewSelector(ctx)
 		if watching {
-			w.arm(ctx, sel, idleList(idle), len(started), &lastError, &recheck, func(ctx workflow.Context, want []activities.PartitionAt) workflow.Future {
+			want := idleList(idle)
+			if observePaused {
+				want = append(want, pausedEnds(started, reports)...)
+			}
+			w.arm(ctx, sel, want, len(started), &lastError, &recheck, func(ctx workflow.Context, want []activities.PartitionAt) workflow.Future {
 				var k *activities.Kafka
 				return workflow.ExecuteActivity(ctx, k.WatchPartitions, activities.WatchInput{TopicRef: cfg.topicRef(), Group: cfg.Group,
 					Idle: want, Known: len(started), Timeout: watchTimeout})
@@ -333,9 +340,18 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 				} else {
 					delete(idle, r.Partition)
 				}
-				recheck = recheck || w.stale(idleList(idle))
+				if !observePaused {
+					recheck = recheck || w.stale(idleList(idle))
+				}
+			}
+			if held, ok := reports[r.Partition]; ok && observePaused && held.End > r.End {
+				// The watcher saw the end further on than the consumer did.
+				r.End, r.Lag = held.End, max(0, held.End-r.Checkpoint)
 			}
 			reports[r.Partition] = newerReport(reports[r.Partition], r, func(p PartitionStatus) (time.Time, int64) { return p.Reported, p.Seq })
+			if observePaused {
+				recheck = recheck || w.stale(append(idleList(idle), pausedEnds(started, reports)...))
+			}
 		}
 		sel.AddReceive(statusCh, func(c workflow.ReceiveChannel, _ bool) {
 			var r PartitionStatus
@@ -382,6 +398,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		}
 		if watching {
 			wakePartitions(ctx, cfg, idle, &w.result)
+			observedEnds(ctx, cfg, reports, &w.result)
 		}
 		if moveNow || rounds >= 500 && !watching || rounds >= 5000 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			w.stop()
@@ -416,6 +433,8 @@ const (
 	// changeKafkaWatchOnce: status reports that arrive together restart
 	// the watch once.
 	changeKafkaWatchOnce = "kafka-watch-once-per-task"
+	// changeKafkaObservePaused: the watcher follows paused partitions' ends.
+	changeKafkaObservePaused = "kafka-observe-paused-ends"
 	// changeKinesisStreamEngine and changeKinesisMoveOnApply are the same
 	// for the Kinesis connector.
 	changeKinesisStreamEngine = "kinesis-stream-engine"

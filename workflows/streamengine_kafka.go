@@ -203,6 +203,9 @@ func (u *kafkaUnit) reset(ctx workflow.Context, r ResetRequest, st *StreamState[
 		}
 	}
 	st.Checkpoint = to
+	// The end is at least where the reset put the checkpoint (latest
+	// resolves to the end itself): the status never shows it below.
+	u.end = max(u.end, to)
 	u.commit(ctx, to)
 	return true, "", nil
 }

@@ -136,6 +136,35 @@ func wakePartitions(ctx workflow.Context, cfg KafkaConfig, idle map[int32]int64,
 	seen.Ready = nil
 }
 
+// pausedEnds are the paused partitions (as their latest reports say), in
+// partition order, with the end offsets last known: the watcher reports
+// when they move.
+func pausedEnds(started []int32, reports map[int32]PartitionStatus) []activities.PartitionAt {
+	var at []activities.PartitionAt
+	for _, p := range slices.Sorted(slices.Values(started)) {
+		if r, ok := reports[p]; ok && r.Paused {
+			at = append(at, activities.PartitionAt{Partition: p, From: r.End, Observe: true})
+		}
+	}
+	return at
+}
+
+// observedEnds moves the reported ends of the paused partitions the last
+// watch saw move (status, list and the lag gauge stay true), once.
+func observedEnds(ctx workflow.Context, cfg KafkaConfig, reports map[int32]PartitionStatus, seen *activities.Watched) {
+	m := connectorMetrics(ctx, "kafka", cfg.Name)
+	for _, e := range seen.Ends {
+		r, ok := reports[e.Partition]
+		if !ok || e.From <= r.End {
+			continue
+		}
+		r.End, r.Lag = e.From, max(0, e.From-r.Checkpoint)
+		reports[e.Partition] = r
+		m.WithTags(map[string]string{"partition": itoa32(e.Partition)}).Gauge(MetricPartitionLag).Update(float64(r.Lag))
+	}
+	seen.Ends = nil
+}
+
 // newKinesisWatch is a Kinesis connector's watcher (WatchShards).
 func newKinesisWatch() *idleWatch[activities.ShardAt, activities.ShardsWatched] {
 	return &idleWatch[activities.ShardAt, activities.ShardsWatched]{discover: true,

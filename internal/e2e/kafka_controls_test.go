@@ -191,6 +191,27 @@ on_failure:
 	time.Sleep(3 * time.Second)
 	waitCheckpoints(t, name, topic, map[int32]int64{0: 150, 1: 150}, time.Second)
 
+	// Lag stays true while paused: the connector's watcher follows the
+	// paused partitions' ends (within its 15-s gathering); describe and
+	// list agree, and with the group's own lag.
+	adm := kadm.NewClient(c)
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		st := connectorStatus(t, queue, name)
+		for _, p := range st.Partitions {
+			if p.End != 160 || p.Lag != 10 {
+				return fmt.Errorf("partition %d while paused: end %d, lag %d (want 160, 10)", p.Partition, p.End, p.Lag)
+			}
+		}
+		if st.Lag != 20 || len(st.Partitions) != 2 {
+			return fmt.Errorf("connector lag %d while paused (want 20)", st.Lag)
+		}
+		return nil
+	}))
+	assert.Equal(t, int64(20), listRow(t, queue, "yaml", name).Lag, "list agrees with describe")
+	groupLag, err := adm.Lag(ctx, "bacalhau-connect-"+name)
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), groupLag["bacalhau-connect-"+name].Lag.Total(), "the consumer group's own lag")
+
 	// Reset to latest skips what arrived while paused. The starter waits
 	// until both consumers applied it, showing progress, and prints the
 	// new positions.
@@ -199,7 +220,14 @@ on_failure:
 	assert.Contains(t, progress, "[2/2] consumers of "+name+" applied the reset")
 	assert.Contains(t, out, "2 partitions reset to latest (0=160, 1=160)")
 	waitCheckpoints(t, name, topic, map[int32]int64{0: 160, 1: 160}, 30*time.Second)
-	adm := kadm.NewClient(c)
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		for _, p := range connectorStatus(t, queue, name).Partitions {
+			if p.Checkpoint != 160 || p.End < p.Checkpoint || p.Lag != 0 {
+				return fmt.Errorf("partition %d after the reset: checkpoint %d, end %d, lag %d", p.Partition, p.Checkpoint, p.End, p.Lag)
+			}
+		}
+		return nil
+	}), "after reset --to latest the end is never below the checkpoint")
 	committed, err := adm.FetchOffsets(ctx, "bacalhau-connect-"+name)
 	require.NoError(t, err)
 	for p := int32(0); p < 2; p++ {

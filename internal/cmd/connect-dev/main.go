@@ -50,11 +50,24 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "connect-dev:", err)
-		os.Exit(1)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	os.Exit(exitCode(ctx, err, os.Stderr))
+}
+
+// exitCode is 0 when the stack ran and stopped, also when Ctrl-C (or
+// SIGTERM) stopped it while it was still starting: stopping is the way
+// out, not a failure. A failure is printed and exits 1.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return 0
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "connect-dev: stopped")
+		return 0
 	}
+	fmt.Fprintln(stderr, "connect-dev:", err)
+	return 1
 }
 
 type options struct {
@@ -113,6 +126,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%s… ", what)
 		start := time.Now()
 		if err := f(); err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(out, "stopped")
+				return err
+			}
 			fmt.Fprintln(out, "failed")
 			return err
 		}

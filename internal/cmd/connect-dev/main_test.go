@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMakeDevExitsZeroOnCtrlC runs `make dev` as a user does and presses
+// Ctrl-C (SIGINT to its whole process group, as a terminal sends it) once
+// the stack is starting: make, and so the user's shell, see exit 0, and no
+// "Error" line. A real failure (a flag that does not exist) still exits
+// non-zero.
+func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+	args := "--run-dir " + t.TempDir() + " --temporal-port 0 --ui-port 0 --bacalhau-port 0 --modules-port 0 --s3-port 0" +
+		" --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0"
+	cmd := exec.Command("make", "-C", root, "--no-print-directory", "dev", "DEV_ARGS="+args)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	require.NoError(t, cmd.Start())
+	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }()
+
+	// The binary is up once it prints its first step ("starting …").
+	var log strings.Builder
+	started := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := bufio.NewReader(out)
+		once := false
+		for {
+			line, err := r.ReadString(' ')
+			log.WriteString(line)
+			if !once && strings.Contains(line, "…") {
+				once = true
+				close(started)
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Log(err)
+				}
+				return
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Minute):
+		t.Fatalf("make dev printed no step in 10 minutes:\n%s", log.String())
+	}
+	time.Sleep(2 * time.Second)
+	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
+	<-done
+	err = cmd.Wait()
+	assert.NoError(t, err, "make dev after Ctrl-C:\n%s", log.String())
+	assert.NotContains(t, log.String(), "Error", "no error line after Ctrl-C")
+	assert.Contains(t, log.String(), "connect-dev: stopped")
+
+	fail := exec.Command("make", "-C", root, "--no-print-directory", "dev", "DEV_ARGS=--no-such-flag")
+	outFail, err := fail.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "a real failure exits non-zero:\n%s", outFail)
+	assert.NotZero(t, exit.ExitCode())
+}
+
+func TestExitCode(t *testing.T) {
+	var stderr strings.Builder
+	ctx, cancel := context.WithCancel(context.Background())
+	assert.Equal(t, 0, exitCode(ctx, nil, &stderr))
+	assert.Equal(t, 1, exitCode(ctx, errors.New("temporal: port in use"), &stderr))
+	assert.Contains(t, stderr.String(), "connect-dev: temporal: port in use")
+	cancel()
+	assert.Equal(t, 0, exitCode(ctx, context.Canceled, &stderr), "stopped by Ctrl-C while starting")
+	assert.Contains(t, stderr.String(), "connect-dev: stopped")
+}
