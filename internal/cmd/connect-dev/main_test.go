@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
 	args := "--run-dir " + t.TempDir() + " --temporal-port 0 --ui-port 0 --bacalhau-port 0 --modules-port 0 --s3-port 0" +
 		" --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0"
 	cmd := exec.Command("make", "-C", root, "--no-print-directory", "dev", "DEV_ARGS="+args)
+	cmd.Env = userEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -74,10 +76,23 @@ func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
 	assert.Contains(t, log.String(), "connect-dev: stopped")
 
 	fail := exec.Command("make", "-C", root, "--no-print-directory", "dev", "DEV_ARGS=--no-such-flag")
+	fail.Env = userEnv()
 	outFail, err := fail.CombinedOutput()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "a real failure exits non-zero:\n%s", outFail)
 	assert.NotZero(t, exit.ExitCode())
+}
+
+// userEnv is this process's environment without what an enclosing make
+// (make test) passes its sub-makes: the test runs make as a user would.
+func userEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func TestExitCode(t *testing.T) {
