@@ -174,17 +174,21 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 	var rows []throughputRow
 	// Inline batches are cut at 512 KiB, well below 10k records, so 50k
 	// inline would repeat 10k.
+	only := os.Getenv("BENCH_THROUGHPUT_ONLY") // e.g. "staged-10k"
 	for _, c := range []struct {
 		mode  string
 		batch int
 	}{{workflows.ModeInline, 10000}, {workflows.ModeStaged, 10000}, {workflows.ModeStaged, 50000}} {
 		name := fmt.Sprintf("engine-%s-%dk", c.mode, c.batch/1000)
+		if only != "" && !strings.HasSuffix(name, only) {
+			continue
+		}
 		elapsed, jobs, _ := viaConnector(b, env, k, template, name, c.mode, c.batch, spec.DefaultMaxInFlight)
 		start := time.Now()
 		plainKafka(b, env, k, template, "plain-"+name, c.mode, c.batch, budget)
 		plain := time.Since(start)
-		b.Logf("%s: connector %s (%d jobs), plain %s: connector/plain throughput %.3f", name, elapsed.Round(time.Millisecond), jobs,
-			plain.Round(time.Millisecond), plain.Seconds()/elapsed.Seconds())
+		b.Logf("%s: connector %s (%d jobs, %s), plain %s (%s): connector/plain throughput %.3f", name, elapsed.Round(time.Millisecond), jobs,
+			jobTimes(b, env, name, elapsed), plain.Round(time.Millisecond), jobTimes(b, env, "plain-"+name, plain), plain.Seconds()/elapsed.Seconds())
 		rows = append(rows, throughputRow{c.mode, c.batch, elapsed, plain, jobs})
 	}
 	b.StopTimer()
@@ -400,4 +404,22 @@ func freshnessRun(b *testing.B, env *testenv.Env, k *devstack.Kafka, template st
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// jobTimes sums up a connector's completed jobs over a run of wall time:
+// their median submit → completed time and the mean number in flight.
+func jobTimes(b *testing.B, env *testenv.Env, name string, wall time.Duration) string {
+	var took []time.Duration
+	var busy time.Duration
+	for _, j := range listJobs(b, env, tasktemplate.LabelConnector+"="+name) {
+		if j.State.StateType == models.JobStateTypeCompleted {
+			d := time.Duration(j.ModifyTime - j.CreateTime)
+			took, busy = append(took, d), busy+d
+		}
+	}
+	if len(took) == 0 {
+		return "no jobs"
+	}
+	p50, _ := percentiles(took)
+	return fmt.Sprintf("job p50 %s, %.1f in flight", p50.Round(time.Millisecond), busy.Seconds()/wall.Seconds())
 }
