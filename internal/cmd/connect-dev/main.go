@@ -50,9 +50,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	os.Exit(exitCode(ctx, err, os.Stderr))
+	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout), os.Stderr)
+	stop() // cancels ctx: only after the exit code is known
+	os.Exit(code)
 }
 
 // exitCode is 0 when the stack ran and stopped, also when Ctrl-C (or
