@@ -17,6 +17,7 @@ build:
 # cannot reach the web here. Reused when present.
 bin/temporal:
 	@mkdir -p bin
+	@echo "building the temporal CLI $(TEMPORAL_CLI_VERSION) from source into bin/ (once; 4-5 minutes on 2 cores)…"
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
 
 # One command: build what is missing, start the embedded local stack and a
@@ -24,6 +25,7 @@ bin/temporal:
 # Built and run, not `go run`: go run exits 1 when Ctrl-C reaches it,
 # whatever the program does.
 dev: bin/temporal tools
+	@test -x bin/connect-dev || echo "building bin/connect-dev (the first build compiles Bacalhau's and Temporal's packages: several minutes on 2 cores; later builds take seconds)…"
 	$(GO) build -o bin/connect-dev ./internal/cmd/connect-dev
 	bin/connect-dev $(DEV_ARGS)
 

@@ -42,7 +42,8 @@ func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }()
 
-	// The binary is up once it prints its first step ("starting …").
+	// The binary is up once it prints its run folder (make's own messages
+	// about building come before).
 	var log strings.Builder
 	started := make(chan struct{})
 	done := make(chan struct{})
@@ -53,7 +54,7 @@ func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
 		for {
 			line, err := r.ReadString(' ')
 			log.WriteString(line)
-			if !once && strings.Contains(line, "…") {
+			if !once && strings.Contains(log.String(), "run folder ") {
 				once = true
 				close(started)
 			}
