@@ -89,6 +89,9 @@ type SubmitInput struct {
 	Objects []ObjectInput `json:",omitempty"`
 	// Delivery of Objects: DeliveryGateway (default) or DeliveryS3.
 	Delivery string `json:",omitempty"`
+	// Looked: the caller looked the batch identity up just before (or
+	// knows no job exists under it): Submit does not look again.
+	Looked bool `json:",omitempty"`
 	// URLTTL is how long gateway URLs stay valid. Default: the job's queue
 	// and execution timeouts plus 10 min, so queueing and Bacalhau's own
 	// retry of a failed execution fit.
@@ -132,9 +135,11 @@ func (b *Bacalhau) Submit(ctx context.Context, in SubmitInput) (*SubmitResult, e
 	}
 	queue, exec := tasktemplate.Timeouts(job)
 	key := job.Labels[tasktemplate.LabelBatch]
-	existing, err := b.FindJob(ctx, key)
-	if err != nil {
-		return nil, err
+	var existing *models.Job
+	if !in.Looked {
+		if existing, err = b.FindJob(ctx, key); err != nil {
+			return nil, err
+		}
 	}
 	if existing != nil {
 		activity.GetLogger(ctx).Info("Reusing job for batch", "JobID", existing.ID, "BatchKey", key)

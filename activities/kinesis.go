@@ -467,6 +467,8 @@ type ShardBatchResult struct {
 	// Rejected says why the batch could not be submitted (too large for an
 	// inline job): no job ran; bisection or the dead letter takes over.
 	Rejected string `json:",omitempty"`
+	// Unseen: no job existed under the batch's identity (StreamBatch.Unseen).
+	Unseen bool `json:",omitempty"`
 }
 
 // Job meta keys of a shard batch (besides MetaCount, MetaFirstTime,
@@ -503,7 +505,7 @@ func (k *Kinesis) ReadShardAndSubmit(ctx context.Context, in ShardSubmitInput) (
 	if id == "" {
 		id = ShardBatchID(in.Read.name(), in.Read.Shard, in.Read.After)
 	}
-	existing, err := k.bacalhau.FindJob(ctx, tasktemplate.Key(in.Connector, id, in.Attempt))
+	existing, err := findEarlier(ctx, k.bacalhau, in.StreamJob, id)
 	if err != nil {
 		return nil, err
 	}
@@ -525,7 +527,7 @@ func (k *Kinesis) ReadShardAndSubmit(ctx context.Context, in ShardSubmitInput) (
 		return nil, err
 	}
 	out := &ShardBatchResult{First: batch.First, Mid: batch.Mid, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes,
-		ShardEnd: batch.ShardEnd, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, MillisBehind: batch.MillisBehind}
+		ShardEnd: batch.ShardEnd, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, MillisBehind: batch.MillisBehind, Unseen: true}
 	if batch.Count == 0 {
 		return out, nil
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -225,6 +226,28 @@ type StreamJob struct {
 	// records travel inline in the job.
 	Staging *S3Prefix     `json:",omitempty"`
 	URLTTL  time.Duration `json:",omitempty"`
+	// Epoch tells the consumer's batches apart from those of an earlier
+	// consumer of the same name (deleted and applied again) and from those
+	// before a reset of its position: records read again run again instead
+	// of finding the jobs that ran them before. Empty for consumers from
+	// before epochs.
+	Epoch string `json:",omitempty"`
+	// Unseen: the consumer knows no job exists under this batch's identity
+	// (it dispatches records no run has dispatched before), so the
+	// activity's first attempt submits without looking the identity up; a
+	// retried attempt always looks.
+	Unseen bool `json:",omitempty"`
+}
+
+// findEarlier returns the job an earlier attempt (or an earlier run)
+// submitted under the batch identity id, or nil. It asks Bacalhau, whose
+// label lookup reads every job it keeps (v1.7), unless the batch is unseen
+// and this is the activity's first attempt: no job can exist then.
+func findEarlier(ctx context.Context, b *Bacalhau, j StreamJob, id string) (*models.Job, error) {
+	if j.Unseen && activity.GetInfo(ctx).Attempt == 1 {
+		return nil, nil
+	}
+	return b.FindJob(ctx, tasktemplate.Key(j.Connector, tasktemplate.EpochID(id, j.Epoch), j.Attempt))
 }
 
 // submittedStream is what submitStream did with a batch.
@@ -242,9 +265,10 @@ type submittedStream struct {
 // consumer bisects it or dead-letters it. what names the batch's records
 // in that message.
 func submitStream(ctx context.Context, b *Bacalhau, s3f inputgateway.ClientFactory, job StreamJob, batch tasktemplate.Batch, lines []byte, stagedName, what string) (*submittedStream, error) {
-	batch.Connector, batch.Attempt = job.Connector, job.Attempt
+	batch.Connector, batch.Attempt, batch.Epoch = job.Connector, job.Attempt, job.Epoch
 	batch.QueueTimeout, batch.ExecutionTimeout = job.QueueTimeout, job.ExecutionTimeout
-	sub := SubmitInput{Template: job.Template, URLTTL: job.URLTTL, Batch: batch}
+	// The caller looked the identity up (or knows it unseen) just before.
+	sub := SubmitInput{Template: job.Template, URLTTL: job.URLTTL, Batch: batch, Looked: true}
 	out := &submittedStream{}
 	if st := job.Staging; st != nil {
 		activity.RecordHeartbeat(ctx, "staging")
@@ -296,6 +320,10 @@ type StreamBatch struct {
 	// ReadClosed is when the read closed (zero when the job was found):
 	// the records after Last arrived later.
 	ReadClosed time.Time `json:",omitzero"`
+	// Unseen: no job existed under the batch's identity when it was read
+	// (its records had never been dispatched under it): the consumer may
+	// submit the batches after it without looking them up.
+	Unseen bool `json:",omitempty"`
 	// Awaiting is set by RunBatch (KafkaBatchInput.ReturnWhenDue) when it
 	// returned with the job still running because records past the batch
 	// had waited MaxWait: the consumer awaits the job in a batch of its
@@ -342,7 +370,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	if id == "" {
 		id = StreamBatchID(in.Read.Topic, in.Read.Partition, in.Read.From)
 	}
-	existing, err := k.bacalhau.FindJob(ctx, tasktemplate.Key(in.Connector, id, in.Attempt))
+	existing, err := findEarlier(ctx, k.bacalhau, in.StreamJob, id)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +391,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	}
 	closed := time.Now()
 	if batch.Count == 0 {
-		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End, ReadClosed: closed}, nil
+		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End, ReadClosed: closed, Unseen: true}, nil
 	}
 	meta := map[string]string{
 		MetaFirst:     strconv.FormatInt(batch.First, 10),
@@ -380,7 +408,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	}
 	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
 		StagedKey: sub.stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, Rejected: sub.rejected,
-		BatchID: id, ReadClosed: closed}
+		BatchID: id, ReadClosed: closed, Unseen: true}
 	if sub.res != nil {
 		out.JobID, out.Reused, out.QueueTimeout, out.ExecutionTimeout = sub.res.JobID, sub.res.Reused, sub.res.QueueTimeout, sub.res.ExecutionTimeout
 	}

@@ -54,6 +54,15 @@ type partitionHarness struct {
 	leaveRunning func(activities.KafkaBatchInput) bool
 	apart        map[string]string
 	openReads    []activities.KafkaRead
+	// identities, when set, makes RunBatch keep the jobs it submits by
+	// batch identity (ID, epoch, attempt) and find them again as Bacalhau's
+	// label lookup does, unless the batch comes Unseen; looked lists the
+	// From of every lookup, found those that found a job; epoch is the
+	// consumer's.
+	identities map[string]string
+	looked     []int64
+	found      []int64
+	epoch      string
 }
 
 // bothConsumers runs a test against the stream engine's consumer and the
@@ -67,7 +76,7 @@ func bothConsumers(t *testing.T, test func(t *testing.T, engine bool)) {
 // run runs the consumer under test from checkpoint.
 func (h *partitionHarness) run(cfg KafkaConfig, checkpoint int64) {
 	if h.engine {
-		h.env.ExecuteWorkflow(KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: 0, State: StreamState[int64, int64]{Checkpoint: checkpoint}})
+		h.env.ExecuteWorkflow(KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: 0, State: StreamState[int64, int64]{Checkpoint: checkpoint, Epoch: h.epoch}})
 		return
 	}
 	h.env.ExecuteWorkflow(PartitionConsumer, PartitionInput{Config: cfg, Partition: 0, Checkpoint: checkpoint})
@@ -158,6 +167,17 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		}
 		h.mu.Lock()
 		job, found := h.apart[fmt.Sprintf("%s#%d", in.BatchID, in.Attempt)]
+		identity := in.BatchID
+		if identity == "" {
+			identity = activities.StreamBatchID(in.Read.Topic, in.Read.Partition, in.Read.From)
+		}
+		identity = fmt.Sprintf("%s~%s#%d", identity, in.Epoch, in.Attempt)
+		if h.identities != nil && !in.Unseen {
+			h.looked = append(h.looked, in.Read.From)
+			if job, found = h.identities[identity]; found {
+				h.found = append(h.found, in.Read.From)
+			}
+		}
 		r := h.jobs[job]
 		if in.Read.Until < 0 {
 			h.openReads = append(h.openReads, in.Read)
@@ -172,7 +192,12 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 			if b, err = readAndSubmit(ctx, in.StreamSubmitInput); err != nil {
 				return nil, err
 			}
-			b.ReadClosed = time.Now()
+			b.ReadClosed, b.Unseen = time.Now(), true
+			if h.identities != nil && b.JobID != "" {
+				h.mu.Lock()
+				h.identities[identity] = b.JobID
+				h.mu.Unlock()
+			}
 		}
 		out := &activities.KafkaBatchRun{StreamBatch: *b}
 		if !found && in.ReturnWhenDue && b.JobID != "" && h.leaveRunning != nil && h.leaveRunning(in) {

@@ -1,7 +1,10 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -58,6 +61,18 @@ type StreamState[P, S any] struct {
 	// Backlog: the last batch left records behind it; the next batch runs
 	// without waiting for records first.
 	Backlog bool `json:",omitempty"`
+	// Epoch is set when the connector starts the consumer (not when it
+	// moves one from the older types): its batches' identities differ from
+	// those of an earlier consumer of the same name. Generation counts the
+	// resets (starter reset) that moved the checkpoint since: batches after
+	// one get identities of their own too. Records read again run again.
+	Epoch      string `json:",omitempty"`
+	Generation int    `json:",omitempty"`
+	// Rewound: the consumer's history was reset with Temporal (temporal
+	// workflow reset) in this run or an earlier one: the abandoned branch
+	// may have submitted jobs under any identity, so every batch looks its
+	// identity up before it submits.
+	Rewound bool `json:",omitempty"`
 }
 
 // streamProgress is the engine's part of a consumer's status; a source
@@ -108,6 +123,17 @@ type streamRead[P, S any] struct {
 	// seen) may return Awaiting, its job still running, when records behind
 	// it are due (sources that cannot, ignore it).
 	MayLeave bool
+	// Epoch is the batch identity's epoch (StreamJob.Epoch).
+	Epoch string
+	// Unseen: the records were never dispatched under this identity; the
+	// activity's first attempt need not look it up (StreamJob.Unseen).
+	Unseen bool
+}
+
+// job adds the read's generation and unseen mark to how its batch runs.
+func (r streamRead[P, S]) job(j activities.StreamJob) activities.StreamJob {
+	j.Epoch, j.Unseen = r.Epoch, r.Unseen
+	return j
 }
 
 // streamBatch is what a source's batch activity did, in the engine's
@@ -133,6 +159,8 @@ type streamBatch[S any] struct {
 	// Awaiting: the job still runs, records behind the batch are due; the
 	// engine awaits it as a batch in flight and runs the next beside it.
 	Awaiting bool
+	// Unseen: no job existed under the batch's identity.
+	Unseen bool
 }
 
 // streamSettings are the config fields the engine reads.
@@ -246,6 +274,12 @@ type streamEngine[C, P, S any] struct {
 	dirty      bool
 	// lastClose is when the last batch's read closed (zero: unknown).
 	lastClose time.Time
+	// unseen: a batch of new records (an open batch, or a range cut ahead)
+	// found no job under its identity in this run. Every dispatch before
+	// it, in this run or before (a moved connector, an earlier run's
+	// flights, which the state carries), started at or before it, so the
+	// batches of new records after it are unseen: they skip the lookup.
+	unseen bool
 }
 
 // runStream runs a stream consumer until it continues as new, finishes
@@ -258,6 +292,10 @@ func runStream[C, P, S any](ctx workflow.Context, src streamSource[C, P, S], st 
 	}
 	e.controls = workflow.GetSignalChannel(ctx, src.controlSignal())
 	e.wakes = workflow.GetSignalChannel(ctx, SignalStreamWake)
+	if info := workflow.GetInfo(ctx); info.OriginalRunID != "" && info.OriginalRunID != info.WorkflowExecution.RunID {
+		// A run made by a Temporal reset keeps its original run's ID.
+		e.st.Rewound = true
+	}
 	if err := src.begin(ctx, &e.st); err != nil {
 		return err
 	}
@@ -294,7 +332,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 				continue
 			}
 		}
-		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1}
+		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1, Epoch: e.st.epoch()}
 		// overdue: records may have waited since the last read closed (no
 		// idle wait, or a wake that came at once or within max_wait).
 		overdue := true
@@ -340,6 +378,7 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 			read.WaitSince = e.lastClose
 		}
 		read.MayLeave = read.Until == nil
+		read.Unseen = read.Until == nil && e.newUnseen()
 		if err := e.takeLease(ctx, read); err != nil {
 			return err
 		}
@@ -356,6 +395,9 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 		}
 		if b.ReadClosed.After(e.lastClose) {
 			e.lastClose = b.ReadClosed
+		}
+		if read.Until == nil && b.Unseen {
+			e.unseen = true
 		}
 		if b.Awaiting {
 			// Records behind the batch are due while its job runs: the job
@@ -429,6 +471,34 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 	}
 	e.returnLease(ctx)
 	return e.src.continueAsNew(ctx, e.st)
+}
+
+// consumerEpoch is the epoch of a consumer a connector run starts: a
+// digest of the connector run's original ID (which a Temporal reset of the
+// run keeps), so a connector deleted and applied again starts consumers
+// whose batches are new.
+func consumerEpoch(ctx workflow.Context) string {
+	info := workflow.GetInfo(ctx)
+	id := info.OriginalRunID
+	if id == "" {
+		id = info.WorkflowExecution.RunID
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}
+
+// epoch is the batch identities' epoch: the consumer's, and its resets.
+func (st *StreamState[P, S]) epoch() string {
+	if st.Generation == 0 {
+		return st.Epoch
+	}
+	return st.Epoch + "r" + strconv.Itoa(st.Generation)
+}
+
+// newUnseen tells whether a batch of new records may skip looking its
+// identity up (streamEngine.unseen), unless the history was rewound.
+func (e *streamEngine[C, P, S]) newUnseen() bool {
+	return e.unseen && !e.st.Rewound
 }
 
 // takeLease makes sure a lease is held for the batch: the one kept from
@@ -666,6 +736,11 @@ func (e *streamEngine[C, P, S]) applyControls(ctx workflow.Context) error {
 				continue
 			}
 			if moved {
+				if workflow.GetVersion(ctx, "stream-reset-generation", workflow.DefaultVersion, 1) == 1 {
+					// Records read again run again, under new identities.
+					e.st.Generation++
+				}
+				e.unseen = false
 				workflow.GetLogger(ctx).Info("Checkpoint reset", "To", e.src.label(e.st.Checkpoint))
 				e.st.Ranges, e.st.Attempts, e.jobs, e.st.Backlog = nil, 0, nil, false
 				e.pr.LastError = ""

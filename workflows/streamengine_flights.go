@@ -41,14 +41,17 @@ type streamFlight[P, S any] struct {
 	started time.Time
 	settled bool
 	b       streamBatch[S]
+	// cut: a range of new records cut ahead (not a job awaited again).
+	cut bool
 }
 
 // await starts the flight's batch activity again to await the job it
 // submitted (found under its identity).
 func (fl *streamFlight[P, S]) await(ctx workflow.Context, src interface {
 	start(ctx workflow.Context, r streamRead[P, S]) workflow.Future
-}, checkpoint P) {
-	fl.f = src.start(ctx, streamRead[P, S]{From: fl.r.From, Until: &fl.r.Until, BatchID: fl.id, Attempt: fl.attempt, Checkpoint: checkpoint})
+}, checkpoint P, epoch string) {
+	fl.f = src.start(ctx, streamRead[P, S]{From: fl.r.From, Until: &fl.r.Until, BatchID: fl.id, Attempt: fl.attempt, Checkpoint: checkpoint,
+		Epoch: epoch})
 	fl.settled = false
 }
 
@@ -98,7 +101,7 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 	if adopt != nil {
 		r := adopt.r
 		fl := &streamFlight[P, S]{r: r, id: r.ID, attempt: adopt.attempt, lease: heldLease{id: e.lease, since: e.leaseSince}, started: adopt.started}
-		fl.await(ctx, e.src, e.st.Checkpoint)
+		fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch())
 		flying = append(flying, fl)
 		next = e.src.after(r.Until)
 		e.lease = ""
@@ -151,13 +154,13 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 				break
 			}
 			r := StreamRange[P, S]{From: next, Until: until}
-			fl := &streamFlight[P, S]{r: r, id: e.src.rangeID(r), attempt: 1, lease: free[0], started: workflow.Now(ctx)}
+			fl := &streamFlight[P, S]{r: r, id: e.src.rangeID(r), attempt: 1, lease: free[0], started: workflow.Now(ctx), cut: true}
 			free = free[1:]
 			// The range that reaches the end last seen may hand its job over
 			// when records behind it are due, like an open batch.
 			_, known := e.src.cut(e.src.after(until), 1)
 			fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: fl.id, Attempt: 1, Checkpoint: e.st.Checkpoint,
-				MayLeave: !known})
+				MayLeave: !known, Epoch: e.st.epoch(), Unseen: e.newUnseen()})
 			flying = append(flying, fl)
 			next = e.src.after(until)
 		}
@@ -182,10 +185,13 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 				if fl.b.ReadClosed.After(e.lastClose) {
 					e.lastClose = fl.b.ReadClosed
 				}
+				if fl.cut && fl.b.Unseen {
+					e.unseen = true
+				}
 				if fl.b.Awaiting {
 					// Records behind it are due (the end moved): its job is
 					// awaited again, ranges are cut behind it.
-					fl.await(ctx, e.src, e.st.Checkpoint)
+					fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch())
 					return
 				}
 				if !e.land(ctx, fl, m) {

@@ -109,7 +109,7 @@ func (u *kafkaUnit) start(ctx workflow.Context, r streamRead[int64, int64]) work
 			Read: activities.KafkaRead{KafkaCluster: cfg.cluster(), Topic: cfg.Topic, Partition: u.partition, From: r.From,
 				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, OnOutOfRange: cfg.OnOffsetOutOfRange, Until: until,
 				WaitSince: r.WaitSince},
-			BatchID: r.BatchID, StreamJob: cfg.streamJob(r.Attempt),
+			BatchID: r.BatchID, StreamJob: r.job(cfg.streamJob(r.Attempt)),
 		},
 		Group: u.group(r.Checkpoint),
 		// The batch may hand its job over to a batch of its own when records
@@ -131,7 +131,7 @@ func (u *kafkaUnit) ran(ctx workflow.Context, f workflow.Future) (streamBatch[in
 	u.end = max(u.end, res.End)
 	b := streamBatch[int64]{JobID: res.JobID, First: res.First, Last: res.Last, Count: res.Count, Skipped: res.Skipped,
 		RangeDone: res.RangeDone, FirstTime: res.FirstTime, Rejected: res.Rejected, Failure: res.Failure,
-		Backlog: res.End > res.Last+1, BatchID: res.BatchID, ReadClosed: res.ReadClosed, Awaiting: res.Awaiting}
+		Backlog: res.End > res.Last+1, BatchID: res.BatchID, ReadClosed: res.ReadClosed, Awaiting: res.Awaiting, Unseen: res.Unseen}
 	b.Mid = b.First + (b.Last-b.First)/2
 	return b, nil
 }

@@ -79,7 +79,7 @@ func (u *kinesisUnit) start(ctx workflow.Context, r streamRead[activities.ShardP
 	in := activities.ShardSubmitInput{
 		Read: activities.ShardRead{StreamRef: cfg.streamRef(), Shard: u.shard, ShardPosition: r.From, Until: until,
 			MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait},
-		BatchID: r.BatchID, StreamJob: cfg.streamJob(r.Attempt),
+		BatchID: r.BatchID, StreamJob: r.job(cfg.streamJob(r.Attempt)),
 	}
 	return workflow.ExecuteActivity(batchRunOptions(ctx, cfg.StreamBatching, cfg.TaskConfig), u.k.RunShardBatch, in)
 }
@@ -92,7 +92,7 @@ func (u *kinesisUnit) ran(ctx workflow.Context, f workflow.Future) (streamBatch[
 	u.millisBehind = res.MillisBehind
 	return streamBatch[string]{JobID: res.JobID, First: res.First, Mid: res.Mid, Last: res.Last, Count: res.Count,
 		RangeDone: res.RangeDone, End: res.ShardEnd, FirstTime: res.FirstTime, Rejected: res.Rejected, Failure: res.Failure,
-		Backlog: res.MillisBehind > 0 || res.Count >= u.cfg.MaxRecords}, nil
+		Backlog: res.MillisBehind > 0 || res.Count >= u.cfg.MaxRecords, Unseen: res.Unseen}, nil
 }
 
 // cut: sequence numbers are not contiguous, so a shard cannot cut a batch

@@ -557,3 +557,65 @@ func TestKafkaStreamConsumerRetriesAFailedJobAwaitedApartUnderItsIdentity(t *tes
 	}
 	assert.Equal(t, 2, ranFirst, "max_attempts 2: the batch's job ran twice before bisection: %v", h.jobs)
 }
+
+// TestKafkaStreamConsumerLooksUpOnlyBatchesThatMayHaveRunBefore: the first
+// batch of a run looks its identity up (an earlier consumer or run may have
+// submitted it); once one batch of new records found nothing, the batches
+// of new records after it skip the lookup (Bacalhau v1.7 reads every job it
+// keeps to answer one), while a retried range always looks. A reset moves
+// the identities to a new epoch: records read again run again, in new jobs,
+// instead of finding the jobs that ran them before.
+func TestKafkaStreamConsumerLooksUpOnlyBatchesThatMayHaveRunBefore(t *testing.T) {
+	h := newPartitionHarness(t, 30, 15)
+	h.engine, h.identities, h.epoch = true, map[string]string{}, "e1"
+	var mu sync.Mutex
+	var inputs []activities.KafkaBatchInput
+	h.onRunBatch = func(in activities.KafkaBatchInput) {
+		mu.Lock()
+		defer mu.Unlock()
+		inputs = append(inputs, in)
+	}
+	var before, final PartitionStatus
+	h.env.RegisterDelayedCallback(func() {
+		before = h.status()
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlPause})
+	}, 3*time.Minute)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlReset, Reset: &ResetRequest{To: StartOffsets, Offsets: map[int32]int64{0: 0}, ID: "again"}})
+		h.env.SignalWorkflow(SignalPartitionControl, PartitionControl{Op: ControlResume})
+	}, 4*time.Minute)
+	h.env.RegisterDelayedCallback(func() { final = h.status(); h.env.CancelWorkflow() }, 8*time.Minute)
+	h.run(unitKafkaConfig(), 0)
+
+	assert.Equal(t, int64(30), before.Checkpoint)
+	assert.Equal(t, int64(30), final.Checkpoint)
+	assert.Equal(t, "again", final.LastReset)
+	mu.Lock()
+	defer mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, in := range inputs {
+		retry := in.Read.Until >= 0
+		firstOfEpoch := in.Read.From == 0 && !retry
+		assert.Equal(t, !retry && !firstOfEpoch, in.Unseen, "batch from %d (until %d, attempt %d, epoch %s)", in.Read.From, in.Read.Until, in.Attempt, in.Epoch)
+	}
+	assert.Contains(t, h.looked, int64(10), "the failed batch's retry looked its identity up")
+	assert.Equal(t, 2, countOf(h.looked, 0), "the first batch, and the first after the reset, looked")
+	epochs := map[string]bool{}
+	for _, in := range inputs {
+		epochs[in.Epoch] = true
+	}
+	assert.Equal(t, map[string]bool{"e1": true, "e1r1": true}, epochs, "the reset moved the identities to an epoch of their own")
+	assert.Empty(t, h.found, "no batch found a job: after the reset the records ran again, in new jobs")
+	assert.Equal(t, []OffsetRange{{15, 15}, {15, 15}}, h.dead, "the poison record, once per pass")
+}
+
+func countOf[T comparable](s []T, v T) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}

@@ -35,6 +35,7 @@ const (
 	MetaBatch     = "connect.batch"
 	MetaConnector = "connect.connector"
 	MetaAttempt   = "connect.attempt"
+	MetaEpoch     = "connect.epoch"
 )
 
 // Defaults applied when neither the batch nor the template sets a timeout.
@@ -142,7 +143,12 @@ type Batch struct {
 	Connector string
 	ID        string
 	Attempt   int
-	Inputs    []Input
+	// Epoch, when set, is part of the identity too (Key of ID~Epoch): it
+	// tells batches of the same ID apart when records run again on
+	// purpose (a stream consumer applied again, or its position reset).
+	// Meta keeps the ID and the epoch apart.
+	Epoch  string
+	Inputs []Input
 	// Env is added to the task's environment (values, never secrets: use
 	// Bacalhau's "env:HOST_VAR" references for those).
 	Env map[string]string
@@ -160,6 +166,14 @@ type Batch struct {
 func Key(connector, batch string, attempt int) string {
 	h := sha256.Sum256([]byte(connector + "\x00" + batch + "\x00" + strconv.Itoa(attempt)))
 	return hex.EncodeToString(h[:16])
+}
+
+// EpochID is a batch ID within an epoch: the ID itself when there is none.
+func EpochID(id, epoch string) string {
+	if epoch == "" {
+		return id
+	}
+	return id + "~" + epoch
 }
 
 var labelUnsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
@@ -201,7 +215,7 @@ func Build(template string, b Batch) (*models.Job, error) {
 		task.Env[k] = models.EnvVarValue(v)
 	}
 
-	key := Key(b.Connector, b.ID, b.Attempt)
+	key := Key(b.Connector, EpochID(b.ID, b.Epoch), b.Attempt)
 	if job.Labels == nil {
 		job.Labels = map[string]string{}
 	}
@@ -219,6 +233,9 @@ func Build(template string, b Batch) (*models.Job, error) {
 	job.Meta[MetaConnector] = b.Connector
 	job.Meta[MetaBatch] = b.ID
 	job.Meta[MetaAttempt] = strconv.Itoa(b.Attempt)
+	if b.Epoch != "" {
+		job.Meta[MetaEpoch] = b.Epoch
+	}
 	job.Name = LabelValue(b.Connector) + "-" + key[:16]
 
 	applyTimeouts(task, b)
