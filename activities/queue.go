@@ -108,6 +108,48 @@ func (q *Queue) QueueURL(ctx context.Context, ref QueueRef) (string, error) {
 	return aws.ToString(out.QueueUrl), nil
 }
 
+// SafeMaxReceiveCount is the least redrive maxReceiveCount that leaves a
+// healthy message room for two worker crashes during its task: the first
+// receive, then per crash one receive while its task still runs (the
+// message is then held until the task must have ended) and one after it
+// (which deletes it).
+const SafeMaxReceiveCount = 5
+
+// MaxReceiveCount reads a queue's redrive policy with clients (nil: the
+// standard AWS chain): its maxReceiveCount, and false when the queue has
+// no redrive policy (no DLQ). It is not an activity: `starter apply` asks.
+func MaxReceiveCount(ctx context.Context, clients QueueClients, ref QueueRef) (int, bool, error) {
+	q := NewQueue(nil, clients)
+	url, err := q.QueueURL(ctx, ref)
+	if err != nil {
+		return 0, false, err
+	}
+	c, err := q.sqs(ctx, ref)
+	if err != nil {
+		return 0, false, err
+	}
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameRedrivePolicy}})
+	if err != nil {
+		return 0, false, fmt.Errorf("sqs: reading the redrive policy of %s: %w", url, err)
+	}
+	raw, ok := out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]
+	if !ok || raw == "" {
+		return 0, false, nil
+	}
+	var policy struct {
+		MaxReceiveCount json.Number `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(raw), &policy); err != nil {
+		return 0, false, fmt.Errorf("sqs: the redrive policy of %s: %w", url, err)
+	}
+	n, err := strconv.Atoi(policy.MaxReceiveCount.String())
+	if err != nil {
+		return 0, false, fmt.Errorf("sqs: the redrive policy of %s: maxReceiveCount %q: %w", url, policy.MaxReceiveCount, err)
+	}
+	return n, true, nil
+}
+
 func endpointOr(e string) string {
 	if e == "" {
 		return "AWS"
@@ -198,7 +240,7 @@ type QueueBatch struct {
 	Messages []QueueMessage
 	// Duplicates were redeliveries of messages a successful task already
 	// processed: deleted without running again. Held are redeliveries whose
-	// task still runs: left alone.
+	// task still runs: left to it, invisible for as long as it ran so far.
 	Duplicates, Held               int
 	Bytes                          int64
 	QueueTimeout, ExecutionTimeout time.Duration
@@ -233,9 +275,10 @@ type queueLine struct {
 // IDs and receipt handles, never bodies. The job is labelled with every
 // message, and a redelivered message (ApproximateReceiveCount > 1) is
 // checked first: if a successful task processed it, it is deleted; if its
-// task still runs, it is left out. So a redelivery after a worker crash
-// never starts a second job for a message. An empty batch (no JobID) means
-// nothing arrived.
+// task still runs, it is left out and kept invisible for as long as that
+// task has run (each receive counts against the queue's maxReceiveCount).
+// So a redelivery after a worker crash never starts a second job for a
+// message. An empty batch (no JobID) means nothing arrived.
 func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*QueueBatch, error) {
 	c, err := q.sqs(ctx, in.QueueRef)
 	if err != nil {
@@ -268,7 +311,7 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 			id, handle := aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
 			count, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 			if count > 1 {
-				state, err := q.messageState(ctx, id)
+				state, run, err := q.messageState(ctx, id)
 				if err != nil {
 					return nil, err
 				}
@@ -280,6 +323,11 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 					out.Duplicates++
 					continue
 				case messageRunning:
+					// Left to its task; kept out of sight until it ends.
+					hold := QueueMessage{ID: id, Handle: handle}
+					if err := changeVisibility(ctx, c, in.URL, []QueueMessage{hold}, heldVisibility(run, in.Visibility, time.Now())); err != nil {
+						activity.GetLogger(ctx).Warn("Could not hold a message whose task still runs", "MessageID", id, "Error", err)
+					}
 					out.Held++
 					continue
 				}
@@ -353,20 +401,27 @@ const (
 	messageDone
 )
 
+// runningJob is when an unfinished job was created and until when it may
+// run (its creation plus its queue and execution timeouts).
+type runningJob struct {
+	created, until time.Time
+}
+
 // messageState finds the task that carried a message, if any: done when
 // one completed with exit code 0, running when one has not finished.
-func (q *Queue) messageState(ctx context.Context, id string) (messageState, error) {
+func (q *Queue) messageState(ctx context.Context, id string) (messageState, runningJob, error) {
 	jobs, err := q.bacalhau.ListJobs(ctx, MessageLabel(id))
 	if err != nil {
-		return messageNew, err
+		return messageNew, runningJob{}, err
 	}
 	state := messageNew
+	var run runningJob
 	for _, j := range jobs {
 		switch {
 		case j.State.StateType == models.JobStateTypeCompleted:
 			ok, err := q.bacalhau.exitedZero(ctx, j)
 			if err != nil {
-				return messageNew, err
+				return messageNew, runningJob{}, err
 			}
 			if !ok {
 				continue
@@ -374,16 +429,31 @@ func (q *Queue) messageState(ctx context.Context, id string) (messageState, erro
 			// A successful task may still have reported this message failed.
 			reported, err := q.failureReport(ctx, j.ID)
 			if err != nil {
-				return messageNew, err
+				return messageNew, runningJob{}, err
 			}
 			if !slices.Contains(reported, id) {
-				return messageDone, nil
+				return messageDone, runningJob{}, nil
 			}
 		case !j.IsTerminal():
 			state = messageRunning
+			queue, exec := tasktemplate.Timeouts(j)
+			created := time.Unix(0, j.CreateTime)
+			run = runningJob{created: created, until: created.Add(queue + exec)}
 		}
 	}
-	return state, nil
+	return state, run, nil
+}
+
+// heldVisibility is how long a redelivered message whose task still runs
+// stays invisible: as long as the task has run so far (at least the
+// connector's visibility), and no longer than the task may still run (a
+// minute more), nor SQS's 12 hours. Every receive counts against the
+// queue's maxReceiveCount: a message whose poller died mid-task is
+// received again a few times while a long task runs (the holds double),
+// not once per visibility timeout, and deleted at the receive after it.
+func heldVisibility(run runningJob, visibility time.Duration, now time.Time) time.Duration {
+	d := max(now.Sub(run.created), visibility)
+	return max(min(d, run.until.Sub(now)+time.Minute, 12*time.Hour), time.Second)
 }
 
 // release makes messages visible again at once.

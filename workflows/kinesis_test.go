@@ -42,11 +42,13 @@ func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing
 	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, mock.Anything).Return(nil)
 	var mu sync.Mutex
 	started := map[string]time.Duration{}
+	epochs := map[string]bool{}
 	begin := env.Now()
 	env.OnWorkflow(KinesisStreamConsumerWorkflowType, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in KinesisStreamInput) error {
 		mu.Lock()
 		defer mu.Unlock()
 		started[in.Shard] = workflow.Now(ctx).Sub(begin)
+		epochs[in.State.Epoch] = true
 		return nil
 	})
 	finish := func(at time.Duration, shard string) {
@@ -73,6 +75,8 @@ func TestKinesisConnectorStartsAChildShardOnlyAfterItsParentsFinished(t *testing
 
 	mu.Lock()
 	defer mu.Unlock()
+	assert.Len(t, epochs, 1, "the consumers a connector run starts share its epoch")
+	assert.NotContains(t, epochs, "", "a consumer the connector starts has an epoch: its batches are not those of an earlier connector of the same name")
 	assert.Less(t, started["s0"], time.Second, "a shard without parents starts at once")
 	assert.Less(t, started["s1"], time.Second)
 	for _, s := range []string{"s2", "s3"} {

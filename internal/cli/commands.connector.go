@@ -589,6 +589,11 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 			fmt.Fprintf(g.stderr, "  temporal operator search-attribute create --namespace %s --name %s --type %s\n", g.temporal.Namespace, m, workflows.SearchAttributeTypes()[m])
 		}
 	}
+	if cfg, ok := cs.config.(workflows.QueueConfig); ok {
+		if note := redriveNote(cmd.Context(), cfg); note != "" {
+			fmt.Fprint(g.stderr, note)
+		}
+	}
 	_, err = c.ExecuteWorkflow(cmd.Context(), opts, cs.workflowType, cs.input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {

@@ -1,14 +1,33 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
+
+// redriveNote warns when the queue's redrive policy sends messages to its
+// DLQ after fewer receives than a healthy message may need when workers
+// crash mid-task (activities.SafeMaxReceiveCount), naming the value to
+// set. It reads the queue with the standard AWS chain; a queue it cannot
+// read (not there yet, no credentials here) gets no note: the connector
+// itself reports a missing queue.
+func redriveNote(ctx context.Context, cfg workflows.QueueConfig) string {
+	n, ok, err := activities.MaxReceiveCount(ctx, nil, activities.QueueRef{Queue: cfg.Queue, Region: cfg.Region, Endpoint: cfg.Endpoint})
+	if err != nil || !ok || n >= activities.SafeMaxReceiveCount {
+		return ""
+	}
+	return fmt.Sprintf("warning: queue %s moves a message to its DLQ after %d receives (redrive maxReceiveCount); every receive counts, and a worker that "+
+		"crashes while a message's task runs costs it up to 2 more, so a healthy message could reach the DLQ. Set maxReceiveCount to %d or more:\n"+
+		"  aws sqs set-queue-attributes --queue-url <url> --attributes '{\"RedrivePolicy\":\"{\\\"deadLetterTargetArn\\\":\\\"<dlq arn>\\\",\\\"maxReceiveCount\\\":\\\"%d\\\"}\"}'\n",
+		cfg.Queue, n, activities.SafeMaxReceiveCount, activities.SafeMaxReceiveCount)
+}
 
 // queueStatus queries a queue connector's status.
 func (g *globals) queueStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.QueueStatus, error) {

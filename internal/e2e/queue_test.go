@@ -222,9 +222,13 @@ func TestSQSPoisonGoesToTheDLQAndOnlyReportedMessagesReappear(t *testing.T) {
 	}
 	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-poison, endpoint: %q, region: us-east-1, visibility_timeout: 10s}", q.Endpoint()),
 		"batch: {max_messages: 20, max_wait: 1s}\n", "-reject=POISON", "-fail-on=PARTIAL")
-	o, err := starter(t, queue, "apply", "-f", spec)
+	o, warned, err := starterStreams(t, queue, "apply", "-f", spec)
 	require.NoError(t, err, o)
 	defer func() { _, _ = starter(t, queue, "delete", name) }()
+	// maxReceiveCount 3 leaves a healthy message too few receives for
+	// worker crashes: apply says so and names the value to set.
+	assert.Contains(t, warned, "warning: queue e2e-poison moves a message to its DLQ after 3 receives")
+	assert.Contains(t, warned, `\"maxReceiveCount\":\"5\"`)
 
 	// The three end in the DLQ after maxReceiveCount receives; the queue empties.
 	var dead []string
@@ -474,9 +478,11 @@ func TestSQSMissingQueueFailsTheConnectorNamingIt(t *testing.T) {
 func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing.T) {
 	runsAlongside(t)
 	ctx := context.Background()
-	const name, messages = "e2e-sqs-kill", 300
+	const name, messages = "e2e-sqs-kill", 200
 	q := startSQS(t)
-	url, _ := createQueue(t, q, "e2e-kill", 0)
+	// The redrive policy the starter asks for: no healthy message may
+	// reach the DLQ, however the kills fall.
+	url, dlqURL := createQueue(t, q, "e2e-kill", activities.SafeMaxReceiveCount)
 	c := q.Client()
 	for i := 0; i < messages; i += 10 {
 		var entries []sqstypes.SendMessageBatchRequestEntry
@@ -494,12 +500,15 @@ func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing
 	require.NoError(t, err)
 	defer func() { w.Kill() }()
 	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-kill, endpoint: %q, region: us-east-1, visibility_timeout: 5s}", q.Endpoint()),
-		"batch: {max_messages: 20, max_wait: 1s, concurrency: 2}\n", "-delay=2s")
-	o, err := starter(t, name, "apply", "-f", spec)
+		"batch: {max_messages: 20, max_wait: 1s, concurrency: 2}\n", "-delay=6s")
+	o, warned, err := starterStreams(t, name, "apply", "-f", spec)
 	require.NoError(t, err, o)
+	assert.NotContains(t, warned, "maxReceiveCount", "a safe redrive policy gets no warning")
 	defer func() { _, _ = starter(t, name, "delete", name) }()
 
-	// SIGKILL at 3 random points while tasks run; a new process each time.
+	// SIGKILL at 3 random points while tasks run (each longer than the
+	// visibility timeout: a message whose poller died is received again
+	// while its task still runs, and held); a new process each time.
 	rnd := rand.New(rand.NewPCG(5, 27))
 	for i := 0; i < 3; i++ {
 		time.Sleep(time.Duration(2000+rnd.IntN(3000)) * time.Millisecond)
@@ -519,6 +528,8 @@ func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing
 	for id, n := range seen {
 		assert.Equal(t, 1, n, "message %s in exactly one successful task", id)
 	}
+	dead, _ := queueDepth(t, q, dlqURL)
+	assert.Zero(t, dead, "no healthy message in the DLQ")
 }
 
 func TestSNSFilterPolicyOnAnAdoptedQueue(t *testing.T) {

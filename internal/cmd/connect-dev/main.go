@@ -609,7 +609,7 @@ func runQueue(ctx context.Context, out io.Writer, c client.Client, root string, 
 		return err
 	}
 	queue, err := sc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("web-queue"), Attributes: map[string]string{
-		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"3"}`, attrs.Attributes["QueueArn"])}})
+		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"5"}`, attrs.Attributes["QueueArn"])}})
 	if err != nil {
 		return fmt.Errorf("creating web-queue: %w", err)
 	}
