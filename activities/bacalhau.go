@@ -268,7 +268,7 @@ type AwaitProgress struct {
 
 // Await waits for a job to end. It returns the completed execution when the
 // task exited 0. It fails with ErrTypeTaskFailed (non-zero exit or a failed
-// job; details: TaskFailure), ErrTypeNoCapacity, ErrTypeJobStopped or
+// job; details: TaskFailure), ErrTypeNoCapacity, ErrTypeInputUnavailable, ErrTypeJobStopped or
 // ErrTypePendingTimeout, all non-retryable; API errors stay retryable.
 // Neither its result nor its errors quote the task's output (see
 // AwaitResult): a failure names the job, the exit code and the size of
@@ -509,10 +509,17 @@ func (b *Bacalhau) exitedZero(ctx context.Context, job *models.Job) (bool, error
 func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 	f := TaskFailure{JobID: job.ID, ExitCode: -1, Message: job.State.Message}
 	ran, stderrCut := false, false
+	// taskRan: an execution ran the task; fetchFailed: one failed fetching
+	// an input that may come back.
+	taskRan, fetchFailed := false, false
 	if execs, err := b.executions(ctx, job.ID); err == nil {
 		var msgs []string
 		for _, e := range execs {
 			ran = ran || e.ComputeState.StateType == models.ExecutionStateFailed || e.RunOutput != nil
+			// Bacalhau fills an empty RunOutput for executions that never
+			// ran the task.
+			taskRan = taskRan || (e.RunOutput != nil && (e.RunOutput.ExitCode != 0 || e.RunOutput.STDOUT != "" || e.RunOutput.STDERR != ""))
+			fetchFailed = fetchFailed || inputUnavailable(e.ComputeState.Message)
 			if e.RunOutput != nil {
 				if f.StderrBytes == 0 {
 					f.StderrBytes, stderrCut = len(e.RunOutput.STDERR), e.RunOutput.StderrTruncated
@@ -537,11 +544,36 @@ func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 			fmt.Sprintf("job %s found no node with capacity before its queue timeout: %s", job.ID, f.Message),
 			ErrTypeNoCapacity, nil, f)
 	}
+	if fetchFailed && !taskRan {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("job %s could not fetch its inputs (the task never ran; the batch runs again): %s", job.ID, f.Message),
+			ErrTypeInputUnavailable, nil, f)
+	}
 	msg := fmt.Sprintf("job %s failed: %s", job.ID, f.Message)
 	if f.StderrBytes > 0 {
 		msg += " " + outputHint(job.ID, f.StderrBytes, stderrCut)
 	}
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeTaskFailed, nil, f)
+}
+
+// inputUnavailable tells whether an execution's failure message says the
+// node could not fetch the task's inputs for a reason that may pass (a
+// store down, a connection refused or reset, a timeout, an expired URL),
+// rather than because an object is gone (no such key or bucket, not
+// found). Bacalhau v1.7 fails such executions while it sizes the job
+// ("calculating resource usage of job: failed to fetch s3 input: …") or
+// prepares its inputs ("preparing arguments: …").
+func inputUnavailable(msg string) bool {
+	m := strings.ToLower(msg)
+	if !strings.Contains(m, "failed to fetch") && !strings.Contains(m, "preparing arguments") && !strings.Contains(m, "calculating resource usage") {
+		return false
+	}
+	for _, gone := range []string{"nosuchkey", "nosuchbucket", "not found", "notfound", "404", "does not exist"} {
+		if strings.Contains(m, gone) {
+			return false
+		}
+	}
+	return true
 }
 
 // outputHint says how much a task wrote to stderr and where to read it,

@@ -10,7 +10,7 @@ import (
 )
 
 // BatchFailure is a job's verdict when its task failed: the error type
-// (ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeJobStopped,
+// (ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeInputUnavailable, ErrTypeJobStopped,
 // ErrTypePendingTimeout) and a message that names the job, its exit code
 // and the size of its stderr, never the task's output.
 type BatchFailure struct {
@@ -56,7 +56,7 @@ func batchVerdict(err error) (*BatchFailure, error) {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		switch appErr.Type() {
-		case ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeJobStopped, ErrTypePendingTimeout:
+		case ErrTypeTaskFailed, ErrTypeNoCapacity, ErrTypeJobStopped, ErrTypePendingTimeout, ErrTypeInputUnavailable:
 			return &BatchFailure{Type: appErr.Type(), Message: appErr.Error()}, nil
 		}
 	}

@@ -31,6 +31,12 @@ const (
 	// ErrTypePendingTimeout: the job stayed Pending past its deadline: Bacalhau
 	// accepted it but never scheduled it. Await stops such a job.
 	ErrTypePendingTimeout = "PendingTimeout"
+	// ErrTypeInputUnavailable: the job failed before its task ran because
+	// the node could not fetch an input (the store down or unreachable, a
+	// URL that expired), not because the input is gone. The records are
+	// not at fault: the batch runs again, it is never dead-lettered. The
+	// details hold a TaskFailure.
+	ErrTypeInputUnavailable = "InputUnavailable"
 )
 
 // TaskFailure is the detail of an ErrTypeTaskFailed or ErrTypeNoCapacity

@@ -437,6 +437,12 @@ func runBatch(ctx workflow.Context, cfg CronConfig, r *cronRunner, batch []activ
 		rec.Outcome = "failed"
 		return rec, fmt.Errorf("batch %s (%s … %s): %w", id, rec.FirstKey, rec.LastKey, err)
 	}
+	if !causedByInput(err) && workflow.GetVersion(ctx, changeCronDeadLetterInputOnly, workflow.DefaultVersion, 1) == 1 {
+		// Not the objects' fault (their store was down, no node took the
+		// job): the tick stops at this batch and the next tick runs it.
+		rec.Outcome = "failed"
+		return rec, fmt.Errorf("batch %s (%s … %s) failed for a reason its objects cannot cause; the next tick runs it again: %w", id, rec.FirstKey, rec.LastKey, err)
+	}
 	dl := cfg.DeadLetter
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -456,6 +462,31 @@ func runBatch(ctx workflow.Context, cfg CronConfig, r *cronRunner, batch []activ
 	rec.Outcome = "dead-lettered"
 	workflow.GetLogger(ctx).Warn("Batch dead-lettered", "Batch", id, "Error", err)
 	return rec, nil
+}
+
+// changeCronDeadLetterInputOnly: a batch is dead-lettered only when its
+// failure comes from its objects (causedByInput); before it, any batch that
+// failed every attempt was.
+const changeCronDeadLetterInputOnly = "cron-dead-letter-input-only"
+
+// causedByInput tells whether a failed batch's error (or one it wraps)
+// says the task failed on its input or could not be built from it: only
+// such batches are dead-lettered. An input the node could not fetch
+// (activities.ErrTypeInputUnavailable), no capacity or a stopped job are
+// not the records' fault.
+func causedByInput(err error) bool {
+	for err != nil {
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) {
+			return false
+		}
+		switch appErr.Type() {
+		case activities.ErrTypeTaskFailed, activities.ErrTypeInvalidTask:
+			return true
+		}
+		err = appErr.Unwrap()
+	}
+	return false
 }
 
 func inputRef(src S3Source, key string) inputgateway.ObjectRef {

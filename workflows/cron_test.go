@@ -133,6 +133,54 @@ func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
 	assert.False(t, st.Cursor.Candidate(objs("c")[0], time.Time{}, time.Hour), "c does not")
 }
 
+// TestCronDeadLettersOnlyBatchesTheirObjectsFail: with a dead letter set,
+// a batch the task fails on is dead-lettered, but one whose inputs the node
+// could not fetch (their store down) stops the tick at it, undead-lettered,
+// and runs again at the next tick.
+func TestCronDeadLettersOnlyBatchesTheirObjectsFail(t *testing.T) {
+	h := &cronHarness{t: t, env: newCronEnv(t)}
+	objs := func(keys ...string) []activities.Object {
+		var out []activities.Object
+		for _, k := range keys {
+			out = append(out, activities.Object{Key: k, Size: 1, LastModified: h.env.Now()})
+		}
+		return out
+	}
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{
+		Batches: [][]activities.Object{objs("a"), objs("b"), objs("c")}}, nil).Once()
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
+	// Batch "a" fails on its objects; "b" cannot fetch them; "c" passes.
+	h.env.OnActivity("RunJob", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.JobRunInput) (*activities.JobRun, error) {
+			run := &activities.JobRun{JobID: "j-" + in.Objects[0].Object.Key}
+			switch in.Objects[0].Object.Key {
+			case "a":
+				run.Failure = &activities.BatchFailure{Type: activities.ErrTypeTaskFailed, Message: "exit 3"}
+			case "b":
+				run.Failure = &activities.BatchFailure{Type: activities.ErrTypeInputUnavailable, Message: "connection refused"}
+			}
+			return run, nil
+		})
+	var dead []string
+	h.env.OnActivity("WriteDeadLetter", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeadLetterInput) (string, error) {
+			dead = append(dead, in.Objects[0].Key)
+			return "s3://dlq/cron/" + in.BatchID, nil
+		})
+	cfg := unitCronConfig()
+	cfg.Concurrency = 3
+	cfg.DeadLetter = &S3Location{Bucket: "dlq", Prefix: "cron/"}
+	var st CronStatus
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalTrigger, nil) }, time.Second)
+	h.env.RegisterDelayedCallback(func() { st = h.status(); h.env.CancelWorkflow() }, 5*time.Minute)
+	h.env.ExecuteWorkflow(Cron, CronInput{Config: cfg})
+	assert.Equal(t, []string{"a"}, dead, "only the batch its task failed on")
+	assert.Equal(t, int64(1), st.Counters.DeadLettered)
+	assert.Equal(t, "a", st.Cursor.Key, "the key stops before the batch that could not fetch its objects")
+	assert.Contains(t, st.LastError, "the next tick runs it again")
+	assert.True(t, st.Cursor.Candidate(objs("b")[0], time.Time{}, time.Hour), "b runs again next tick")
+}
+
 func TestCronContinuesAsNewWithItsState(t *testing.T) {
 	h := newCronHarness(t)
 	cfg := unitCronConfig()

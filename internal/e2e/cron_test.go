@@ -17,7 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	apimodels "github.com/bacalhau-project/bacalhau/pkg/publicapi/apimodels"
+
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
@@ -214,4 +217,71 @@ func TestCronDeadLettersABatchThatKeepsFailing(t *testing.T) {
 	assert.Equal(t, "in/x-000.log", manifest.Objects[0].Key)
 	// Exactly the policy's attempts ran.
 	assert.Len(t, jobsWithLabel(t, tasktemplate.LabelConnector+"="+name), 2)
+}
+
+// TestCronDoesNotDeadLetterObjectsItsNodeCouldNotFetch: with delivery s3
+// the compute node fetches a batch's objects itself. Their store goes down
+// (a proxy in front of it resets every connection) while the first batch's
+// task runs: the next batch cannot fetch its object (the task never runs),
+// which is not the object's fault. It is never dead-lettered: the tick
+// stops at it, and once the store is back a later tick runs it; every
+// object runs once.
+func TestCronDoesNotDeadLetterObjectsItsNodeCouldNotFetch(t *testing.T) {
+	runsAlongside(t)
+	queue := startWorker(t)
+	const bucket, name = "cron-store-down", "e2e-cron-store-down"
+	store, err := devstack.StartProxy("127.0.0.1:0", strings.TrimPrefix(env.S3.Endpoint(), "http://"))
+	require.NoError(t, err)
+	defer func() { _ = store.Close() }()
+	createBucket(t, bucket)
+	putLogs(t, bucket, keys("in/x-", 3)...)
+	cfg := cronConfig(t, name, bucket, "in/", "@every 20s", fmt.Sprintf(
+		"dead_letter:\n  s3: {bucket: %s, prefix: dead/, endpoint: \"%s\", region: %s}\n", bucket, env.S3.Endpoint(), env.S3.Region()))
+	cfg.Source.Endpoint, cfg.Delivery = "http://"+store.Addr(), activities.DeliveryS3
+	cfg.MaxObjects, cfg.Concurrency = 1, 1
+	cfg.Template = sampleTemplate(t, "-delay=4s")
+	startCron(t, queue, cfg)
+
+	// The first batch's task runs (its object fetched): the store goes down.
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+name) {
+			if j.State.StateType == models.JobStateTypeRunning {
+				return nil
+			}
+		}
+		return fmt.Errorf("no task running yet")
+	}))
+	store.Down()
+	require.NoError(t, testenv.Eventually(time.Minute, func() error {
+		if st := cronStatus(t, name); st.Counters.FailedTicks == 0 {
+			var jobs []string
+			for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+name) {
+				jobs = append(jobs, j.State.StateType.String()+": "+j.State.Message)
+				ex, err := env.Bacalhau.Client().Jobs().Executions(context.Background(), &apimodels.ListJobExecutionsRequest{JobID: j.ID})
+				if err == nil {
+					for _, e := range ex.Items {
+						msg := e.ComputeState.Message
+						if e.RunOutput != nil {
+							msg += " / run: " + e.RunOutput.ErrorMsg
+						}
+						jobs = append(jobs, "  exec "+e.ComputeState.StateType.String()+": "+msg)
+					}
+				}
+			}
+			return fmt.Errorf("no tick failed yet (status %+v; jobs %q)", st, jobs)
+		}
+		return nil
+	}), "a batch that could not fetch its object stops the tick")
+	st := cronStatus(t, name)
+	assert.Zero(t, st.Counters.DeadLettered, "not dead-lettered: %s", st.LastError)
+	assert.Contains(t, st.LastError, "the next tick runs it again")
+	store.Up()
+
+	st = waitObjects(t, name, 3, 2*time.Minute)
+	assert.Zero(t, st.Counters.DeadLettered)
+	seen, _ := ledger(t, name)
+	for _, k := range keys("in/x-", 3) {
+		// The s3 input source mounts an object as a folder holding it.
+		assert.Equal(t, 1, seen[k+"/"+filepath.Base(k)], "object %s ran once: %v", k, seen)
+	}
 }
