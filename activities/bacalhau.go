@@ -92,6 +92,10 @@ type SubmitInput struct {
 	// Looked: the caller looked the batch identity up just before (or
 	// knows no job exists under it): Submit does not look again.
 	Looked bool `json:",omitempty"`
+	// Unseen: the workflow dispatches this identity for the first time, so
+	// the activity's first attempt submits without looking it up (an
+	// attempt runs at most once); a retried attempt looks.
+	Unseen bool `json:",omitempty"`
 	// URLTTL is how long gateway URLs stay valid. Default: the job's queue
 	// and execution timeouts plus 10 min, so queueing and Bacalhau's own
 	// retry of a failed execution fit.
@@ -136,8 +140,12 @@ func (b *Bacalhau) Submit(ctx context.Context, in SubmitInput) (*SubmitResult, e
 	queue, exec := tasktemplate.Timeouts(job)
 	key := job.Labels[tasktemplate.LabelBatch]
 	var existing *models.Job
-	if !in.Looked {
-		if existing, err = b.FindJob(ctx, key); err != nil {
+	if !in.Looked && !(in.Unseen && activity.GetInfo(ctx).Attempt == 1) {
+		ns := ""
+		if in.Batch.Indexed {
+			ns = job.Namespace // where Build put it
+		}
+		if existing, err = b.FindJob(ctx, key, ns); err != nil {
 			return nil, err
 		}
 	}
@@ -194,9 +202,11 @@ func withObjects(in SubmitInput, url func(inputgateway.ObjectRef) string) taskte
 	return batch
 }
 
-// FindJob returns the job labelled with batch key, or nil when there is none.
-func (b *Bacalhau) FindJob(ctx context.Context, key string) (*models.Job, error) {
-	jobs, err := b.ListJobs(ctx, tasktemplate.LabelBatch+"="+key)
+// FindJob returns the job labelled with batch key in namespace ns ("":
+// every namespace), or nil when there is none. Bacalhau reads the
+// namespace's jobs through its index; without one, every job it keeps.
+func (b *Bacalhau) FindJob(ctx context.Context, key, ns string) (*models.Job, error) {
+	jobs, err := b.listJobs(ctx, ns, tasktemplate.LabelBatch+"="+key)
 	if err != nil || len(jobs) == 0 {
 		return nil, err
 	}
@@ -208,13 +218,18 @@ func (b *Bacalhau) FindJob(ctx context.Context, key string) (*models.Job, error)
 
 // ListJobs lists every job matching a label selector such as "k=v,k2=v2".
 func (b *Bacalhau) ListJobs(ctx context.Context, selector string) ([]*models.Job, error) {
+	return b.listJobs(ctx, "", selector)
+}
+
+// listJobs lists the jobs matching selector in namespace ns ("": all).
+func (b *Bacalhau) listJobs(ctx context.Context, ns, selector string) ([]*models.Job, error) {
 	sel, err := labels.ParseToRequirements(selector)
 	if err != nil {
 		return nil, nonRetryable(ErrTypeInvalidTask, err, "label selector %q: %v", selector, err)
 	}
 	var out []*models.Job
 	req := &apimodels.ListJobsRequest{Labels: sel}
-	req.Limit = 100
+	req.Namespace, req.Limit = ns, 100
 	for {
 		resp, err := b.jobs.List(ctx, req)
 		if err != nil {
@@ -508,14 +523,15 @@ func (b *Bacalhau) exitedZero(ctx context.Context, job *models.Job) (bool, error
 
 func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 	f := TaskFailure{JobID: job.ID, ExitCode: -1, Message: job.State.Message}
-	ran, stderrCut := false, false
-	// taskRan: an execution ran the task; fetchFailed: one failed fetching
-	// an input that may come back.
-	taskRan, fetchFailed := false, false
+	stderrCut := false
+	// placed: a node took an execution (it failed, or has an output, maybe
+	// empty); taskRan: an execution ran the task itself; fetchFailed: one
+	// failed fetching an input that may come back.
+	placed, taskRan, fetchFailed := false, false, false
 	if execs, err := b.executions(ctx, job.ID); err == nil {
 		var msgs []string
 		for _, e := range execs {
-			ran = ran || e.ComputeState.StateType == models.ExecutionStateFailed || e.RunOutput != nil
+			placed = placed || e.ComputeState.StateType == models.ExecutionStateFailed || e.RunOutput != nil
 			// Bacalhau fills an empty RunOutput for executions that never
 			// ran the task.
 			taskRan = taskRan || (e.RunOutput != nil && (e.RunOutput.ExitCode != 0 || e.RunOutput.STDOUT != "" || e.RunOutput.STDERR != ""))
@@ -538,8 +554,8 @@ func (b *Bacalhau) failed(ctx context.Context, job *models.Job) error {
 		}
 	}
 	// "not enough nodes" also ends jobs whose executions failed on every node;
-	// only a job that never ran is a capacity problem.
-	if !ran && strings.Contains(strings.ToLower(job.State.Message), "not enough nodes") {
+	// only a job no node ever took is a capacity problem.
+	if !placed && strings.Contains(strings.ToLower(job.State.Message), "not enough nodes") {
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("job %s found no node with capacity before its queue timeout: %s", job.ID, f.Message),
 			ErrTypeNoCapacity, nil, f)

@@ -16,15 +16,19 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 )
 
 // fakeJobs is a scripted jobsAPI: unit tests of error handling only; the
 // end-to-end suite runs these activities against a real Bacalhau node.
 type fakeJobs struct {
-	mu      sync.Mutex
-	gets    []func() (*models.Job, error) // consumed in order; the last repeats
-	execs   []*models.Execution
-	listed  []*models.Job
+	mu     sync.Mutex
+	gets   []func() (*models.Job, error) // consumed in order; the last repeats
+	execs  []*models.Execution
+	listed []*models.Job
+	// lists: the namespace of every list request ("" for all).
+	lists   []string
 	putErr  error
 	puts    int
 	stopped []string
@@ -56,6 +60,9 @@ func (f *fakeJobs) Get(context.Context, *apimodels.GetJobRequest) (*apimodels.Ge
 
 // List behaves like Bacalhau v1.7.0: a NextToken even on the last page, then an empty page.
 func (f *fakeJobs) List(_ context.Context, r *apimodels.ListJobsRequest) (*apimodels.ListJobsResponse, error) {
+	f.mu.Lock()
+	f.lists = append(f.lists, r.Namespace)
+	f.mu.Unlock()
 	if r.NextToken != "" {
 		return &apimodels.ListJobsResponse{BaseListResponse: apimodels.BaseListResponse{NextToken: "again"}}, nil
 	}
@@ -191,6 +198,46 @@ Tasks:
 	require.NoError(t, v.(interface{ Get(any) error }).Get(&res))
 	assert.Equal(t, SubmitResult{JobID: "j-older", Reused: true, QueueTimeout: 10 * time.Minute, ExecutionTimeout: 5 * time.Minute}, res)
 	assert.Zero(t, f.puts, "an existing job for the batch means no new submission")
+}
+
+func TestSubmitLooksInTheIdentitysNamespaceOrNotAtAllWhenUnseen(t *testing.T) {
+	tmpl := `
+Type: batch
+Tasks:
+  - Name: main
+    Engine: {Type: docker, Params: {Image: alpine}}
+`
+	in := SubmitInput{Template: tmpl}
+	in.Batch.Connector, in.Batch.ID, in.Batch.Attempt = "c", "b", 1
+	key := tasktemplate.Key("c", "b", 1)
+	older := []*models.Job{{ID: "j-older", CreateTime: 1}}
+
+	f := &fakeJobs{listed: older}
+	_, err := runActivity(t, f, "Submit", in)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"", ""}, f.lists, "an unindexed identity is looked up across every namespace (two pages)")
+	assert.Zero(t, f.puts)
+
+	in.Batch.Indexed = true
+	f = &fakeJobs{listed: older}
+	_, err = runActivity(t, f, "Submit", in)
+	require.NoError(t, err)
+	assert.Equal(t, []string{tasktemplate.Namespace(key), tasktemplate.Namespace(key)}, f.lists, "an indexed identity only in its own namespace")
+	assert.Zero(t, f.puts)
+
+	f = &fakeJobs{listed: older}
+	owned := in
+	owned.Template = "Namespace: team-a\n" + tmpl
+	_, err = runActivity(t, f, "Submit", owned)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"team-a", "team-a"}, f.lists, "a template's own namespace is kept, and looked in")
+
+	in.Unseen = true
+	f = &fakeJobs{listed: older}
+	_, err = runActivity(t, f, "Submit", in)
+	require.NoError(t, err)
+	assert.Empty(t, f.lists, "the first attempt of an unseen identity does not look")
+	assert.Equal(t, 1, f.puts)
 }
 
 func TestPollDelayGrowsWithTheWait(t *testing.T) {

@@ -109,10 +109,12 @@ func (q *Queue) QueueURL(ctx context.Context, ref QueueRef) (string, error) {
 }
 
 // SafeMaxReceiveCount is the least redrive maxReceiveCount that leaves a
-// healthy message room for two worker crashes during its task: the first
-// receive, then per crash one receive while its task still runs (the
-// message is then held until the task must have ended) and one after it
-// (which deletes it).
+// healthy message room for two worker crashes during a task that ends
+// within twice the visibility timeout: the first receive, then per crash
+// one receive while its task still runs (the message is then held as long
+// as the task has run so far, heldVisibility) and one after it (which
+// deletes it). A longer task costs about one receive more per doubling of
+// its run time beyond the visibility timeout.
 const SafeMaxReceiveCount = 5
 
 // MaxReceiveCount reads a queue's redrive policy with clients (nil: the
@@ -288,6 +290,9 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 	var lines []byte
 	var ids []string
 	labels := map[string]string{"connect-kind": "sqs"}
+	// redelivered: a message was received before, so a job may carry it
+	// (the batch identity is its messages' IDs).
+	redelivered := false
 	deadline := time.Now().Add(in.MaxWait)
 	for len(out.Messages) < in.MaxMessages && out.Bytes < in.MaxBytes {
 		wait := int32(min(20, max(0, time.Until(deadline).Seconds())))
@@ -311,6 +316,7 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 			id, handle := aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
 			count, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 			if count > 1 {
+				redelivered = true
 				state, run, err := q.messageState(ctx, id)
 				if err != nil {
 					return nil, err
@@ -370,7 +376,7 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 		Labels:       labels,
 		Meta:         map[string]string{MetaCount: strconv.Itoa(len(out.Messages))},
 		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
-	}})
+	}, Looked: !redelivered}) // messages received for the first time: no job carries them
 	if err != nil {
 		// Nothing runs them: let them reappear now rather than after the timeout.
 		q.release(ctx, c, in.URL, out.Messages)

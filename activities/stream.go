@@ -237,17 +237,25 @@ type StreamJob struct {
 	// activity's first attempt submits without looking the identity up; a
 	// retried attempt always looks.
 	Unseen bool `json:",omitempty"`
+	// Indexed: the batch's job runs in a namespace of its own, where a
+	// lookup finds it without reading every job (tasktemplate.Batch.Indexed).
+	// Set for the identities of consumers started (or reset) since jobs
+	// are indexed; older identities keep the label lookup that finds the
+	// jobs they submitted before.
+	Indexed bool `json:",omitempty"`
 }
 
 // findEarlier returns the job an earlier attempt (or an earlier run)
-// submitted under the batch identity id, or nil. It asks Bacalhau, whose
-// label lookup reads every job it keeps (v1.7), unless the batch is unseen
-// and this is the activity's first attempt: no job can exist then.
+// submitted under the batch identity id, or nil. It asks Bacalhau (in the
+// identity's namespace when indexed; a label lookup reads every job it
+// keeps, v1.7), unless the batch is unseen and this is the activity's
+// first attempt: no job can exist then.
 func findEarlier(ctx context.Context, b *Bacalhau, j StreamJob, id string) (*models.Job, error) {
 	if j.Unseen && activity.GetInfo(ctx).Attempt == 1 {
 		return nil, nil
 	}
-	return b.FindJob(ctx, tasktemplate.Key(j.Connector, tasktemplate.EpochID(id, j.Epoch), j.Attempt))
+	key := tasktemplate.Key(j.Connector, tasktemplate.EpochID(id, j.Epoch), j.Attempt)
+	return b.FindJob(ctx, key, tasktemplate.LookupNamespace(j.Template, key, j.Indexed))
 }
 
 // submittedStream is what submitStream did with a batch.
@@ -265,7 +273,7 @@ type submittedStream struct {
 // consumer bisects it or dead-letters it. what names the batch's records
 // in that message.
 func submitStream(ctx context.Context, b *Bacalhau, s3f inputgateway.ClientFactory, job StreamJob, batch tasktemplate.Batch, lines []byte, stagedName, what string) (*submittedStream, error) {
-	batch.Connector, batch.Attempt, batch.Epoch = job.Connector, job.Attempt, job.Epoch
+	batch.Connector, batch.Attempt, batch.Epoch, batch.Indexed = job.Connector, job.Attempt, job.Epoch, job.Indexed
 	batch.QueueTimeout, batch.ExecutionTimeout = job.QueueTimeout, job.ExecutionTimeout
 	// The caller looked the identity up (or knows it unseen) just before.
 	sub := SubmitInput{Template: job.Template, URLTTL: job.URLTTL, Batch: batch, Looked: true}

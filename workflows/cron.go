@@ -38,6 +38,11 @@ type CronState struct {
 	Backfills     int          `json:",omitempty"`
 	// Triggered is a trigger received before continue-as-new, not yet run.
 	Triggered bool `json:",omitempty"`
+	// Rewound: the connector's history was reset with Temporal (temporal
+	// workflow reset) in this run or an earlier one: the abandoned branch
+	// may have submitted any tick's batches, so every batch looks its job
+	// up before it submits.
+	Rewound bool `json:",omitempty"`
 }
 
 // CronCounters count what the connector did.
@@ -107,7 +112,8 @@ func Cron(ctx workflow.Context, in CronInput) error {
 		ticksPerRun = defaultTicksPerRun
 	}
 	ticksThisRun := 0
-	runner := &cronRunner{} // this run's batch runner
+	st.Rewound = st.Rewound || rewoundRun(ctx)
+	runner := &cronRunner{rewound: st.Rewound} // this run's batch runner
 	running := false
 	var nextTick time.Time
 

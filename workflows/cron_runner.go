@@ -25,7 +25,11 @@ const changeCronBatchRunner = "cron-batch-runner"
 // cronRunner is one cron (or backfill) run's batch runner.
 type cronRunner struct {
 	decided, on bool
-	leases      *sharedLeases
+	// unseen: a batch's first submit need not look its job up (set for
+	// runs on this code whose history was never reset: each batch
+	// identity, its round and attempt, is dispatched once per history).
+	unseen, rewound bool
+	leases          *sharedLeases
 	// free are leases kept for the next batch of the tick.
 	free []heldLease
 }
@@ -39,6 +43,10 @@ func (r *cronRunner) enabled(ctx workflow.Context) bool {
 			r.leases = newSharedLeases(ctx, BudgetRef{AskBySignal: true})
 			r.leases.byInput = true
 			r.leases.keepAcrossBatches(ctx)
+			// Asked whatever rewound says: a reset run replays the markers
+			// of the run it was made from.
+			v := workflow.GetVersion(ctx, "cron-unseen-jobs", workflow.DefaultVersion, 1)
+			r.unseen = v == 1 && !r.rewound
 		}
 	}
 	return r.on
@@ -107,7 +115,7 @@ func (r *cronRunner) runOnce(ctx workflow.Context, cfg CronConfig, id string, ob
 		Template: cfg.Template,
 		Batch: tasktemplate.Batch{Connector: cfg.Name, ID: id, Attempt: attempt, Labels: map[string]string{"connect-kind": "cron"},
 			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout},
-		Objects: objs, Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
+		Objects: objs, Delivery: cfg.Delivery, URLTTL: cfg.URLTTL, Unseen: r.unseen,
 	}}).Get(ctx, &run)
 	if err == nil && run.Failure == nil && !r.leases.recalled(l.id) && workflow.Now(ctx).Sub(l.since) < min(ttl/2, streamLeaseTurn) {
 		r.free = append(r.free, l) // for the tick's next batch

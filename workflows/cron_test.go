@@ -51,6 +51,27 @@ type cronHarness struct {
 	scans int
 }
 
+// newCronHarnessWithBatches scans one batch per key once, then nothing.
+func newCronHarnessWithBatches(t *testing.T, keys ...string) *cronHarness {
+	h := &cronHarness{t: t, env: newCronEnv(t)}
+	var batches [][]activities.Object
+	for _, k := range keys {
+		batches = append(batches, h.objects(k))
+	}
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{Batches: batches}, nil).Once()
+	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
+	return h
+}
+
+// objects are one-byte objects modified now, one per key.
+func (h *cronHarness) objects(keys ...string) []activities.Object {
+	var out []activities.Object
+	for _, k := range keys {
+		out = append(out, activities.Object{Key: k, Size: 1, LastModified: h.env.Now()})
+	}
+	return out
+}
+
 // newCronHarness scans nothing new: only the tick logic runs.
 func newCronHarness(t *testing.T) *cronHarness {
 	h := &cronHarness{t: t, env: newCronEnv(t)}
@@ -100,20 +121,14 @@ func TestCronPauseHoldsTicksAndTriggerRunsOne(t *testing.T) {
 }
 
 func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
-	h := &cronHarness{t: t, env: newCronEnv(t)}
-	objs := func(keys ...string) []activities.Object {
-		var out []activities.Object
-		for _, k := range keys {
-			out = append(out, activities.Object{Key: k, Size: 1, LastModified: h.env.Now()})
-		}
-		return out
-	}
-	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{
-		Batches: [][]activities.Object{objs("a"), objs("b"), objs("c")}}, nil).Once()
-	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
+	h := newCronHarnessWithBatches(t, "a", "b", "c")
+	objs := h.objects
 	// Batch "b" fails every attempt, the others succeed.
 	h.env.OnActivity("RunJob", mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.JobRunInput) (*activities.JobRun, error) {
+			// Each batch attempt is a new identity, dispatched once: its
+			// first submit need not look it up.
+			assert.True(t, in.Unseen, "batch %s attempt %d", in.Batch.ID, in.Batch.Attempt)
 			run := &activities.JobRun{JobID: "j-" + in.Objects[0].Object.Key}
 			if in.Objects[0].Object.Key == "b" {
 				run.Failure = &activities.BatchFailure{Type: activities.ErrTypeTaskFailed, Message: assert.AnError.Error()}
@@ -138,17 +153,8 @@ func TestCronStopsAtAFailedBatchWithoutDeadLetter(t *testing.T) {
 // could not fetch (their store down) stops the tick at it, undead-lettered,
 // and runs again at the next tick.
 func TestCronDeadLettersOnlyBatchesTheirObjectsFail(t *testing.T) {
-	h := &cronHarness{t: t, env: newCronEnv(t)}
-	objs := func(keys ...string) []activities.Object {
-		var out []activities.Object
-		for _, k := range keys {
-			out = append(out, activities.Object{Key: k, Size: 1, LastModified: h.env.Now()})
-		}
-		return out
-	}
-	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{
-		Batches: [][]activities.Object{objs("a"), objs("b"), objs("c")}}, nil).Once()
-	h.env.OnActivity("Scan", mock.Anything, mock.Anything).Return(&activities.ScanResult{}, nil)
+	h := newCronHarnessWithBatches(t, "a", "b", "c")
+	objs := h.objects
 	// Batch "a" fails on its objects; "b" cannot fetch them; "c" passes.
 	h.env.OnActivity("RunJob", mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.JobRunInput) (*activities.JobRun, error) {

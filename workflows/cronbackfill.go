@@ -17,6 +17,8 @@ type CronBackfillInput struct {
 	// AfterKey resumes a backfill across continue-as-new.
 	AfterKey string          `json:",omitempty"`
 	Done     *BackfillResult `json:",omitempty"`
+	// Rewound is CronState.Rewound for the backfill's runs.
+	Rewound bool `json:",omitempty"`
 }
 
 // BackfillResult counts what a backfill processed.
@@ -45,7 +47,8 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 	sctx := scanOptions(ctx)
 	round := "bf" + strconv.Itoa(in.Seq)
 	after := in.AfterKey
-	runner := &cronRunner{} // this run's batch runner
+	rewound := in.Rewound || rewoundRun(ctx)
+	runner := &cronRunner{rewound: rewound} // this run's batch runner
 	defer runner.releaseAll(ctx)
 	// Progress so far, for `starter backfill --wait` (no command: recorded
 	// histories replay unchanged).
@@ -79,7 +82,8 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 			return done, nil
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			return nil, workflow.NewContinueAsNewError(ctx, CronBackfill, CronBackfillInput{Config: cfg, Range: in.Range, Seq: in.Seq, AfterKey: after, Done: done})
+			return nil, workflow.NewContinueAsNewError(ctx, CronBackfill, CronBackfillInput{Config: cfg, Range: in.Range, Seq: in.Seq, AfterKey: after, Done: done,
+				Rewound: rewound})
 		}
 	}
 }

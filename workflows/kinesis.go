@@ -264,7 +264,8 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			var f workflow.ChildWorkflowFuture
 			if engine {
 				f = workflow.ExecuteChildWorkflow(cctx, KinesisStreamConsumer, KinesisStreamInput{Config: cfg, Shard: s.ID, Watched: watching,
-					State: StreamState[activities.ShardPosition, string]{Checkpoint: cfg.startPosition(startedAt), Paused: paused, Epoch: consumerEpoch(ctx)}})
+					State: StreamState[activities.ShardPosition, string]{Checkpoint: cfg.startPosition(startedAt), Paused: paused, Epoch: consumerEpoch(ctx),
+						Indexed: indexedJobs(ctx)}})
 			} else {
 				f = workflow.ExecuteChildWorkflow(cctx, ShardConsumer, ShardInput{Config: cfg, Shard: s.ID, Position: cfg.startPosition(startedAt), Paused: paused})
 			}

@@ -294,7 +294,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			var f workflow.ChildWorkflowFuture
 			if engine {
 				f = workflow.ExecuteChildWorkflow(cctx, KafkaStreamConsumer, KafkaStreamInput{Config: cfg, Partition: p, Watched: watching,
-					State: StreamState[int64, int64]{Checkpoint: -1, Paused: paused, Epoch: consumerEpoch(ctx)}})
+					State: StreamState[int64, int64]{Checkpoint: -1, Paused: paused, Epoch: consumerEpoch(ctx), Indexed: indexedJobs(ctx)}})
 			} else {
 				f = workflow.ExecuteChildWorkflow(cctx, PartitionConsumer, PartitionInput{Config: cfg, Partition: p, Checkpoint: -1, Paused: paused})
 			}

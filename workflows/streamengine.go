@@ -68,6 +68,11 @@ type StreamState[P, S any] struct {
 	// one get identities of their own too. Records read again run again.
 	Epoch      string `json:",omitempty"`
 	Generation int    `json:",omitempty"`
+	// Indexed: the batches of this epoch and generation run their jobs in
+	// namespaces of their own (activities.StreamJob.Indexed). Set when a
+	// connector starts the consumer or a reset moves it, so every identity
+	// of an epoch and generation is indexed or none is.
+	Indexed bool `json:",omitempty"`
 	// Rewound: the consumer's history was reset with Temporal (temporal
 	// workflow reset) in this run or an earlier one: the abandoned branch
 	// may have submitted jobs under any identity, so every batch looks its
@@ -128,11 +133,14 @@ type streamRead[P, S any] struct {
 	// Unseen: the records were never dispatched under this identity; the
 	// activity's first attempt need not look it up (StreamJob.Unseen).
 	Unseen bool
+	// Indexed: the identity's job runs in a namespace of its own
+	// (StreamJob.Indexed).
+	Indexed bool
 }
 
-// job adds the read's generation and unseen mark to how its batch runs.
+// job adds the read's epoch, unseen and indexed marks to how its batch runs.
 func (r streamRead[P, S]) job(j activities.StreamJob) activities.StreamJob {
-	j.Epoch, j.Unseen = r.Epoch, r.Unseen
+	j.Epoch, j.Unseen, j.Indexed = r.Epoch, r.Unseen, r.Indexed
 	return j
 }
 
@@ -292,8 +300,7 @@ func runStream[C, P, S any](ctx workflow.Context, src streamSource[C, P, S], st 
 	}
 	e.controls = workflow.GetSignalChannel(ctx, src.controlSignal())
 	e.wakes = workflow.GetSignalChannel(ctx, SignalStreamWake)
-	if info := workflow.GetInfo(ctx); info.OriginalRunID != "" && info.OriginalRunID != info.WorkflowExecution.RunID {
-		// A run made by a Temporal reset keeps its original run's ID.
+	if rewoundRun(ctx) {
 		e.st.Rewound = true
 	}
 	if err := src.begin(ctx, &e.st); err != nil {
@@ -332,7 +339,8 @@ func (e *streamEngine[C, P, S]) run(ctx workflow.Context) error {
 				continue
 			}
 		}
-		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1, Epoch: e.st.epoch()}
+		read := streamRead[P, S]{From: e.st.Checkpoint, Checkpoint: e.st.Checkpoint, Attempt: e.st.Attempts + 1, Epoch: e.st.epoch(),
+			Indexed: e.st.Indexed}
 		// overdue: records may have waited since the last read closed (no
 		// idle wait, or a wake that came at once or within max_wait).
 		overdue := true
@@ -485,6 +493,20 @@ func consumerEpoch(ctx workflow.Context) string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:6])
+}
+
+// rewoundRun tells whether this run was made by a Temporal reset (it keeps
+// its original run's ID; continue-as-new starts a new one).
+func rewoundRun(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.OriginalRunID != "" && info.OriginalRunID != info.WorkflowExecution.RunID
+}
+
+// indexedJobs tells whether a consumer a connector starts now runs its
+// jobs in namespaces of their own (StreamState.Indexed): connectors from
+// before replay without it.
+func indexedJobs(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, "indexed-jobs", workflow.DefaultVersion, 1) == 1
 }
 
 // epoch is the batch identities' epoch: the consumer's, and its resets.
@@ -736,9 +758,11 @@ func (e *streamEngine[C, P, S]) applyControls(ctx workflow.Context) error {
 				continue
 			}
 			if moved {
-				if workflow.GetVersion(ctx, "stream-reset-generation", workflow.DefaultVersion, 1) == 1 {
-					// Records read again run again, under new identities.
+				if v := workflow.GetVersion(ctx, "stream-reset-generation", workflow.DefaultVersion, 2); v >= 1 {
+					// Records read again run again, under new identities
+					// (indexed since version 2: none of them ran before).
 					e.st.Generation++
+					e.st.Indexed = e.st.Indexed || v >= 2
 				}
 				e.unseen = false
 				workflow.GetLogger(ctx).Info("Checkpoint reset", "To", e.src.label(e.st.Checkpoint))

@@ -49,9 +49,9 @@ type streamFlight[P, S any] struct {
 // submitted (found under its identity).
 func (fl *streamFlight[P, S]) await(ctx workflow.Context, src interface {
 	start(ctx workflow.Context, r streamRead[P, S]) workflow.Future
-}, checkpoint P, epoch string) {
+}, checkpoint P, epoch string, indexed bool) {
 	fl.f = src.start(ctx, streamRead[P, S]{From: fl.r.From, Until: &fl.r.Until, BatchID: fl.id, Attempt: fl.attempt, Checkpoint: checkpoint,
-		Epoch: epoch})
+		Epoch: epoch, Indexed: indexed})
 	fl.settled = false
 }
 
@@ -101,7 +101,7 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 	if adopt != nil {
 		r := adopt.r
 		fl := &streamFlight[P, S]{r: r, id: r.ID, attempt: adopt.attempt, lease: heldLease{id: e.lease, since: e.leaseSince}, started: adopt.started}
-		fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch())
+		fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch(), e.st.Indexed)
 		flying = append(flying, fl)
 		next = e.src.after(r.Until)
 		e.lease = ""
@@ -160,7 +160,7 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 			// when records behind it are due, like an open batch.
 			_, known := e.src.cut(e.src.after(until), 1)
 			fl.f = e.src.start(ctx, streamRead[P, S]{From: r.From, Until: &r.Until, BatchID: fl.id, Attempt: 1, Checkpoint: e.st.Checkpoint,
-				MayLeave: !known, Epoch: e.st.epoch(), Unseen: e.newUnseen()})
+				MayLeave: !known, Epoch: e.st.epoch(), Unseen: e.newUnseen(), Indexed: e.st.Indexed})
 			flying = append(flying, fl)
 			next = e.src.after(until)
 		}
@@ -191,7 +191,7 @@ func (e *streamEngine[C, P, S]) flights(ctx workflow.Context, limit int, adopt *
 				if fl.b.Awaiting {
 					// Records behind it are due (the end moved): its job is
 					// awaited again, ranges are cut behind it.
-					fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch())
+					fl.await(ctx, e.src, e.st.Checkpoint, e.st.epoch(), e.st.Indexed)
 					return
 				}
 				if !e.land(ctx, fl, m) {

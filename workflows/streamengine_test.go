@@ -606,6 +606,11 @@ func TestKafkaStreamConsumerLooksUpOnlyBatchesThatMayHaveRunBefore(t *testing.T)
 		epochs[in.Epoch] = true
 	}
 	assert.Equal(t, map[string]bool{"e1": true, "e1r1": true}, epochs, "the reset moved the identities to an epoch of their own")
+	for _, in := range inputs {
+		// The consumer began unindexed (as one started before indexing);
+		// the identities after the reset are new, so they are indexed.
+		assert.Equal(t, in.Epoch == "e1r1", in.Indexed, "batch from %d in epoch %s", in.Read.From, in.Epoch)
+	}
 	assert.Empty(t, h.found, "no batch found a job: after the reset the records ran again, in new jobs")
 	assert.Equal(t, []OffsetRange{{15, 15}, {15, 15}}, h.dead, "the poison record, once per pass")
 }

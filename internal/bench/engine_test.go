@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -184,6 +185,7 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 		if only != "" && !strings.HasSuffix(name, only) {
 			continue
 		}
+		cStart := time.Now() // viaConnector's start, within its end-offset read
 		elapsed, jobs, _ := viaConnector(b, env, k, template, name, c.mode, c.batch, spec.DefaultMaxInFlight)
 		start := time.Now()
 		plainKafka(b, env, k, template, "plain-"+name, c.mode, c.batch, budget)
@@ -192,6 +194,8 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 			plain.Round(time.Millisecond), plain.Seconds()/elapsed.Seconds())
 		rows = append(rows, throughputRow{c.mode, c.batch, elapsed, plain, jobs,
 			jobTimes(b, env, name, elapsed), jobTimes(b, env, "plain-"+name, plain)})
+		b.Logf("%s connector timeline: %s", name, slotTimeline(listJobs(b, env, tasktemplate.LabelConnector+"="+name), cStart, elapsed))
+		b.Logf("%s plain timeline: %s", name, slotTimeline(listJobs(b, env, tasktemplate.LabelConnector+"=plain-"+name), start, plain))
 	}
 	b.StopTimer()
 	checkBudget(b, env, budget)
@@ -428,6 +432,44 @@ func jobTimes(b *testing.B, env *testenv.Env, name string, wall time.Duration) s
 	}
 	p50, _ := percentiles(took)
 	return fmt.Sprintf("job p50 %s, %.1f in flight", p50.Round(time.Millisecond), busy.Seconds()/wall.Seconds())
+}
+
+// slotTimeline says where a run's wall time went: from its start to its
+// first job, the mean jobs in flight between the first job's creation and
+// the last one's completion, the time after the last completion until the
+// run ended, and how soon a new job followed a completion (p50/p99 of
+// completion → next creation: the hand-over of a slot).
+func slotTimeline(jobs []*models.Job, start time.Time, wall time.Duration) string {
+	var creates, ends []int64
+	for _, j := range jobs {
+		if j.State.StateType == models.JobStateTypeCompleted {
+			creates, ends = append(creates, j.CreateTime), append(ends, j.ModifyTime)
+		}
+	}
+	if len(creates) == 0 {
+		return "no jobs"
+	}
+	slices.Sort(creates)
+	slices.Sort(ends)
+	var busy time.Duration
+	for i := range creates {
+		busy += time.Duration(ends[i] - creates[i])
+	}
+	first, last := time.Unix(0, creates[0]), time.Unix(0, ends[len(ends)-1])
+	var refill []time.Duration
+	for _, e := range ends {
+		if i, _ := slices.BinarySearch(creates, e); i < len(creates) {
+			refill = append(refill, time.Duration(creates[i]-e))
+		}
+	}
+	out := fmt.Sprintf("first job after %s, %.2f in flight from it to the last completion (%s), end %s after it",
+		first.Sub(start).Round(time.Millisecond), busy.Seconds()/last.Sub(first).Seconds(), last.Sub(first).Round(time.Millisecond),
+		start.Add(wall).Sub(last).Round(time.Millisecond))
+	if len(refill) > 0 {
+		p50, p99 := percentiles(refill)
+		out += fmt.Sprintf("; completion → next job p50 %s, p99 %s", p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	}
+	return out
 }
 
 // onlyNote says which configurations BENCH_THROUGHPUT_ONLY kept.

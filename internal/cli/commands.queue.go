@@ -24,7 +24,7 @@ func redriveNote(ctx context.Context, cfg workflows.QueueConfig) string {
 		return ""
 	}
 	return fmt.Sprintf("warning: queue %s moves a message to its DLQ after %d receives (redrive maxReceiveCount); every receive counts, and a worker that "+
-		"crashes while a message's task runs costs it up to 2 more, so a healthy message could reach the DLQ. Set maxReceiveCount to %d or more:\n"+
+		"crashes while a message's task runs costs it 2 or more (more for tasks longer than twice the visibility timeout), so a healthy message could reach the DLQ. Set maxReceiveCount to %d or more:\n"+
 		"  aws sqs set-queue-attributes --queue-url <url> --attributes '{\"RedrivePolicy\":\"{\\\"deadLetterTargetArn\\\":\\\"<dlq arn>\\\",\\\"maxReceiveCount\\\":\\\"%d\\\"}\"}'\n",
 		cfg.Queue, n, activities.SafeMaxReceiveCount, activities.SafeMaxReceiveCount)
 }

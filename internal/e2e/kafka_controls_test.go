@@ -334,6 +334,7 @@ on_failure:
 	})
 
 	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 1), "kafka-partition-poison")
+	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-partition-reset")
 	recordHistory(t, workflows.KafkaWorkflowID(name), "kafka-connector-controls")
 }
 

@@ -103,11 +103,25 @@ func TestTwoBatchesInFlightCheckpointInOrderAndSurviveAKillBetweenThem(t *testin
 	jobs = batchJobs(t, name)
 	assert.Len(t, jobs[first], 1, "the first batch's job was awaited again, not submitted again")
 	assert.Len(t, jobs[second], 1, "the second batch ran once")
+	assertIndexed(t, jobs)
 	st, err = partitionStatus(name, topic, 0)
 	require.NoError(t, err)
 	assert.Equal(t, int64(records), st.Records)
 	assert.Equal(t, int64(3), st.Batches)
 	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-stream-in-flight")
+}
+
+// assertIndexed checks that every job runs in its identity's own
+// namespace (a connector started since jobs are indexed): the killed
+// worker's successor found the first batch's job there, not by reading
+// every job.
+func assertIndexed(t *testing.T, jobs map[string][]*models.Job) {
+	t.Helper()
+	for id, js := range jobs {
+		for _, j := range js {
+			assert.Equal(t, tasktemplate.Namespace(j.Labels[tasktemplate.LabelBatch]), j.Namespace, "batch %s", id)
+		}
+	}
 }
 
 // batchJobs lists a connector's jobs by batch identity.
@@ -204,5 +218,6 @@ func TestRecordsBehindASlowJobRunBesideItAndSurviveAKill(t *testing.T) {
 	jobs = batchJobs(t, name)
 	assert.Len(t, jobs[first], 1, "the slow batch's job was awaited again, not submitted again")
 	assert.Len(t, jobs[second], 1, "the batch beside it ran once")
+	assertIndexed(t, jobs)
 	recordHistory(t, workflows.PartitionWorkflowID(name, topic, 0), "kafka-stream-beside")
 }

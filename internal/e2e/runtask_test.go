@@ -193,29 +193,70 @@ func TestSubmitIsIdempotentWhenTheWorkerDies(t *testing.T) {
 
 func TestSubmitActivityReusesTheJobOfARetriedSubmit(t *testing.T) {
 	b := activities.NewBacalhau(env.Bacalhau.Address(), nil)
-	in := activities.SubmitInput{
-		Template: sampleTemplate(t),
-		Batch: tasktemplate.Batch{Connector: "e2e-resubmit", ID: "b1", Attempt: 1,
-			Inputs: []tasktemplate.Input{{Target: "/inputs/a.log", Inline: []byte(`{"status":200,"bytes":1,"path":"/"}` + "\n")}}},
-	}
 	var suite testsuite.WorkflowTestSuite
 	aenv := suite.NewTestActivityEnvironment()
 	aenv.RegisterActivity(b)
-	submit := func() activities.SubmitResult {
-		v, err := aenv.ExecuteActivity(b.Submit, in)
-		require.NoError(t, err)
-		var res activities.SubmitResult
-		require.NoError(t, v.Get(&res))
-		return res
+	for _, c := range []struct {
+		name      string
+		indexed   bool
+		namespace string // the template's
+	}{{"unindexed", false, ""}, {"indexed", true, ""}, {"indexed-own-namespace", true, "e2e-team"}} {
+		t.Run(c.name, func(t *testing.T) {
+			connector := "e2e-resubmit-" + c.name
+			template := sampleTemplate(t)
+			if c.namespace != "" {
+				template = "Namespace: " + c.namespace + "\n" + template
+			}
+			in := activities.SubmitInput{
+				Template: template,
+				Batch: tasktemplate.Batch{Connector: connector, ID: "b1", Attempt: 1, Indexed: c.indexed,
+					Inputs: []tasktemplate.Input{{Target: "/inputs/a.log", Inline: []byte(`{"status":200,"bytes":1,"path":"/"}` + "\n")}}},
+			}
+			submit := func() activities.SubmitResult {
+				v, err := aenv.ExecuteActivity(b.Submit, in)
+				require.NoError(t, err)
+				var res activities.SubmitResult
+				require.NoError(t, v.Get(&res))
+				return res
+			}
+			first := submit()
+			assert.False(t, first.Reused)
+			second := submit() // as a retried activity would
+			assert.True(t, second.Reused)
+			assert.Equal(t, first.JobID, second.JobID)
+			jobs := jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector)
+			require.Len(t, jobs, 1)
+			key := jobs[0].Labels[tasktemplate.LabelBatch]
+			find := func(ns string) *models.Job {
+				found, err := b.FindJob(context.Background(), key, ns)
+				require.NoError(t, err)
+				return found
+			}
+			switch {
+			case c.namespace != "":
+				// A template's own namespace is kept (Bacalhau's namespace
+				// auth policy may allow no other); lookups read only its jobs.
+				assert.Equal(t, c.namespace, jobs[0].Namespace)
+			case c.indexed:
+				// The job sits in its identity's own namespace, where the
+				// lookup reads one job.
+				assert.Equal(t, tasktemplate.Namespace(key), jobs[0].Namespace)
+			default:
+				// Jobs submitted unindexed (before identities were) are in
+				// the template's namespace: only a lookup across every
+				// namespace finds them, which is why an identity's indexing
+				// never changes (StreamState.Indexed).
+				assert.Equal(t, models.DefaultNamespace, jobs[0].Namespace)
+				assert.Nil(t, find(tasktemplate.Namespace(key)))
+			}
+			ns := tasktemplate.LookupNamespace(template, key, c.indexed)
+			require.NotNil(t, find(ns), "looked up in %q", ns)
+			require.NotNil(t, find(""), "a lookup across every namespace finds every job")
+			assert.Equal(t, first.JobID, find("").ID)
+			_, err := aenv.ExecuteActivity(b.Await, activities.AwaitInput{JobID: first.JobID})
+			require.NoError(t, err)
+		})
 	}
-	first := submit()
-	assert.False(t, first.Reused)
-	second := submit() // as a retried activity would
-	assert.True(t, second.Reused)
-	assert.Equal(t, first.JobID, second.JobID)
-	assert.Len(t, jobsWithLabel(t, tasktemplate.LabelConnector+"=e2e-resubmit"), 1)
-	_, err := aenv.ExecuteActivity(b.Await, activities.AwaitInput{JobID: first.JobID})
-	require.NoError(t, err)
 }
 
 func TestCancellingRunTaskStopsTheJob(t *testing.T) {

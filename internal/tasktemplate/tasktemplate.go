@@ -147,8 +147,16 @@ type Batch struct {
 	// tells batches of the same ID apart when records run again on
 	// purpose (a stream consumer applied again, or its position reset).
 	// Meta keeps the ID and the epoch apart.
-	Epoch  string
-	Inputs []Input
+	Epoch string
+	// Indexed puts the job in a Bacalhau namespace of its own, named for
+	// its identity (Namespace(key)), unless the template names a namespace
+	// other than "default" (kept, e.g. for Bacalhau's namespace auth
+	// policy): a lookup of the identity then reads that namespace's index
+	// and its jobs only, where a label lookup reads every job the
+	// orchestrator keeps (Bacalhau v1.7 decodes each to match labels).
+	// `bacalhau job list` still shows every job, whatever its namespace.
+	Indexed bool
+	Inputs  []Input
 	// Env is added to the task's environment (values, never secrets: use
 	// Bacalhau's "env:HOST_VAR" references for those).
 	Env map[string]string
@@ -166,6 +174,30 @@ type Batch struct {
 func Key(connector, batch string, attempt int) string {
 	h := sha256.Sum256([]byte(connector + "\x00" + batch + "\x00" + strconv.Itoa(attempt)))
 	return hex.EncodeToString(h[:16])
+}
+
+// Namespace is the Bacalhau namespace of an indexed batch's job
+// (Batch.Indexed) whose template names none: one per batch key.
+func Namespace(key string) string {
+	return "connect-" + key
+}
+
+// LookupNamespace is where the job of the batch with this key and template
+// is found: the namespace an indexed batch's job goes to, or "" (every
+// namespace) for a batch that is not indexed or a template that does not
+// parse.
+func LookupNamespace(template, key string, indexed bool) string {
+	if !indexed {
+		return ""
+	}
+	job, err := Parse(template)
+	if err != nil {
+		return ""
+	}
+	if job.Namespace != models.DefaultNamespace {
+		return job.Namespace
+	}
+	return Namespace(key)
 }
 
 // EpochID is a batch ID within an epoch: the ID itself when there is none.
@@ -237,6 +269,9 @@ func Build(template string, b Batch) (*models.Job, error) {
 		job.Meta[MetaEpoch] = b.Epoch
 	}
 	job.Name = LabelValue(b.Connector) + "-" + key[:16]
+	if b.Indexed && job.Namespace == models.DefaultNamespace {
+		job.Namespace = Namespace(key)
+	}
 
 	applyTimeouts(task, b)
 	job.Normalize()
