@@ -200,7 +200,7 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 			}
 			st.Holders[i].Recalled = true
 			st.Recalled++
-			pendingGrants = append(pendingGrants, recall(ctx, st.Holders[i].LeaseRequest))
+			pendingGrants = append(pendingGrants, recall(ctx, st.Holders[i].LeaseRequest, st))
 		}
 
 		info := workflow.GetInfo(ctx)
@@ -302,19 +302,32 @@ func (e *expiryTimer) arm(ctx workflow.Context, sel workflow.Selector, holders [
 	sel.AddFuture(e.timer, func(workflow.Future) { e.timer, e.cancel = nil, nil })
 }
 
-// recall asks a holder to give its lease back; a holder that is gone has
-// nothing to give back (its lease expires).
-func recall(ctx workflow.Context, req LeaseRequest) workflow.Future {
+// recall asks a holder to give its lease back. A holder that is gone (its
+// workflow closed without releasing, e.g. a connector cancelled while it
+// kept leases across batches) has nothing to give back: its lease is
+// released then, as grant does (GetVersion budget-recall-releases-gone;
+// before, such a lease blocked the waiters until its TTL ran out).
+func recall(ctx workflow.Context, req LeaseRequest, st *BudgetState) workflow.Future {
+	releaseGone := workflow.GetVersion(ctx, changeRecallReleasesGone, workflow.DefaultVersion, 1) == 1
 	f, set := workflow.NewFuture(ctx)
 	sig := workflow.SignalExternalWorkflow(ctx, req.HolderWorkflowID, req.HolderRunID, SignalLeaseRecall, LeaseRecall{LeaseID: req.LeaseID})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if err := sig.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("Lease holder unreachable for a recall", "LeaseID", req.LeaseID, "Error", err)
+			if releaseGone {
+				workflow.GetLogger(ctx).Warn("Lease holder gone at a recall; lease released", "LeaseID", req.LeaseID, "Error", err)
+				st.Holders = slices.DeleteFunc(st.Holders, func(l Lease) bool { return l.LeaseID == req.LeaseID })
+			} else {
+				workflow.GetLogger(ctx).Warn("Lease holder unreachable for a recall", "LeaseID", req.LeaseID, "Error", err)
+			}
 		}
 		set.Set(nil, nil)
 	})
 	return f
 }
+
+// changeRecallReleasesGone versions recall's release of a gone holder's
+// lease.
+const changeRecallReleasesGone = "budget-recall-releases-gone"
 
 // grant signals the holder; if the holder is gone, the lease is released.
 func grant(ctx workflow.Context, req LeaseRequest, st *BudgetState) workflow.Future {

@@ -351,3 +351,24 @@ func TestBudgetRecallsNothingWithoutContention(t *testing.T) {
 	assert.Zero(t, recalls)
 	assert.Equal(t, 5, st.InFlight)
 }
+
+// TestBudgetReleasesAKeptLeaseWhoseHolderIsGoneAtARecall: a connector
+// cancelled while it kept a lease across batches never gave it back; when
+// another request waits, the budget recalls it, the recall finds the
+// holder gone, and the lease goes to the waiter at once instead of at its
+// TTL (the hang BenchmarkSQS ran into).
+func TestBudgetReleasesAKeptLeaseWhoseHolderIsGoneAtARecall(t *testing.T) {
+	h := newBudgetHarness(t)
+	h.env.OnSignalExternalWorkflow(mock.Anything, "closed", mock.Anything, SignalLeaseRecall, mock.Anything).Return(
+		func(_, _, _, _ string, _ any) error { return errors.New("workflow execution already completed") })
+	var st BudgetStatus
+	h.at(time.Second, func() {
+		h.env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: "kept", HolderWorkflowID: "closed", TTL: time.Hour, Keeps: true})
+	})
+	h.at(2*time.Second, func() { h.acquire("waiter", time.Hour) })
+	h.at(10*time.Second, func() { st = h.status(); h.env.CancelWorkflow() })
+	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 1})
+	assert.Equal(t, []string{"waiter"}, st.Holders, "the gone holder's lease was released at the recall")
+	assert.Equal(t, []string{"kept", "waiter"}, h.granted)
+	assert.Zero(t, st.Expired, "not by its TTL")
+}

@@ -182,6 +182,15 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 	}
 	// Pollers stop between batches; then the run continues as new.
 	if err := workflow.Await(ctx, func() bool { return stopping || fatal != nil }); err != nil {
+		// Cancelled (starter delete): the pollers stop as their activities
+		// are cancelled and give back the leases they keep across batches
+		// (before, the run ended first and the leases stayed with the
+		// budget until a recall or their TTL).
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		if workflow.GetVersion(dctx, changeQueueCancelReleases, workflow.DefaultVersion, 1) == 1 {
+			wg.Wait(dctx)
+		}
 		return temporal.NewCanceledError("queue connector cancelled")
 	}
 	wg.Wait(ctx)
@@ -193,6 +202,10 @@ func QueueConnector(ctx workflow.Context, in QueueInput) error {
 	}
 	return workflow.NewContinueAsNewError(ctx, QueueConnector, QueueInput{Config: cfg, URL: st.URL, Counters: st.Counters, Paused: st.Paused, SNS: st.SNS})
 }
+
+// changeQueueCancelReleases versions a cancelled queue connector's wait for
+// its pollers to give their leases back.
+const changeQueueCancelReleases = "queue-cancel-releases"
 
 // changeQueueFewerActivities versions the queue poller's round: no
 // WaitForMessages after a full batch, and a successful batch settled by

@@ -61,7 +61,10 @@ func TestTwoBatchesInFlightCheckpointInOrderAndSurviveAKillBetweenThem(t *testin
 	defer func() { w.Kill() }()
 	deleteConnector := applyConnectors(t, queue, map[string]string{
 		name: kafkaSpecFile(t, name, k.Brokers()[0], topic, "batch: {max_records: 10, max_wait: 1s, max_in_flight: 2}\n",
-			"-slow-on=SLOWREC", "-slow-for=12s"),
+			// 30 s: under CI load (the chaos suite beside) the node took
+			// 6.7 s to place a job and 6.5 s to run a 10-record task, and
+			// 12 s let the slow batch land before the one beside it.
+			"-slow-on=SLOWREC", "-slow-for=30s"),
 	})
 	defer func() { deleteConnector(); waitClosed(t, workflows.KafkaWorkflowID(name)) }()
 

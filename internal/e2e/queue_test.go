@@ -634,3 +634,62 @@ func waitDeleted(t *testing.T, name string, n int64, timeout time.Duration) {
 		return nil
 	}))
 }
+
+// TestDeletingABusySQSConnectorGivesItsLeasesBack: pollers keep their
+// leases across the batches of a backlog; `starter delete` while they do
+// gives them back to the budget at once (before, the cancelled run ended
+// first and its leases blocked other connectors until a recall or their
+// TTL, minutes later).
+func TestDeletingABusySQSConnectorGivesItsLeasesBack(t *testing.T) {
+	runsAlongside(t)
+	ctx := context.Background()
+	const name = "e2e-sqs-delete-busy"
+	q := startSQS(t)
+	url, _ := createQueue(t, q, "e2e-busy", 0)
+	queue := startWorker(t)
+	c := q.Client()
+	for i := 0; i < 60; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := i; j < i+10; j++ {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
+		}
+		_, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		require.NoError(t, err)
+	}
+	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-busy, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
+		"batch: {max_messages: 5, max_wait: 1s, concurrency: 2}\n", "-delay=3s")
+	o, err := starter(t, queue, "apply", "-f", spec)
+	require.NoError(t, err, o)
+	var b workflows.BudgetStatus
+	budget := func() error {
+		v, err := env.Client.QueryWorkflow(ctx, workflows.BudgetWorkflowIDFor(queue), "", workflows.QueryBudgetStatus)
+		if err != nil {
+			return err // the budget starts with the first lease asked for
+		}
+		return v.Get(&b)
+	}
+	// Busy: a batch passed and the pollers hold leases for the next ones.
+	require.NoError(t, testenv.Eventually(2*time.Minute, func() error {
+		if err := budget(); err != nil {
+			return err
+		}
+		if st := queueStatus(t, name); st.Counters.Batches < 1 || b.InFlight == 0 {
+			return fmt.Errorf("%d batches, %d leases held", st.Counters.Batches, b.InFlight)
+		}
+		return nil
+	}))
+	o, err = starter(t, queue, "delete", name)
+	require.NoError(t, err, o)
+	waitClosed(t, workflows.QueueWorkflowID(name))
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		if err := budget(); err != nil {
+			return err
+		}
+		if b.InFlight != 0 {
+			return fmt.Errorf("leases still held after delete: %v", b.Holders)
+		}
+		return nil
+	}))
+	assert.Zero(t, b.Expired, "given back, not expired")
+	recordHistory(t, workflows.QueueWorkflowID(name), "queue-sqs-deleted-busy")
+}
