@@ -187,6 +187,10 @@ type ScanInput struct {
 	MaxObjects int
 	MaxBytes   int64
 	MaxBatches int
+	// MaxFolderEntries, when positive, also cuts a batch before any folder
+	// of its tasks' /inputs tree (the object keys' folders) would hold more
+	// entries than this; see FolderEntries.
+	MaxFolderEntries int `json:",omitempty"`
 }
 
 // BackfillRange is a time range to reprocess.
@@ -215,7 +219,8 @@ const scanObjectJSONBytes = 80
 
 // Scan lists the prefix and cuts the objects still to process into batches
 // of at most MaxObjects objects and MaxBytes bytes (an object larger than
-// MaxBytes forms a batch alone), up to MaxBatches batches and
+// MaxBytes forms a batch alone) and, with MaxFolderEntries, at most that
+// many entries in any folder of /inputs, up to MaxBatches batches and
 // maxScanResultBytes of answer. It heartbeats once per listed page.
 func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 	c, err := a.clients(ctx, in.Endpoint, in.Region)
@@ -228,6 +233,7 @@ func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 	res := &ScanResult{}
 	var batch []Object
 	var batchBytes int64
+	folders := NewFolderEntries(in.MaxFolderEntries)
 	resultBytes := 0
 	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(in.Bucket), Prefix: aws.String(in.Prefix)})
 	pages := 0
@@ -251,9 +257,10 @@ func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 				res.More = true
 				return res, nil
 			}
-			if len(batch) > 0 && (len(batch) == in.MaxObjects || batchBytes+obj.Size > in.MaxBytes) {
+			if len(batch) > 0 && (len(batch) == in.MaxObjects || batchBytes+obj.Size > in.MaxBytes || !folders.Fits(obj.Key)) {
 				res.Batches = append(res.Batches, batch)
 				batch, batchBytes = nil, 0
+				folders.Reset()
 				if len(res.Batches) == in.MaxBatches || resultBytes >= maxScanResultBytes {
 					res.More = true
 					return res, nil
@@ -261,6 +268,7 @@ func (a *S3) Scan(ctx context.Context, in ScanInput) (*ScanResult, error) {
 			}
 			batch = append(batch, obj)
 			batchBytes += obj.Size
+			folders.Add(obj.Key)
 			resultBytes += len(obj.Key) + scanObjectJSONBytes
 		}
 	}

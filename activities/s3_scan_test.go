@@ -77,3 +77,68 @@ func TestScanBoundsItsAnswerAndResumesFromTheCursor(t *testing.T) {
 	}
 	assert.Len(t, seen, objects)
 }
+
+// TestScanCutsBatchesBeforeAFolderOverflows: with MaxFolderEntries a batch
+// ends before any folder of /inputs would hold more entries (objects or
+// subfolders) than the bound, whatever MaxObjects allows.
+func TestScanCutsBatchesBeforeAFolderOverflows(t *testing.T) {
+	ctx := context.Background()
+	store, err := devstack.StartS3(ctx, devstack.S3Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer store.Stop()
+	s3c := store.Client()
+	_, err = s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("folders")})
+	require.NoError(t, err)
+	// in/a holds 5 objects; in/b/ holds 4 subfolders of one object each.
+	var keys []string
+	for i := 0; i < 5; i++ {
+		keys = append(keys, fmt.Sprintf("in/a/%d.log", i))
+	}
+	for i := 0; i < 4; i++ {
+		keys = append(keys, fmt.Sprintf("in/b/%d/x.log", i))
+	}
+	for _, k := range keys {
+		_, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("folders"), Key: aws.String(k), Body: strings.NewReader("x\n")})
+		require.NoError(t, err)
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	a := NewS3(func(context.Context, string, string) (*s3.Client, error) { return s3c, nil }, nil)
+	env.RegisterActivity(a)
+	scan := func(maxEntries int) [][]string {
+		v, err := env.ExecuteActivity(a.Scan, ScanInput{Bucket: "folders", Prefix: "in/", Lookback: time.Hour,
+			MaxObjects: 1000, MaxBytes: 1 << 30, MaxBatches: 20, MaxFolderEntries: maxEntries})
+		require.NoError(t, err)
+		var res ScanResult
+		require.NoError(t, v.Get(&res))
+		var batches [][]string
+		for _, b := range res.Batches {
+			var ks []string
+			for _, o := range b {
+				ks = append(ks, o.Key)
+			}
+			batches = append(batches, ks)
+		}
+		return batches
+	}
+	assert.Equal(t, [][]string{keys}, scan(0), "no bound: one batch")
+	assert.Equal(t, [][]string{keys[:3], keys[3:8], keys[8:]}, scan(3),
+		"in/a fills at 3; in/a's last 2 and in/b's first 3 subfolders; in/b's 4th subfolder")
+	assert.Equal(t, [][]string{keys[:4], keys[4:]}, scan(4))
+}
+
+func TestFolderEntriesCountsEveryFolderOfTheTarget(t *testing.T) {
+	f := NewFolderEntries(2)
+	for _, k := range []string{"a/x", "a/y", "b/c/d"} {
+		require.True(t, f.Fits(k), k)
+		f.Add(k)
+	}
+	assert.True(t, f.Fits("a/x"), "an entry already there adds nothing")
+	assert.True(t, f.Fits("b/c/e"), "b/c holds 1")
+	assert.False(t, f.Fits("a/z"), "a is full")
+	assert.False(t, f.Fits("c/z"), "/inputs holds a and b")
+	assert.True(t, f.Fits("a//x"), "keys are cleaned as mount paths are")
+	f.Reset()
+	assert.True(t, f.Fits("c/z"))
+	assert.True(t, NewFolderEntries(0).Fits("anything"), "0: no bound")
+}

@@ -302,7 +302,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, r *cronRunner, st *CronState)
 		err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{
 			Bucket: cfg.Source.Bucket, Prefix: cfg.Source.Prefix, Endpoint: cfg.Source.Endpoint, Region: cfg.Source.Region,
 			Cursor: st.Cursor, StartTime: cfg.Source.StartTime, Lookback: cfg.Source.Lookback,
-			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches,
+			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches, MaxFolderEntries: cfg.MaxFolderEntries,
 		}).Get(ctx, &scan)
 		if err != nil {
 			return false, fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)

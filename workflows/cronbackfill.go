@@ -62,7 +62,7 @@ func CronBackfill(ctx workflow.Context, in CronBackfillInput) (*BackfillResult, 
 		if err := workflow.ExecuteActivity(sctx, s3.Scan, activities.ScanInput{
 			Bucket: cfg.Source.Bucket, Prefix: cfg.Source.Prefix, Endpoint: cfg.Source.Endpoint, Region: cfg.Source.Region,
 			Backfill:   &activities.BackfillRange{From: in.Range.From, To: in.Range.To, AfterKey: after},
-			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches,
+			MaxObjects: cfg.MaxObjects, MaxBytes: cfg.MaxBytes, MaxBatches: scanBatches, MaxFolderEntries: cfg.MaxFolderEntries,
 		}).Get(ctx, &scan); err != nil {
 			return done, fmt.Errorf("backfill scan: %w", err)
 		}

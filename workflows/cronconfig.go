@@ -23,6 +23,10 @@ type CronConfig struct {
 	// MaxObjects and MaxBytes bound one batch.
 	MaxObjects int
 	MaxBytes   int64
+	// MaxFolderEntries, when positive, also bounds the entries of any one
+	// folder of a batch's /inputs tree (activities.FolderEntries says why
+	// WASM tasks need it). Zero: no bound.
+	MaxFolderEntries int `json:",omitempty"`
 	// Concurrency is how many batches of a tick run at once (0 or 1: one
 	// at a time). The shared budget still caps jobs in flight overall.
 	Concurrency int `json:",omitempty"`
@@ -96,6 +100,9 @@ func (c CronConfig) Validate() error {
 	}
 	if c.MaxObjects < 1 || c.MaxBytes < 1 {
 		errs = append(errs, errors.New("batch: max_objects and max_bytes must be positive"))
+	}
+	if c.MaxFolderEntries < 0 {
+		errs = append(errs, fmt.Errorf("batch.max_folder_entries: %d: use a positive number, or leave it out", c.MaxFolderEntries))
 	}
 	if c.Concurrency < 0 || c.Concurrency > MaxCronConcurrency {
 		errs = append(errs, fmt.Errorf("batch.concurrency: %d: use 1 to %d", c.Concurrency, MaxCronConcurrency))

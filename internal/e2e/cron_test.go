@@ -31,7 +31,12 @@ import (
 // `starter apply` does. extra is appended to the spec's top level.
 func cronConfig(t *testing.T, name, bucket, prefix, schedule, extra string) workflows.CronConfig {
 	t.Helper()
-	text := fmt.Sprintf(`name: %s
+	return loadCronSpec(t, name, cronSpec(name, bucket, prefix, schedule, extra))
+}
+
+// cronSpec is the cron spec cronConfig loads.
+func cronSpec(name, bucket, prefix, schedule, extra string) string {
+	return fmt.Sprintf(`name: %s
 kind: cron
 schedule: "%s"
 source:
@@ -52,6 +57,11 @@ retry:
   initial_interval: 1s
 %s`, name, schedule, bucket, prefix, env.S3.Endpoint(), env.S3.Region(),
 		filepath.Join(env.Root, "examples/jobs/logsummary.yaml"), env.Modules.URL(), extra)
+}
+
+// loadCronSpec resolves a cron spec's text as `starter apply` does.
+func loadCronSpec(t *testing.T, name, text string) workflows.CronConfig {
+	t.Helper()
 	r, err := spec.Load(filepath.Join(t.TempDir(), name+".yaml"), []byte(text))
 	require.NoError(t, err)
 	require.NotNil(t, r.Cron)
@@ -284,4 +294,34 @@ func TestCronDoesNotDeadLetterObjectsItsNodeCouldNotFetch(t *testing.T) {
 		// The s3 input source mounts an object as a folder holding it.
 		assert.Equal(t, 1, seen[k+"/"+filepath.Base(k)], "object %s ran once: %v", k, seen)
 	}
+}
+
+// TestCronRunsALargeBatchFromOneFolder: 500 objects in one folder with
+// max_objects 500. As one WASM task, Bacalhau v1.7's executor lists that
+// folder forever and the task runs out of memory (a Go guest lists 340
+// entries of a folder of mounts correctly, 341 never); the spec's default
+// folder bound for WASM templates (256) cuts two batches that run.
+func TestCronRunsALargeBatchFromOneFolder(t *testing.T) {
+	queue := startWorker(t)
+	const bucket, name, n = "cron-large", "e2e-cron-large", 500
+	createBucket(t, bucket)
+	var want []string
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("app/2026/12/06/obj-%04d.log", i)
+		putLog(t, bucket, key)
+		want = append(want, key)
+	}
+	text := strings.Replace(cronSpec(name, bucket, "app/", "@every 5s", ""), "  max_objects: 15\n", "  max_objects: 500\n", 1)
+	cfg := loadCronSpec(t, name, text)
+	require.Equal(t, spec.DefaultWASMFolderEntries, cfg.MaxFolderEntries, "a WASM template's default")
+	startCron(t, queue, cfg)
+	st := waitObjects(t, name, n, 5*time.Minute)
+	assert.Equal(t, int64(2), st.Counters.Batches, "256 + 244 objects: %+v", st.Counters)
+	assert.Zero(t, st.Counters.DeadLettered)
+	seen, completed := ledger(t, name)
+	assert.Equal(t, 2, completed, "one successful job per batch")
+	for _, k := range want {
+		assert.Equal(t, 1, seen[k], "object %s", k)
+	}
+	assert.Len(t, seen, n)
 }

@@ -19,15 +19,20 @@ import (
 
 // Defaults of a cron connector.
 const (
-	DefaultTimezone      = "UTC"
-	DefaultLookback      = time.Hour
-	DefaultMaxObjects    = 100
-	MaxMaxObjects        = 1000
-	DefaultMaxBytes      = 256 << 20
-	DefaultConcurrency   = 4
-	DefaultOverlap       = OverlapSkip
-	DefaultCatchupWindow = time.Hour
-	DefaultMaxAttempts   = 3
+	DefaultTimezone   = "UTC"
+	DefaultLookback   = time.Hour
+	DefaultMaxObjects = 100
+	MaxMaxObjects     = 1000
+	// DefaultWASMFolderEntries bounds the entries of one folder of a WASM
+	// task's /inputs (activities.FolderEntries): a Go guest lists 340
+	// correctly and 341 forever; 256 leaves room for guests that read a
+	// folder in smaller calls. Other engines mount real folders: no bound.
+	DefaultWASMFolderEntries = 256
+	DefaultMaxBytes          = 256 << 20
+	DefaultConcurrency       = 4
+	DefaultOverlap           = OverlapSkip
+	DefaultCatchupWindow     = time.Hour
+	DefaultMaxAttempts       = 3
 )
 
 // Problem is one thing wrong with a spec.
@@ -189,26 +194,27 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 		set   bool
 		kinds []string
 	}{
-		"schedule":             {s.Schedule != "", []string{KindCron}},
-		"timezone":             {s.Timezone != "", []string{KindCron}},
-		"source.s3":            {s.Source.S3 != nil, []string{KindCron}},
-		"overlap":              {s.Overlap != "", []string{KindCron}},
-		"catchup_window":       {s.CatchupWindow != nil, []string{KindCron}},
-		"dead_letter":          {s.DeadLetter != nil, []string{KindCron}},
-		"batch.max_objects":    {s.Batch.MaxObjects != nil, []string{KindCron}},
-		"batch.concurrency":    {s.Batch.Concurrency != nil, []string{KindCron, KindSQS, KindSNS}},
-		"source.kafka":         {s.Source.Kafka != nil, []string{KindKafka}},
-		"source.kinesis":       {s.Source.Kinesis != nil, []string{KindKinesis}},
-		"mode":                 {s.Mode != "", []string{KindKafka, KindKinesis}},
-		"staging":              {s.Staging != nil, []string{KindKafka, KindKinesis}},
-		"on_failure":           {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
-		"batch.max_records":    {s.Batch.MaxRecords != nil, []string{KindKafka, KindKinesis}},
-		"batch.max_in_flight":  {s.Batch.MaxInFlight != nil, []string{KindKafka}},
-		"batch.max_wait":       {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
-		"retry.max_record_age": {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
-		"source.sqs":           {s.Source.SQS != nil, []string{KindSQS}},
-		"source.sns":           {s.Source.SNS != nil, []string{KindSNS}},
-		"batch.max_messages":   {s.Batch.MaxMessages != nil, []string{KindSQS, KindSNS}},
+		"schedule":                 {s.Schedule != "", []string{KindCron}},
+		"timezone":                 {s.Timezone != "", []string{KindCron}},
+		"source.s3":                {s.Source.S3 != nil, []string{KindCron}},
+		"overlap":                  {s.Overlap != "", []string{KindCron}},
+		"catchup_window":           {s.CatchupWindow != nil, []string{KindCron}},
+		"dead_letter":              {s.DeadLetter != nil, []string{KindCron}},
+		"batch.max_objects":        {s.Batch.MaxObjects != nil, []string{KindCron}},
+		"batch.max_folder_entries": {s.Batch.MaxFolderEntries != nil, []string{KindCron}},
+		"batch.concurrency":        {s.Batch.Concurrency != nil, []string{KindCron, KindSQS, KindSNS}},
+		"source.kafka":             {s.Source.Kafka != nil, []string{KindKafka}},
+		"source.kinesis":           {s.Source.Kinesis != nil, []string{KindKinesis}},
+		"mode":                     {s.Mode != "", []string{KindKafka, KindKinesis}},
+		"staging":                  {s.Staging != nil, []string{KindKafka, KindKinesis}},
+		"on_failure":               {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
+		"batch.max_records":        {s.Batch.MaxRecords != nil, []string{KindKafka, KindKinesis}},
+		"batch.max_in_flight":      {s.Batch.MaxInFlight != nil, []string{KindKafka}},
+		"batch.max_wait":           {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
+		"retry.max_record_age":     {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
+		"source.sqs":               {s.Source.SQS != nil, []string{KindSQS}},
+		"source.sns":               {s.Source.SNS != nil, []string{KindSNS}},
+		"batch.max_messages":       {s.Batch.MaxMessages != nil, []string{KindSQS, KindSNS}},
 	}
 	var wrong []string
 	for path, f := range fields {
@@ -285,6 +291,7 @@ func (s *Spec) resolveCron(dir string, add addFunc) *workflows.CronConfig {
 	}
 
 	cfg.TaskConfig = s.resolveTask(dir, add)
+	cfg.MaxFolderEntries = s.maxFolderEntries(cfg.Template, maxObjects, add)
 	if dl := s.DeadLetter; dl != nil {
 		switch {
 		case dl.S3 == nil:
@@ -311,6 +318,21 @@ func checkEndpoint(add addFunc, path, endpoint string) {
 
 // resolveTask checks the task and retry sections and reads, renders and
 // checks the template.
+// maxFolderEntries is batch.max_folder_entries, defaulting by the
+// template's engine: DefaultWASMFolderEntries for wasm, none otherwise.
+func (s *Spec) maxFolderEntries(template string, maxObjects int, add addFunc) int {
+	if v := s.Batch.MaxFolderEntries; v != nil {
+		if *v < 1 || *v > MaxMaxObjects {
+			add("batch.max_folder_entries", "%d: use 1 to %d (leave it out for the default: %d for WASM tasks, no bound otherwise)", *v, MaxMaxObjects, DefaultWASMFolderEntries)
+		}
+		return *v
+	}
+	if template != "" && tasktemplate.IsWASM(template) && maxObjects > DefaultWASMFolderEntries {
+		return DefaultWASMFolderEntries
+	}
+	return 0
+}
+
 func (s *Spec) resolveTask(dir string, add addFunc) workflows.TaskConfig {
 	t := s.Task
 	p := workflows.TaskConfig{QueueTimeout: dur(t.QueueTimeout, 0), ExecutionTimeout: dur(t.ExecutionTimeout, 0), URLTTL: dur(t.Input.URLTTL, 0),

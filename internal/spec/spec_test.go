@@ -49,6 +49,43 @@ func TestDefaults(t *testing.T) {
 	assert.Nil(t, cfg.DeadLetter)
 }
 
+// TestWASMBatchesBoundTheirFolders: a WASM template gets the folder bound
+// once max_objects could pass it (activities.FolderEntries), a docker
+// template none, and a value written is kept.
+func TestWASMBatchesBoundTheirFolders(t *testing.T) {
+	load := func(t *testing.T, text string) int {
+		t.Helper()
+		r, err := Load(exampleSpec, []byte(text))
+		require.NoError(t, err)
+		require.NoError(t, r.Cron.Validate())
+		return r.Cron.MaxFolderEntries
+	}
+	assert.Zero(t, load(t, minimal()), "100 objects cannot fill a folder past 256")
+	assert.Equal(t, DefaultWASMFolderEntries, load(t, edit(t, "task:\n", "batch:\n  max_objects: 1000\ntask:\n")))
+	assert.Equal(t, 40, load(t, edit(t, "task:\n", "batch:\n  max_objects: 1000\n  max_folder_entries: 40\ntask:\n")))
+
+	docker := filepath.Join(t.TempDir(), "docker.yaml")
+	require.NoError(t, os.WriteFile(docker, []byte(`Type: batch
+Count: 1
+Tasks:
+  - Name: main
+    Engine:
+      Type: docker
+      Params: {Image: "busybox:1.36", Entrypoint: [cat]}
+`), 0o644))
+	text := strings.Replace(edit(t, "task:\n", "batch:\n  max_objects: 1000\ntask:\n"), "../jobs/logsummary.yaml", docker, 1)
+	assert.Zero(t, load(t, text), "docker mounts real folders")
+
+	_, err := Load(exampleSpec, []byte(`name: q
+kind: sqs
+source: {sqs: {queue: "http://127.0.0.1:1/q"}}
+batch: {max_folder_entries: 10}
+task: {template: ../jobs/logsummary.yaml, vars: {MODULES_URL: "http://m"}}
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "batch.max_folder_entries")
+}
+
 func minimal() string {
 	return `name: web-logs
 kind: cron
@@ -114,6 +151,8 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"explicit zero concurrency", edit(t, "task:\n", "batch:\n  concurrency: 0\ntask:\n"), "batch.concurrency", "0: use 1 to 32 (leave it out for the default"},
 		{"explicit zero bytes", edit(t, "task:\n", "batch:\n  max_bytes: 0\ntask:\n"), "batch.max_bytes", "0: use a positive size"},
 		{"explicit zero attempts", edit(t, "task:\n", "retry: {max_attempts: 0}\ntask:\n"), "retry.max_attempts", "0: use 1 (no retries) or more (leave it out for the default, 3)"},
+		{"explicit zero folder entries", edit(t, "task:\n", "batch:\n  max_folder_entries: 0\ntask:\n"), "batch.max_folder_entries", "0: use 1 to 1000 (leave it out for the default: 256 for WASM tasks"},
+		{"too many folder entries", edit(t, "task:\n", "batch:\n  max_folder_entries: 1001\ntask:\n"), "batch.max_folder_entries", "use 1 to 1000"},
 		{"too much concurrency", edit(t, "task:\n", "batch:\n  concurrency: 100\ntask:\n"), "batch.concurrency", "use 1 to 32"},
 		{"unknown field", edit(t, "kind: cron\n", "kind: cron\nshedule: x\n"), "shedule", "unknown field: did you mean schedule?"},
 		{"unknown field far from any", edit(t, "kind: cron\n", "kind: cron\ncolour: blue\n"), "colour", "unknown field: remove it, or use one of name, kind,"},

@@ -196,6 +196,12 @@ type S3Source struct {
 type Batch struct {
 	// MaxObjects per task. Default 100, at most 1000.
 	MaxObjects *int `yaml:"max_objects"`
+	// MaxFolderEntries bounds the entries (objects and subfolders) of any
+	// one folder of a task's /inputs: a batch is cut before a folder would
+	// pass it. Default 256 for WASM tasks (Bacalhau v1.7's WASM executor
+	// lists larger folders of inputs wrongly), no bound for other engines;
+	// 1 to 1000. Cron connectors only.
+	MaxFolderEntries *int `yaml:"max_folder_entries"`
 	// MaxBytes per task ("64MiB", "1GB" or a number of bytes). Default 256MiB.
 	// An object larger than this runs alone.
 	MaxBytes *ByteSize `yaml:"max_bytes"`

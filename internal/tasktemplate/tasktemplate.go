@@ -73,6 +73,13 @@ func Render(text string, vars map[string]string) (string, error) {
 
 var knownEngines = []string{models.EngineWasm, models.EngineDocker}
 
+// IsWASM reports whether a rendered template's task runs on the wasm
+// engine (false when the template does not parse).
+func IsWASM(text string) bool {
+	job, err := Parse(text)
+	return err == nil && job.Tasks[0].Engine.Type == models.EngineWasm
+}
+
 // Parse decodes and checks a job template. Unknown fields are errors.
 func Parse(text string) (*models.Job, error) {
 	job, err := marshaller.UnmarshalJob([]byte(text))
