@@ -14,10 +14,17 @@ import (
 	"go.temporal.io/sdk/activity"
 )
 
-// ShardAt is an idle shard and the position its consumer waits at.
+// ShardAt is an idle shard and the position its consumer waits at or,
+// with Observe, a paused shard and its checkpoint.
 type ShardAt struct {
 	Shard string
 	ShardPosition
+	// Observe: the shard is paused; the watcher reports how far behind it
+	// is (ShardsWatched.Behind) instead of waking it.
+	Observe bool `json:",omitempty"`
+	// BehindSince (with Observe) is the arrival time of the oldest record
+	// waiting after the position, as last known (zero: none known).
+	BehindSince time.Time `json:",omitempty"`
 }
 
 // WatchShardsInput asks the watcher of a connector's stream to wait until
@@ -32,6 +39,12 @@ type WatchShardsInput struct {
 	Timeout time.Duration
 	// ListEvery is how often the shards are listed (0: every 10 s).
 	ListEvery time.Duration `json:",omitempty"`
+	// ObserveEvery is how long the watcher gathers what it learns of
+	// observed (paused) shards before it returns (0: 15 s); RefreshEvery
+	// is how often it returns while one of them is behind, so its
+	// millis-behind gauge keeps moving (0: 1 minute).
+	ObserveEvery time.Duration `json:",omitempty"`
+	RefreshEvery time.Duration `json:",omitempty"`
 }
 
 // ShardsWatched is what the shard watcher saw: the idle shards with
@@ -42,6 +55,10 @@ type ShardsWatched struct {
 	Ready     []string `json:",omitempty"`
 	NewShards bool     `json:",omitempty"`
 	Problem   string   `json:",omitempty"`
+	// Behind are the observed shards (at the positions they were observed
+	// at) with the arrival time of their oldest waiting record (zero:
+	// none waits), when one changed or one is behind.
+	Behind []ShardAt `json:",omitempty"`
 }
 
 // Shard watcher pacing: each idle shard is polled once per
@@ -75,9 +92,24 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 	if in.ListEvery <= 0 {
 		in.ListEvery = shardWatchList
 	}
-	deadline := time.Now().Add(in.Timeout)
-	nextList := time.Now().Add(in.ListEvery)
+	if in.ObserveEvery <= 0 {
+		in.ObserveEvery = defaultObserveEvery
+	}
+	if in.RefreshEvery <= 0 {
+		in.RefreshEvery = time.Minute
+	}
+	start := time.Now()
+	deadline := start.Add(in.Timeout)
+	nextList := start.Add(in.ListEvery)
 	iters := make([]*string, len(in.Idle))
+	// observed: what is known of each observed shard; settled: its oldest
+	// waiting record is known (it cannot change while the shard is
+	// paused) or the shard is closed and read to its end.
+	observed := make([]time.Time, len(in.Idle))
+	settled := make([]bool, len(in.Idle))
+	for i, s := range in.Idle {
+		observed[i], settled[i] = s.BehindSince, !s.BehindSince.IsZero()
+	}
 	var failing time.Time
 	for {
 		var (
@@ -88,17 +120,22 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 			slots   = make(chan struct{}, shardWatchPollers)
 		)
 		for i, s := range in.Idle {
+			if settled[i] {
+				continue
+			}
 			wg.Add(1)
 			slots <- struct{}{}
 			go func() {
 				defer func() { <-slots; wg.Done() }()
-				has, next, err := pollShardTip(ctx, c, in.StreamRef, s, iters[i])
+				has, arrived, next, err := pollShardTip(ctx, c, in.StreamRef, s, iters[i])
 				mu.Lock()
 				defer mu.Unlock()
 				iters[i] = next
 				switch {
 				case err != nil:
 					lastErr = err
+				case has && s.Observe:
+					observed[i], settled[i] = arrived, true
 				case has:
 					ready = append(ready, s.Shard)
 				}
@@ -110,6 +147,21 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 		}
 		out := ShardsWatched{Ready: ready}
 		slices.Sort(out.Ready)
+		changed, behind := false, false
+		for i, s := range in.Idle {
+			if s.Observe {
+				changed = changed || !observed[i].Equal(s.BehindSince)
+				behind = behind || !observed[i].IsZero()
+			}
+		}
+		if changed && time.Since(start) >= in.ObserveEvery || behind && time.Since(start) >= in.RefreshEvery {
+			for i, s := range in.Idle {
+				if s.Observe {
+					s.BehindSince = observed[i]
+					out.Behind = append(out.Behind, s)
+				}
+			}
+		}
 		if time.Now().After(nextList) {
 			nextList = time.Now().Add(in.ListEvery)
 			listed, err := k.ListShards(ctx, in.StreamRef)
@@ -130,7 +182,7 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 		if !failing.IsZero() && time.Since(failing) > watchFailing {
 			out.Problem = fmt.Sprintf("kinesis: watching %s: %v", in.name(), lastErr)
 		}
-		if len(out.Ready) > 0 || out.NewShards || out.Problem != "" {
+		if len(out.Ready) > 0 || out.NewShards || out.Problem != "" || len(out.Behind) > 0 {
 			return &out, nil
 		}
 		if time.Now().After(deadline) {
@@ -143,13 +195,14 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 	}
 }
 
-// pollShardTip tells whether a shard has a record after s's position, or
-// is closed and read to its end (has), from iter (nil: a new iterator).
-// It returns the iterator to poll with next (nil: make a new one).
-func pollShardTip(ctx context.Context, c *kinesis.Client, ref StreamRef, s ShardAt, iter *string) (has bool, next *string, err error) {
+// pollShardTip tells whether a shard has a record after s's position (and
+// when the first of them arrived), or is closed and read to its end (has,
+// with a zero arrival), from iter (nil: a new iterator). It returns the
+// iterator to poll with next (nil: make a new one).
+func pollShardTip(ctx context.Context, c *kinesis.Client, ref StreamRef, s ShardAt, iter *string) (has bool, arrived time.Time, next *string, err error) {
 	if iter == nil {
 		if iter, err = shardIterator(ctx, c, ref, s.Shard, s.ShardPosition); err != nil {
-			return false, nil, err
+			return false, time.Time{}, nil, err
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -159,16 +212,16 @@ func pollShardTip(ctx context.Context, c *kinesis.Client, ref StreamRef, s Shard
 	var expired *ktypes.ExpiredIteratorException
 	switch {
 	case errors.As(err, &throttled):
-		return false, iter, nil // poll again next round
+		return false, time.Time{}, iter, nil // poll again next round
 	case errors.As(err, &expired):
-		return false, nil, nil
+		return false, time.Time{}, nil, nil
 	case err != nil:
-		return false, nil, fmt.Errorf("polling %s: %w", s.Shard, err)
+		return false, time.Time{}, nil, fmt.Errorf("polling %s: %w", s.Shard, err)
 	case len(resp.Records) > 0:
-		return true, nil, nil
+		return true, aws.ToTime(resp.Records[0].ApproximateArrivalTimestamp).UTC(), nil, nil
 	case resp.NextShardIterator == nil:
-		return true, nil, nil // closed and read to its end: its consumer finishes
+		return true, time.Time{}, nil, nil // closed and read to its end: its consumer finishes
 	}
 	// Nothing was consumed: the same position continues.
-	return false, resp.NextShardIterator, nil
+	return false, time.Time{}, resp.NextShardIterator, nil
 }

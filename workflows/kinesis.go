@@ -55,6 +55,15 @@ type KinesisConnectorStatus struct {
 	LastError string `json:",omitempty"`
 }
 
+// Behind is the most any shard is behind at now (ShardStatus.Behind).
+func (st KinesisConnectorStatus) Behind(now time.Time) time.Duration {
+	var most time.Duration
+	for _, s := range st.Shards {
+		most = max(most, s.Behind(now))
+	}
+	return most
+}
+
 // PhaseWaitingForParents is the phase the connector reports for a shard
 // whose consumer has not started: it waits for its parents to finish.
 const PhaseWaitingForParents = "waiting-for-parents"
@@ -112,6 +121,9 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 	// for all of them, instead of a poll per shard and a listing every
 	// 10 s. idle holds the positions they wait at.
 	watching := engine && workflow.GetVersion(ctx, changeKinesisIdleWatcher, workflow.DefaultVersion, 1) == 1
+	// observePaused: the watcher also follows the paused shards, so how
+	// far they fall behind (status, list, gauge) stays true while paused.
+	observePaused := watching && workflow.GetVersion(ctx, changeKinesisObservePaused, workflow.DefaultVersion, 1) == 1
 	idle := map[string]activities.ShardPosition{}
 	for _, r := range in.Reports {
 		if r.Phase == "idle" && r.Watched && r.WaitsAt != nil {
@@ -291,7 +303,11 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 			for _, s := range shards {
 				known = append(known, s.ID)
 			}
-			w.arm(ctx, sel, idleShards(idle), len(shards), &lastError, &recheck, func(ctx workflow.Context, want []activities.ShardAt) workflow.Future {
+			want := idleShards(idle)
+			if observePaused {
+				want = append(want, pausedShards(shards, reports)...)
+			}
+			w.arm(ctx, sel, want, len(shards), &lastError, &recheck, func(ctx workflow.Context, want []activities.ShardAt) workflow.Future {
 				return workflow.ExecuteActivity(ctx, k.WatchShards, activities.WatchShardsInput{StreamRef: cfg.streamRef(), Idle: want,
 					Known: known, Timeout: watchTimeout})
 			})
@@ -305,9 +321,21 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 				} else {
 					delete(idle, r.Shard)
 				}
-				recheck = recheck || w.stale(idleShards(idle))
+				if !observePaused {
+					recheck = recheck || w.stale(idleShards(idle))
+				}
+			}
+			if held, ok := reports[r.Shard]; ok && observePaused && samePause(held, r) {
+				// What the watcher saw still holds at this position.
+				r.BehindSince, r.MillisBehind = held.BehindSince, held.MillisBehind
+			} else if ok && observePaused && !held.BehindSince.IsZero() {
+				// Reset or resumed: the consumer's own figure holds again.
+				connectorMetrics(ctx, "kinesis", cfg.Name).WithTags(map[string]string{"shard": r.Shard}).Gauge(MetricShardBehind).Update(float64(r.MillisBehind))
 			}
 			reports[r.Shard] = newerReport(reports[r.Shard], r, func(s ShardStatus) (time.Time, int64) { return s.Reported, s.Seq })
+			if observePaused {
+				recheck = recheck || w.stale(append(idleShards(idle), pausedShards(shards, reports)...))
+			}
 			if i := index(r.Shard); i >= 0 && r.Finished && !shards[i].Finished {
 				shards[i].Finished = true
 				recheck = true // its children may start now
@@ -366,6 +394,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 				r = ShardStatus{}
 			}
 			wakeShards(ctx, cfg, idle, &w.result)
+			observedBehind(ctx, cfg, reports, &w.result)
 		}
 		if moveNow || rounds >= 500 && !watching || rounds >= 5000 || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			w.stop()

@@ -56,8 +56,14 @@ type ShardStatus struct {
 	LastDeadLetter string     `json:",omitempty"`
 	// LastReset is the ID of the last reset this consumer applied.
 	LastReset string `json:",omitempty"`
-	// MillisBehind is how far the last read was behind the shard's tip.
+	// MillisBehind is how far the last read was behind the shard's tip
+	// (while paused: how long the oldest waiting record has waited, when
+	// the connector's watcher last looked).
 	MillisBehind int64 `json:",omitempty"`
+	// BehindSince (while paused) is the arrival time of the oldest record
+	// waiting after the checkpoint, as the connector's watcher saw it;
+	// zero when none waits or none is known.
+	BehindSince time.Time `json:",omitempty"`
 	// Finished: the shard is closed and every record of it is processed.
 	Finished bool `json:",omitempty"`
 	Phase    string
@@ -66,9 +72,19 @@ type ShardStatus struct {
 	// workflow time (the stream engine numbers them; 0 before).
 	Seq int64 `json:",omitempty"`
 	// Watched: the consumer waits for its connector's wake when idle;
-	// WaitsAt is the position it waits at (while idle).
+	// WaitsAt is the position it waits at (while idle or paused).
 	Watched bool                      `json:",omitempty"`
 	WaitsAt *activities.ShardPosition `json:",omitempty"`
+}
+
+// Behind is how far the shard is behind at now: while paused, how long
+// its oldest waiting record has waited; otherwise how far its last read
+// was behind the shard's tip.
+func (s ShardStatus) Behind(now time.Time) time.Duration {
+	if s.Paused && !s.BehindSince.IsZero() {
+		return max(0, now.Sub(s.BehindSince))
+	}
+	return time.Duration(s.MillisBehind) * time.Millisecond
 }
 
 // ShardControl is what the connector tells a shard consumer.

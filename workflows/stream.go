@@ -442,6 +442,9 @@ const (
 	// changeKinesisIdleWatcher: one watcher per Kinesis connector wakes
 	// idle shard consumers (and lists shards when it sees new ones).
 	changeKinesisIdleWatcher = "kinesis-idle-watcher"
+	// changeKinesisObservePaused: the watcher follows how far paused
+	// shards fall behind.
+	changeKinesisObservePaused = "kinesis-observe-paused-behind"
 )
 
 // startMoved starts the stream engine consumer of a unit whose older

@@ -161,7 +161,7 @@ func (u *kinesisUnit) status(st *StreamState[activities.ShardPosition, string], 
 	}
 	if u.watch {
 		s.Watched = true
-		if p.Phase == "idle" {
+		if p.Phase == "idle" || st.Paused {
 			at := st.Checkpoint
 			s.WaitsAt = &at
 		}

@@ -198,3 +198,51 @@ func wakeShards(ctx workflow.Context, cfg KinesisConfig, idle map[string]activit
 	}
 	seen.Ready = nil
 }
+
+// pausedShards are the paused shards (as their latest reports say) that
+// are not finished, in shard order, at the positions they wait at, with
+// what is known of their oldest waiting record: the watcher observes them.
+func pausedShards(shards []KinesisShard, reports map[string]ShardStatus) []activities.ShardAt {
+	var at []activities.ShardAt
+	for _, s := range shards {
+		r, ok := reports[s.ID]
+		if !ok || !r.Paused || r.Finished || r.WaitsAt == nil {
+			continue
+		}
+		at = append(at, activities.ShardAt{Shard: s.ID, ShardPosition: *r.WaitsAt, Observe: true, BehindSince: r.BehindSince})
+	}
+	slices.SortFunc(at, func(a, b activities.ShardAt) int { return strings.Compare(a.Shard, b.Shard) })
+	return at
+}
+
+// samePause tells whether two reports of a shard are paused at the same
+// position (what the watcher saw of one holds for the other).
+func samePause(a, b ShardStatus) bool {
+	return a.Paused && b.Paused && a.WaitsAt != nil && b.WaitsAt != nil && samePosition(*a.WaitsAt, *b.WaitsAt)
+}
+
+// samePosition compares shard positions (times by instant).
+func samePosition(a, b activities.ShardPosition) bool {
+	return a.After == b.After && a.Start == b.Start && a.StartTime.Equal(b.StartTime)
+}
+
+// observedBehind records how far behind the paused shards the last watch
+// observed are (status, list and the millis-behind gauge stay true), once.
+// An observation of a position the shard has since left is dropped.
+func observedBehind(ctx workflow.Context, cfg KinesisConfig, reports map[string]ShardStatus, seen *activities.ShardsWatched) {
+	m := connectorMetrics(ctx, "kinesis", cfg.Name)
+	now := workflow.Now(ctx)
+	for _, o := range seen.Behind {
+		r, ok := reports[o.Shard]
+		if !ok || !r.Paused || r.WaitsAt == nil || !samePosition(*r.WaitsAt, o.ShardPosition) {
+			continue
+		}
+		r.BehindSince, r.MillisBehind = o.BehindSince, 0
+		if !o.BehindSince.IsZero() {
+			r.MillisBehind = max(0, now.Sub(o.BehindSince).Milliseconds())
+		}
+		reports[o.Shard] = r
+		m.WithTags(map[string]string{"shard": o.Shard}).Gauge(MetricShardBehind).Update(float64(r.MillisBehind))
+	}
+	seen.Behind = nil
+}

@@ -288,8 +288,10 @@ type connectorRow struct {
 	Position  string `json:"position"`
 	Processed int64  `json:"processed"`
 	Lag       int64  `json:"lag"`
-	LastJob   string `json:"last_job,omitempty"`
-	LastError string `json:"last_error,omitempty"`
+	// BehindMillis (Kinesis) is how far the furthest-behind shard is.
+	BehindMillis int64  `json:"behind_ms,omitempty"`
+	LastJob      string `json:"last_job,omitempty"`
+	LastError    string `json:"last_error,omitempty"`
 }
 
 func newListCommand(g *globals) *cobra.Command {

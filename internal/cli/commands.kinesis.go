@@ -36,8 +36,10 @@ func kinesisRow(st *workflows.KinesisConnectorStatus) connectorRow {
 			open++
 		}
 	}
+	most := st.Behind(time.Now())
 	row := connectorRow{Name: st.Name, Kind: "kinesis", State: kinesisState(st), Processed: st.Records,
-		Position: fmt.Sprintf("%s: %d shards (%d finished)", st.Stream, len(st.Shards), len(st.Shards)-open), LastError: st.LastError}
+		Position:     fmt.Sprintf("%s: %d shards (%d finished), behind %s", st.Stream, len(st.Shards), len(st.Shards)-open, behind(most)),
+		BehindMillis: most.Milliseconds(), LastError: st.LastError}
 	var last time.Time
 	for _, s := range st.Shards {
 		if s.LastError != "" {
@@ -56,7 +58,8 @@ func describeKinesis(st *workflows.KinesisConnectorStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector   %s (workflow %s), kind kinesis, mode %s\nstate       %s\nstream      %s\n",
 		st.Name, workflows.KinesisWorkflowID(st.Name), st.Mode, kinesisState(st), st.Stream)
-	fmt.Fprintf(&b, "totals      %d records in %d batches, %d dead-lettered\n", st.Records, st.Batches, st.DeadLettered)
+	now := time.Now()
+	fmt.Fprintf(&b, "totals      %d records in %d batches, %d dead-lettered, behind %s\n", st.Records, st.Batches, st.DeadLettered, behind(st.Behind(now)))
 	if st.LastError != "" {
 		fmt.Fprintf(&b, "last error  %s\n", st.LastError)
 	}
@@ -65,8 +68,11 @@ func describeKinesis(st *workflows.KinesisConnectorStatus) string {
 	fmt.Fprintln(tw, "SHARD\tPARENTS\tPHASE\tCHECKPOINT\tBEHIND\tRECORDS\tDEAD\tLAST JOB\tLAST ERROR")
 	for _, s := range st.Shards {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Shard, dash(strings.Join(s.Parents, ",")), s.Phase, dash(s.Checkpoint),
-			time.Duration(s.MillisBehind)*time.Millisecond, s.Records, s.DeadLettered, dash(s.LastJob), dash(s.LastError))
+			behind(s.Behind(now)), s.Records, s.DeadLettered, dash(s.LastJob), dash(s.LastError))
 	}
 	_ = tw.Flush()
 	return b.String()
 }
+
+// behind writes how far a shard is behind, to the second.
+func behind(d time.Duration) string { return d.Round(time.Second).String() }

@@ -152,6 +152,7 @@ func waitListed(t *testing.T, query, workflowID string) {
 type listedRow struct {
 	Name, Kind, State, Position string
 	Processed, Lag              int64
+	BehindMillis                int64 `json:"behind_ms" yaml:"behind_ms"`
 }
 
 // listRow runs `starter list -o format` (json or yaml) and returns the
