@@ -226,9 +226,10 @@ batch: {max_messages: 10, max_wait: 1s}
 				err := queueMarks(ctx, sq, sqsDLQ, sqsDead)
 				return sqsDead, err
 			},
-			// The queue redelivers a failed batch's mates with it: a
-			// mate can reach maxReceiveCount (README, Chaos).
-			mates: 9,
+			// A failed batch's mates run again one by one and are
+			// deleted once they succeed; with maxReceiveCount 5 (what
+			// starter apply asks for) no healthy message may reach
+			// the DLQ: mates 0.
 		},
 		{name: "sns", spec: `kind: sns
 source:
@@ -245,9 +246,10 @@ batch: {max_messages: 10, max_wait: 1s}
 				err := queueMarks(ctx, sq, snsDLQ, snsDead)
 				return snsDead, err
 			},
-			// The queue redelivers a failed batch's mates with it: a
-			// mate can reach maxReceiveCount (README, Chaos).
-			mates: 9,
+			// A failed batch's mates run again one by one and are
+			// deleted once they succeed; with maxReceiveCount 5 (what
+			// starter apply asks for) no healthy message may reach
+			// the DLQ: mates 0.
 		},
 		{name: "kinesis", spec: `kind: kinesis
 source:
@@ -731,8 +733,8 @@ func starter(ctx context.Context, env *testenv.Env, queue string, args ...string
 	return out.String(), err
 }
 
-// createQueue makes a queue whose messages move to NAME-dlq after three
-// receives.
+// createQueue makes a queue whose messages move to NAME-dlq after five
+// receives (activities.SafeMaxReceiveCount, what starter apply asks for).
 func createQueue(t *testing.T, c *sqs.Client, name string) (url, dlqURL string) {
 	ctx := context.Background()
 	dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
@@ -740,7 +742,7 @@ func createQueue(t *testing.T, c *sqs.Client, name string) (url, dlqURL string) 
 	a, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
 	require.NoError(t, err)
 	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
-		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"3"}`, a.Attributes["QueueArn"]),
+		"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":"%s","maxReceiveCount":"%d"}`, a.Attributes["QueueArn"], activities.SafeMaxReceiveCount),
 	}})
 	require.NoError(t, err)
 	return aws.ToString(out.QueueUrl), aws.ToString(dlq.QueueUrl)
