@@ -169,14 +169,17 @@ func TestAwaitTellsCapacityFromTaskFailure(t *testing.T) {
 	assert.Contains(t, err.Error(), "unable to find the entrypoint")
 }
 
-func TestSubmitClassifiesPutErrors(t *testing.T) {
-	tmpl := `
+// dockerTemplate is a minimal job template for Submit tests (no node
+// runs it).
+const dockerTemplate = `
 Type: batch
 Tasks:
   - Name: main
     Engine: {Type: docker, Params: {Image: alpine}}
 `
-	in := SubmitInput{Template: tmpl}
+
+func TestSubmitClassifiesPutErrors(t *testing.T) {
+	in := SubmitInput{Template: dockerTemplate}
 	in.Batch.Connector, in.Batch.ID = "c", "b"
 
 	f := &fakeJobs{putErr: bacerrors.New("unavailable").WithHTTPStatusCode(http.StatusBadGateway)}
@@ -201,13 +204,7 @@ Tasks:
 }
 
 func TestSubmitLooksInTheIdentitysNamespaceOrNotAtAllWhenUnseen(t *testing.T) {
-	tmpl := `
-Type: batch
-Tasks:
-  - Name: main
-    Engine: {Type: docker, Params: {Image: alpine}}
-`
-	in := SubmitInput{Template: tmpl}
+	in := SubmitInput{Template: dockerTemplate}
 	in.Batch.Connector, in.Batch.ID, in.Batch.Attempt = "c", "b", 1
 	key := tasktemplate.Key("c", "b", 1)
 	older := []*models.Job{{ID: "j-older", CreateTime: 1}}
@@ -227,7 +224,7 @@ Tasks:
 
 	f = &fakeJobs{listed: older}
 	owned := in
-	owned.Template = "Namespace: team-a\n" + tmpl
+	owned.Template = "Namespace: team-a\n" + dockerTemplate
 	_, err = runActivity(t, f, "Submit", owned)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"team-a", "team-a"}, f.lists, "a template's own namespace is kept, and looked in")

@@ -45,12 +45,16 @@ func (r *cronRunner) enabled(ctx workflow.Context) bool {
 			r.leases.keepAcrossBatches(ctx)
 			// Asked whatever rewound says: a reset run replays the markers
 			// of the run it was made from.
-			v := workflow.GetVersion(ctx, "cron-unseen-jobs", workflow.DefaultVersion, 1)
+			v := workflow.GetVersion(ctx, changeCronUnseenJobs, workflow.DefaultVersion, 1)
 			r.unseen = v == 1 && !r.rewound
 		}
 	}
 	return r.on
 }
+
+// changeCronUnseenJobs: a batch attempt's first run submits without
+// looking its job up (each attempt is dispatched once per history).
+const changeCronUnseenJobs = "cron-unseen-jobs"
 
 // runAttempts runs a batch's attempts as the retry policy says and returns
 // the job that passed, or the jobs that failed and the last error.

@@ -71,10 +71,14 @@ func syncConnectorState(ctx workflow.Context, paused bool) {
 	if current == want {
 		return
 	}
-	if workflow.GetVersion(ctx, "connector-state-search-attribute", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, changeConnectorStateAttribute, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, connectorStateKey.ValueSet(want)); err != nil {
 		workflow.GetLogger(ctx).Warn("Could not update the ConnectorState search attribute", "Error", err)
 	}
 }
+
+// changeConnectorStateAttribute: connectors upsert their ConnectorState
+// search attribute.
+const changeConnectorStateAttribute = "connector-state-search-attribute"

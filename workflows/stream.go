@@ -233,7 +233,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 		return err
 	}
 
-	parallelStart := workflow.GetVersion(ctx, "kafka-connector-parallel-start", workflow.DefaultVersion, 1) == 1
+	parallelStart := workflow.GetVersion(ctx, changeKafkaParallelStart, workflow.DefaultVersion, 1) == 1
 	statusCh := workflow.GetSignalChannel(ctx, SignalPartitionStatus)
 	handoffCh := workflow.GetSignalChannel(ctx, SignalPartitionHandoff)
 	// handoffs counts engine consumers being started from a handoff.
@@ -445,6 +445,9 @@ const (
 	// changeKinesisObservePaused: the watcher follows how far paused
 	// shards fall behind.
 	changeKinesisObservePaused = "kinesis-observe-paused-behind"
+	// changeKafkaParallelStart: a connector starts its partition consumers
+	// all in one workflow task.
+	changeKafkaParallelStart = "kafka-connector-parallel-start"
 )
 
 // startMoved starts the stream engine consumer of a unit whose older

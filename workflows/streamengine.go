@@ -506,8 +506,12 @@ func rewoundRun(ctx workflow.Context) bool {
 // jobs in namespaces of their own (StreamState.Indexed): connectors from
 // before replay without it.
 func indexedJobs(ctx workflow.Context) bool {
-	return workflow.GetVersion(ctx, "indexed-jobs", workflow.DefaultVersion, 1) == 1
+	return workflow.GetVersion(ctx, changeIndexedJobs, workflow.DefaultVersion, 1) == 1
 }
+
+// changeIndexedJobs: consumers a connector starts run their jobs in
+// namespaces of their own.
+const changeIndexedJobs = "indexed-jobs"
 
 // epoch is the batch identities' epoch: the consumer's, and its resets.
 func (st *StreamState[P, S]) epoch() string {
@@ -758,7 +762,7 @@ func (e *streamEngine[C, P, S]) applyControls(ctx workflow.Context) error {
 				continue
 			}
 			if moved {
-				if v := workflow.GetVersion(ctx, "stream-reset-generation", workflow.DefaultVersion, 2); v >= 1 {
+				if v := workflow.GetVersion(ctx, changeStreamResetGeneration, workflow.DefaultVersion, 2); v >= 1 {
 					// Records read again run again, under new identities
 					// (indexed since version 2: none of them ran before).
 					e.st.Generation++
@@ -790,3 +794,7 @@ func (e *streamEngine[C, P, S]) report(ctx workflow.Context, force bool) workflo
 	e.pr.Seq++
 	return e.src.report(ctx, e.src.status(&e.st, e.pr))
 }
+
+// changeStreamResetGeneration: a reset starts a new generation of batch
+// identities (v1), and a moving reset indexes its jobs (v2).
+const changeStreamResetGeneration = "stream-reset-generation"

