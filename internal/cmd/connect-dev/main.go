@@ -50,8 +50,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	giveBack := takeTerminal()
 	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout), os.Stderr)
 	stop() // cancels ctx: only after the exit code is known
+	giveBack()
 	os.Exit(code)
 }
 
