@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -276,8 +277,8 @@ func show(v any) string {
 	return string(raw)
 }
 
-func (g *globals) status(cmd *cobra.Command, c client.Client, name string) (*workflows.CronStatus, error) {
-	return queryStatus[workflows.CronStatus](cmd, c, name, workflows.CronWorkflowID(name), workflows.QueryCronStatus)
+func (g *globals) status(ctx context.Context, c client.Client, name string) (*workflows.CronStatus, error) {
+	return queryStatus[workflows.CronStatus](ctx, c, name, workflows.CronWorkflowID(name), workflows.QueryCronStatus)
 }
 
 // connectorRow is one line of `starter list`, whatever the kind.
@@ -292,6 +293,56 @@ type connectorRow struct {
 	BehindMillis int64  `json:"behind_ms,omitempty"`
 	LastJob      string `json:"last_job,omitempty"`
 	LastError    string `json:"last_error,omitempty"`
+}
+
+// listQueries bounds the status queries `list` runs at once; listQueryTimeout
+// bounds each: a connector that does not answer (no worker polls its task
+// queue) is listed as unreachable, with the error, instead of failing the
+// list.
+const (
+	listQueries      = 8
+	listQueryTimeout = 10 * time.Second
+)
+
+// listRow queries one running connector's status for `list`.
+func (g *globals) listRow(cmd *cobra.Command, c client.Client, e *workflowpb.WorkflowExecutionInfo) connectorRow {
+	ctx, cancel := context.WithTimeout(cmd.Context(), listQueryTimeout)
+	defer cancel()
+	id := e.Execution.WorkflowId
+	unreachable := func(kind, prefix string, err error) connectorRow {
+		return connectorRow{Name: strings.TrimPrefix(id, prefix), Kind: kind, State: "unreachable", Position: "-",
+			LastError: fmt.Sprintf("status query: %v (is a worker polling the connector's task queue?)", err)}
+	}
+	switch e.Type.GetName() {
+	case workflows.QueueWorkflowType:
+		st, err := g.queueStatus(ctx, c, strings.TrimPrefix(id, workflows.QueueWorkflowIDPrefix))
+		if err != nil {
+			return unreachable("queue", workflows.QueueWorkflowIDPrefix, err)
+		}
+		return queueRow(st)
+	case workflows.KinesisConnectorWorkflowType:
+		st, err := g.kinesisStatus(ctx, c, strings.TrimPrefix(id, workflows.KinesisWorkflowIDPrefix))
+		if err != nil {
+			return unreachable("kinesis", workflows.KinesisWorkflowIDPrefix, err)
+		}
+		return kinesisRow(st)
+	case workflows.KafkaConnectorWorkflowType:
+		st, err := g.kafkaStatus(ctx, c, strings.TrimPrefix(id, workflows.KafkaWorkflowIDPrefix))
+		if err != nil {
+			return unreachable("kafka", workflows.KafkaWorkflowIDPrefix, err)
+		}
+		return kafkaRow(st)
+	}
+	st, err := g.status(ctx, c, strings.TrimPrefix(id, workflows.CronWorkflowIDPrefix))
+	if err != nil {
+		return unreachable("cron", workflows.CronWorkflowIDPrefix, err)
+	}
+	row := connectorRow{Name: st.Name, Kind: "cron", State: state(*st), Position: "key " + st.Cursor.Key,
+		Processed: st.Counters.Objects, LastError: st.LastError}
+	if st.LastBatch != nil {
+		row.LastJob = st.LastBatch.JobID
+	}
+	return row
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -321,43 +372,18 @@ func newListCommand(g *globals) *cobra.Command {
 				}
 				req.NextPageToken = resp.NextPageToken
 			}
-			var rows []connectorRow
-			for _, e := range execs {
-				if e.Type.GetName() == workflows.QueueWorkflowType {
-					st, err := g.queueStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.QueueWorkflowIDPrefix))
-					if err != nil {
-						return err
-					}
-					rows = append(rows, queueRow(st))
-					continue
-				}
-				if e.Type.GetName() == workflows.KinesisConnectorWorkflowType {
-					st, err := g.kinesisStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.KinesisWorkflowIDPrefix))
-					if err != nil {
-						return err
-					}
-					rows = append(rows, kinesisRow(st))
-					continue
-				}
-				if e.Type.GetName() == workflows.KafkaConnectorWorkflowType {
-					st, err := g.kafkaStatus(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.KafkaWorkflowIDPrefix))
-					if err != nil {
-						return err
-					}
-					rows = append(rows, kafkaRow(st))
-					continue
-				}
-				st, err := g.status(cmd, c, strings.TrimPrefix(e.Execution.WorkflowId, workflows.CronWorkflowIDPrefix))
-				if err != nil {
-					return err
-				}
-				row := connectorRow{Name: st.Name, Kind: "cron", State: state(*st), Position: "key " + st.Cursor.Key,
-					Processed: st.Counters.Objects, LastError: st.LastError}
-				if st.LastBatch != nil {
-					row.LastJob = st.LastBatch.JobID
-				}
-				rows = append(rows, row)
+			rows := make([]connectorRow, len(execs))
+			var wg sync.WaitGroup
+			slots := make(chan struct{}, listQueries)
+			for i, e := range execs {
+				wg.Add(1)
+				slots <- struct{}{}
+				go func() {
+					defer func() { <-slots; wg.Done() }()
+					rows[i] = g.listRow(cmd, c, e)
+				}()
 			}
+			wg.Wait()
 			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			var b strings.Builder
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -407,17 +433,17 @@ func newDescribeCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := g.status(cmd, c, args[0])
+			st, err := g.status(cmd.Context(), c, args[0])
 			if err != nil {
-				kst, kerr := g.kafkaStatus(cmd, c, args[0])
+				kst, kerr := g.kafkaStatus(cmd.Context(), c, args[0])
 				if kerr == nil {
 					return g.print(kst, describeKafka(kst))
 				}
-				qst, qerr := g.queueStatus(cmd, c, args[0])
+				qst, qerr := g.queueStatus(cmd.Context(), c, args[0])
 				if qerr == nil {
 					return g.print(qst, describeQueue(qst))
 				}
-				nst, nerr := g.kinesisStatus(cmd, c, args[0])
+				nst, nerr := g.kinesisStatus(cmd.Context(), c, args[0])
 				if nerr == nil {
 					return g.print(nst, describeKinesis(nst))
 				}
@@ -703,8 +729,8 @@ var errConnectorNotFound = errors.New("not found (starter list shows the running
 
 // queryStatus asks a connector workflow's status query and decodes the
 // answer, naming the likely cause when it cannot be decoded.
-func queryStatus[T any](cmd *cobra.Command, c client.Client, name, workflowID, query string) (*T, error) {
-	v, err := c.QueryWorkflow(cmd.Context(), workflowID, "", query)
+func queryStatus[T any](ctx context.Context, c client.Client, name, workflowID, query string) (*T, error) {
+	v, err := c.QueryWorkflow(ctx, workflowID, "", query)
 	if err != nil {
 		return nil, connectorError(name, "", err)
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,8 +16,8 @@ import (
 )
 
 // kafkaStatus queries a Kafka connector's aggregated status.
-func (g *globals) kafkaStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KafkaConnectorStatus, error) {
-	return queryStatus[workflows.KafkaConnectorStatus](cmd, c, name, workflows.KafkaWorkflowID(name), workflows.QueryPartitionStatus)
+func (g *globals) kafkaStatus(ctx context.Context, c client.Client, name string) (*workflows.KafkaConnectorStatus, error) {
+	return queryStatus[workflows.KafkaConnectorStatus](ctx, c, name, workflows.KafkaWorkflowID(name), workflows.QueryPartitionStatus)
 }
 
 func kafkaState(st *workflows.KafkaConnectorStatus) string {
@@ -209,7 +210,7 @@ func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name string, ki
 	for {
 		var applied, waiting []string
 		if kinesis {
-			st, err := g.kinesisStatus(cmd, c, name)
+			st, err := g.kinesisStatus(cmd.Context(), c, name)
 			if err != nil {
 				return nil, err
 			}
@@ -223,7 +224,7 @@ func (g *globals) waitReset(cmd *cobra.Command, c client.Client, name string, ki
 				}
 			}
 		} else {
-			st, err := g.kafkaStatus(cmd, c, name)
+			st, err := g.kafkaStatus(cmd.Context(), c, name)
 			if err != nil {
 				return nil, err
 			}

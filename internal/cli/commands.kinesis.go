@@ -1,20 +1,20 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
 // kinesisStatus queries a Kinesis connector's aggregated status.
-func (g *globals) kinesisStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.KinesisConnectorStatus, error) {
-	return queryStatus[workflows.KinesisConnectorStatus](cmd, c, name, workflows.KinesisWorkflowID(name), workflows.QueryShardStatus)
+func (g *globals) kinesisStatus(ctx context.Context, c client.Client, name string) (*workflows.KinesisConnectorStatus, error) {
+	return queryStatus[workflows.KinesisConnectorStatus](ctx, c, name, workflows.KinesisWorkflowID(name), workflows.QueryShardStatus)
 }
 
 func kinesisState(st *workflows.KinesisConnectorStatus) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -30,8 +29,8 @@ func redriveNote(ctx context.Context, cfg workflows.QueueConfig) string {
 }
 
 // queueStatus queries a queue connector's status.
-func (g *globals) queueStatus(cmd *cobra.Command, c client.Client, name string) (*workflows.QueueStatus, error) {
-	return queryStatus[workflows.QueueStatus](cmd, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
+func (g *globals) queueStatus(ctx context.Context, c client.Client, name string) (*workflows.QueueStatus, error) {
+	return queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
 }
 
 func queueState(st *workflows.QueueStatus) string {

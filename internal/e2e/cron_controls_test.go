@@ -415,3 +415,29 @@ func TestCronWorkerKilledMidBatch(t *testing.T) {
 		assert.Equal(t, 1, n, label)
 	}
 }
+
+// TestListShowsAConnectorNoWorkerServesAsUnreachable: a running connector
+// whose task queue no worker polls answers no status query; `starter list`
+// still lists every connector, that one as unreachable with the reason,
+// within its per-connector query timeout.
+func TestListShowsAConnectorNoWorkerServesAsUnreachable(t *testing.T) {
+	queue := startWorker(t)
+	const name = "e2e-orphan"
+	cfg := cronConfig(t, name, "orphan", "in/", "@every 1h", "")
+	run, err := env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.CronWorkflowID(name), TaskQueue: "nobody-polls-this-queue",
+	}, workflows.CronWorkflowType, workflows.CronInput{Config: cfg})
+	require.NoError(t, err)
+	defer func() { _ = env.Client.TerminateWorkflow(context.Background(), run.GetID(), "", "test over") }()
+
+	began := time.Now()
+	row := listRow(t, queue, "json", name)
+	took := time.Since(began)
+	assert.Equal(t, "cron", row.Kind)
+	assert.Equal(t, "unreachable", row.State)
+	out, err := starter(t, queue, "list")
+	require.NoError(t, err)
+	assert.Contains(t, out, "is a worker polling the connector's task queue?")
+	t.Logf("list with an unanswered query took %s", took.Round(time.Millisecond))
+	assert.Less(t, took, 30*time.Second, "bounded by the per-connector query timeout")
+}

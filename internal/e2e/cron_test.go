@@ -302,6 +302,7 @@ func TestCronDoesNotDeadLetterObjectsItsNodeCouldNotFetch(t *testing.T) {
 // entries of a folder of mounts correctly, 341 never); the spec's default
 // folder bound for WASM templates (256) cuts two batches that run.
 func TestCronRunsALargeBatchFromOneFolder(t *testing.T) {
+	runsAlongside(t)
 	queue := startWorker(t)
 	const bucket, name, n = "cron-large", "e2e-cron-large", 500
 	createBucket(t, bucket)

@@ -25,6 +25,7 @@ import (
 // reports MillisBehindLatest 0 for open shards, so the behind shown while
 // paused is the connector's own: the oldest waiting record's arrival.)
 func TestKinesisBehindStaysTrueWhilePaused(t *testing.T) {
+	runsAlongside(t)
 	ctx := context.Background()
 	const stream, name, queue = "e2e-paused-clicks", "e2e-kinesis-paused", "e2e-kinesis-paused"
 	const shard = "shardId-000000000000"
