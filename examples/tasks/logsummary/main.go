@@ -34,10 +34,7 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -82,72 +79,136 @@ type PathCount struct {
 	Count int    `json:"count"`
 }
 
-func main() {
-	inputs := flag.String("inputs", "/inputs", "folder to read")
-	outputs := flag.String("outputs", "/outputs", "folder to write summary.json into")
-	top := flag.Int("top", 10, "how many paths to list in top_paths")
-	delay := flag.Duration("delay", 0, "sleep this long before reading (simulates a slow task)")
-	reject := flag.String("reject", "", "exit 3 when a line contains this word (simulates a poison record)")
-	failOn := flag.String("fail-on", "", "report queue messages containing this word as failed in failures.json")
-	slowOn := flag.String("slow-on", "", "sleep -slow-for after reading when a line contains this word (simulates a task exceeding its timeout)")
-	slowFor := flag.Duration("slow-for", 10*time.Minute, "how long -slow-on sleeps")
-	listPaths := flag.Bool("list-paths", false, "list every request's path in paths")
-	flag.Parse()
+// options are the task's flags.
+type options struct {
+	inputs, outputs        string
+	top                    int
+	delay, slowFor         time.Duration
+	reject, failOn, slowOn string
+	listPaths              bool
+}
 
-	if *delay > 0 {
-		time.Sleep(*delay)
+// parseFlags reads -name=value, -name value and -bool flags (one or two
+// dashes), as the flag package does.
+func parseFlags(args []string) (*options, error) {
+	o := &options{inputs: "/inputs", outputs: "/outputs", top: 10, slowFor: 10 * time.Minute}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return nil, errors.New("unexpected argument " + strconv.Quote(a))
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if name == "list-paths" {
+			b, err := strconv.ParseBool(value)
+			if !hasValue {
+				b, err = true, nil
+			}
+			if err != nil {
+				return nil, errors.New("-list-paths: " + strconv.Quote(value) + " is not true or false")
+			}
+			o.listPaths = b
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, errors.New("flag needs a value: -" + name)
+			}
+			i++
+			value = args[i]
+		}
+		var err error
+		switch name {
+		case "inputs":
+			o.inputs = value
+		case "outputs":
+			o.outputs = value
+		case "top":
+			o.top, err = strconv.Atoi(value)
+		case "delay":
+			o.delay, err = time.ParseDuration(value)
+		case "slow-for":
+			o.slowFor, err = time.ParseDuration(value)
+		case "reject":
+			o.reject = value
+		case "fail-on":
+			o.failOn = value
+		case "slow-on":
+			o.slowOn = value
+		default:
+			return nil, errors.New("flag provided but not defined: -" + name)
+		}
+		if err != nil {
+			return nil, errors.New("invalid value " + strconv.Quote(value) + " for flag -" + name)
+		}
 	}
-	opts := scanOptions{reject: *reject, failOn: *failOn, slowOn: *slowOn, listPaths: *listPaths}
-	sum, err := summarize(*inputs, *top, &opts)
+	return o, nil
+}
+
+// fail writes "logsummary: " and the message to stderr and exits with code.
+func fail(code int, msg string) {
+	os.Stderr.WriteString("logsummary: " + msg + "\n")
+	os.Exit(code)
+}
+
+func main() {
+	flags, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fail(2, err.Error())
+	}
+	if flags.delay > 0 {
+		time.Sleep(flags.delay)
+	}
+	opts := scanOptions{reject: flags.reject, failOn: flags.failOn, slowOn: flags.slowOn, listPaths: flags.listPaths}
+	sum, err := summarize(flags.inputs, flags.top, &opts)
 	if opts.slow {
-		time.Sleep(*slowFor)
+		time.Sleep(flags.slowFor)
 	}
 	var poison *poisonError
 	if errors.As(err, &poison) {
-		fmt.Fprintln(os.Stderr, "logsummary:", err)
-		os.Exit(3)
+		fail(3, err.Error())
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "logsummary:", err)
-		os.Exit(2)
+		fail(2, err.Error())
 	}
-	out, err := json.Marshal(sum)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "logsummary: encoding summary:", err)
-		os.Exit(1)
-	}
-	if err := os.MkdirAll(*outputs, 0o755); err == nil {
-		if err := os.WriteFile(filepath.Join(*outputs, "summary.json"), out, 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "logsummary: writing summary.json:", err)
-			os.Exit(1)
+	out := sum.marshal()
+	if err := os.MkdirAll(flags.outputs, 0o755); err == nil {
+		if err := os.WriteFile(filepath.Join(flags.outputs, "summary.json"), out, 0o644); err != nil {
+			fail(1, "writing summary.json: "+err.Error())
 		}
 		if len(sum.FailedIDs) > 0 {
-			if err := writeFailures(filepath.Join(*outputs, "failures.json"), sum.FailedIDs); err != nil {
-				fmt.Fprintln(os.Stderr, "logsummary: writing failures.json:", err)
-				os.Exit(1)
+			if err := writeFailures(filepath.Join(flags.outputs, "failures.json"), sum.FailedIDs); err != nil {
+				fail(1, "writing failures.json: "+err.Error())
 			}
 		}
 	}
-	fmt.Println(string(out))
+	os.Stdout.Write(append(out, '\n'))
 }
 
-// writeFailures writes the partial-failure report queue connectors read.
+// writeFailures writes the partial-failure report queue connectors read:
+// {"batchItemFailures":[{"itemIdentifier":ID},...]}.
 func writeFailures(path string, ids []string) error {
-	type item struct {
-		ItemIdentifier string `json:"itemIdentifier"`
+	w := &jsonWriter{}
+	w.raw(`{"batchItemFailures":[`)
+	for i, id := range ids {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.raw(`{"itemIdentifier":`)
+		w.str(id)
+		w.raw("}")
 	}
-	report := struct {
-		BatchItemFailures []item `json:"batchItemFailures"`
-	}{}
-	for _, id := range ids {
-		report.BatchItemFailures = append(report.BatchItemFailures, item{ItemIdentifier: id})
-	}
-	raw, err := json.Marshal(report)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, raw, 0o644)
+	w.raw("]}")
+	return os.WriteFile(path, w.b, 0o644)
 }
+
+// readError is a failure to read the inputs folder.
+type readError struct {
+	root string
+	err  error
+}
+
+func (e readError) Error() string { return "reading " + e.root + ": " + e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
 
 // poisonError is a line the task refuses (-reject).
 type poisonError struct{ line string }
@@ -188,7 +249,7 @@ func summarize(root string, top int, opts *scanOptions) (*Summary, error) {
 		return scan(f, sum, paths, opts)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", root, err)
+		return nil, readError{root: root, err: err}
 	}
 	if sum.Files == 0 {
 		return nil, errors.New("no input files under " + root)
@@ -267,15 +328,17 @@ func kafkaRecord(line string) (partition string, offset int64, value string, ok 
 	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"offset"`) {
 		return "", 0, "", false
 	}
-	var rec struct {
-		Partition *int32  `json:"partition"`
-		Offset    *int64  `json:"offset"`
-		Value     *string `json:"value"`
-	}
-	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Partition == nil || rec.Offset == nil || rec.Value == nil {
+	f, ok := jsonObject(line)
+	if !ok {
 		return "", 0, "", false
 	}
-	return strconv.Itoa(int(*rec.Partition)), *rec.Offset, *rec.Value, true
+	p, okP := f.Int("partition")
+	off, okO := f.Int("offset")
+	v, okV := f.String("value")
+	if !okP || !okO || !okV || int64(int32(p)) != p {
+		return "", 0, "", false
+	}
+	return strconv.FormatInt(p, 10), off, v, true
 }
 
 // kinesisRecord unwraps a Kinesis connector's record line:
@@ -284,15 +347,17 @@ func kinesisRecord(line string) (rec, value string, ok bool) {
 	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"sequence_number"`) {
 		return "", "", false
 	}
-	var r struct {
-		Shard    *string `json:"shard_id"`
-		Sequence *string `json:"sequence_number"`
-		Value    *string `json:"value"`
-	}
-	if err := json.Unmarshal([]byte(line), &r); err != nil || r.Shard == nil || r.Sequence == nil || r.Value == nil {
+	f, ok := jsonObject(line)
+	if !ok {
 		return "", "", false
 	}
-	return *r.Shard + "/" + *r.Sequence, *r.Value, true
+	shard, okS := f.String("shard_id")
+	seq, okQ := f.String("sequence_number")
+	v, okV := f.String("value")
+	if !okS || !okQ || !okV {
+		return "", "", false
+	}
+	return shard + "/" + seq, v, true
 }
 
 // queueMessage unwraps a queue connector's message line:
@@ -301,30 +366,35 @@ func queueMessage(line string) (id, body string, ok bool) {
 	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"body"`) {
 		return "", "", false
 	}
-	var m struct {
-		ID   *string `json:"id"`
-		Body *string `json:"body"`
-	}
-	if err := json.Unmarshal([]byte(line), &m); err != nil || m.ID == nil || m.Body == nil {
+	f, ok := jsonObject(line)
+	if !ok {
 		return "", "", false
 	}
-	return *m.ID, *m.Body, true
+	id, okI := f.String("id")
+	body, okB := f.String("body")
+	if !okI || !okB {
+		return "", "", false
+	}
+	return id, body, true
 }
 
 func parseLine(line string) (status int, size int64, path string, ok bool) {
 	if strings.HasPrefix(line, "{") {
-		var rec struct {
-			Status *int   `json:"status"`
-			Bytes  *int64 `json:"bytes"`
-			Path   string `json:"path"`
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Status == nil || rec.Path == "" {
+		f, ok := jsonObject(line)
+		if !ok {
 			return 0, 0, "", false
 		}
-		if rec.Bytes != nil {
-			size = *rec.Bytes
+		st, okS := f.Int("status")
+		path, _ = f.String("path")
+		if !okS || path == "" || int64(int(st)) != st {
+			return 0, 0, "", false
 		}
-		return *rec.Status, size, rec.Path, true
+		if v, present := f["bytes"]; present && v.text != "null" {
+			if size, ok = f.Int("bytes"); !ok {
+				return 0, 0, "", false
+			}
+		}
+		return int(st), size, path, true
 	}
 	return parseCombined(line)
 }
