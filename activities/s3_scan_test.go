@@ -18,6 +18,18 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 )
 
+// startBucket starts an S3 stand-in with one bucket for the test.
+func startBucket(t *testing.T, bucket string) *s3.Client {
+	t.Helper()
+	store, err := devstack.StartS3(context.Background(), devstack.S3Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(store.Stop)
+	c := store.Client()
+	_, err = c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	require.NoError(t, err)
+	return c
+}
+
 // TestScanBoundsItsAnswerAndResumesFromTheCursor lists 3,000 objects with
 // long keys in batches of 1,000 (the most a spec allows): one answer of
 // every batch would be several hundred KB of history per scan, so a scan
@@ -25,12 +37,7 @@ import (
 // from the advanced cursor, goes on where it stopped.
 func TestScanBoundsItsAnswerAndResumesFromTheCursor(t *testing.T) {
 	ctx := context.Background()
-	store, err := devstack.StartS3(ctx, devstack.S3Options{Dir: t.TempDir()})
-	require.NoError(t, err)
-	defer store.Stop()
-	s3c := store.Client()
-	_, err = s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("scan")})
-	require.NoError(t, err)
+	s3c := startBucket(t, "scan")
 	const objects = 3000
 	long := strings.Repeat("x", 200)
 	var wg sync.WaitGroup
@@ -83,12 +90,7 @@ func TestScanBoundsItsAnswerAndResumesFromTheCursor(t *testing.T) {
 // subfolders) than the bound, whatever MaxObjects allows.
 func TestScanCutsBatchesBeforeAFolderOverflows(t *testing.T) {
 	ctx := context.Background()
-	store, err := devstack.StartS3(ctx, devstack.S3Options{Dir: t.TempDir()})
-	require.NoError(t, err)
-	defer store.Stop()
-	s3c := store.Client()
-	_, err = s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("folders")})
-	require.NoError(t, err)
+	s3c := startBucket(t, "folders")
 	// in/a holds 5 objects; in/b/ holds 4 subfolders of one object each.
 	var keys []string
 	for i := 0; i < 5; i++ {

@@ -3,10 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,21 +29,7 @@ func TestKinesisBehindStaysTrueWhilePaused(t *testing.T) {
 	k := startKinesis(t)
 	require.NoError(t, k.CreateStream(ctx, stream, 1))
 
-	listen, err := testenv.FreeAddr()
-	require.NoError(t, err)
-	gw, err := testenv.FreeAddr()
-	require.NoError(t, err)
-	w, err := env.StartWorkerProcess(ctx, testenv.WorkerProcessOptions{TaskQueue: queue, GatewayListen: gw,
-		GatewaySecret: strings.Repeat("k", 32), MetricsListen: listen, Log: filepath.Join(env.Dir, "worker-kinesis-paused.log")})
-	require.NoError(t, err)
-	defer w.Kill()
-	base := "http://" + listen
-	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
-		if s := getStatus(t, base+"/readyz"); s != http.StatusOK {
-			return fmt.Errorf("/readyz: %d", s)
-		}
-		return nil
-	}))
+	base := startMetricsWorker(t, queue, "worker-kinesis-paused.log")
 	gauge := func() (float64, bool) {
 		m := scrape(t, base+"/metrics", `connector="`+name+`"`, `shard="`+shard+`"`)
 		v, ok := m[workflows.MetricShardBehind]

@@ -65,6 +65,29 @@ func getStatus(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
+// startMetricsWorker starts a worker process on queue that serves
+// /metrics, waits until it is ready, and returns its base URL; the process
+// is killed when the test ends.
+func startMetricsWorker(t *testing.T, queue, log string) string {
+	t.Helper()
+	listen, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	gw, err := testenv.FreeAddr()
+	require.NoError(t, err)
+	w, err := env.StartWorkerProcess(context.Background(), testenv.WorkerProcessOptions{TaskQueue: queue, GatewayListen: gw,
+		GatewaySecret: strings.Repeat("m", 32), MetricsListen: listen, Log: filepath.Join(env.Dir, log)})
+	require.NoError(t, err)
+	t.Cleanup(w.Kill)
+	base := "http://" + listen
+	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
+		if s := getStatus(t, base+"/readyz"); s != http.StatusOK {
+			return fmt.Errorf("/readyz: %d", s)
+		}
+		return nil
+	}))
+	return base
+}
+
 // TestWorkerMetricsMatchTheLedger runs a Kafka connector on a worker
 // process serving /metrics: the connector counters it shows (records,
 // successful batches) equal the ledger built from the tasks' outputs, the
@@ -86,21 +109,7 @@ func TestWorkerMetricsMatchTheLedger(t *testing.T) {
 	produce(t, c, topic, 0, lines...)
 	produce(t, c, topic, 1, lines...)
 
-	listen, err := testenv.FreeAddr()
-	require.NoError(t, err)
-	gw, err := testenv.FreeAddr()
-	require.NoError(t, err)
-	w, err := env.StartWorkerProcess(ctx, testenv.WorkerProcessOptions{TaskQueue: queue, GatewayListen: gw,
-		GatewaySecret: strings.Repeat("m", 32), MetricsListen: listen, Log: filepath.Join(env.Dir, "worker-metrics.log")})
-	require.NoError(t, err)
-	defer w.Kill()
-	base := "http://" + listen
-	require.NoError(t, testenv.Eventually(30*time.Second, func() error {
-		if s := getStatus(t, base+"/readyz"); s != http.StatusOK {
-			return fmt.Errorf("/readyz: %d", s)
-		}
-		return nil
-	}))
+	base := startMetricsWorker(t, queue, "worker-metrics.log")
 	assert.Equal(t, http.StatusOK, getStatus(t, base+"/healthz"))
 
 	spec := kafkaSpecFile(t, name, k.Brokers()[0], topic, "batch: {max_records: 40, max_wait: 1s}\n")
