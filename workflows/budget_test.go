@@ -97,7 +97,11 @@ func TestBudgetGrantsUpToItsSizeAndQueuesTheRest(t *testing.T) {
 	assert.Equal(t, BudgetStatus{Size: 2, InFlight: 2, Waiting: 1, HighWater: 2, Granted: 2, Holders: []string{"a", "b"}}, afterAcquire)
 	assert.Equal(t, BudgetStatus{Size: 2, InFlight: 2, Waiting: 0, HighWater: 2, Granted: 3, Holders: []string{"b", "c"}}, afterRelease)
 	assert.Equal(t, afterRelease, afterDuplicate, "a duplicate request changes nothing")
-	assert.Equal(t, []string{"a", "b", "c", "b"}, h.granted, "a duplicate request is granted again")
+	// a and b are granted in one workflow task: the test environment sends
+	// their grants from goroutines of its own, in either order.
+	require.Len(t, h.granted, 4)
+	assert.ElementsMatch(t, []string{"a", "b"}, h.granted[:2])
+	assert.Equal(t, []string{"c", "b"}, h.granted[2:], "a duplicate request is granted again")
 }
 
 func TestBudgetReclaimsExpiredLeases(t *testing.T) {
