@@ -85,7 +85,7 @@ type KafkaBatchInput struct {
 // KafkaBatchRun is a run batch: offsets, counts and the job; Failure is
 // set when the job failed. Never records.
 type KafkaBatchRun struct {
-	StreamBatch
+	SubmittedKafkaBatch
 	Failure *BatchFailure `json:",omitempty"`
 }
 
@@ -107,7 +107,7 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 	if err != nil {
 		return nil, err
 	}
-	out := &KafkaBatchRun{StreamBatch: *batch}
+	out := &KafkaBatchRun{SubmittedKafkaBatch: *batch}
 	if batch.Count == 0 || batch.JobID == "" {
 		return out, nil
 	}
@@ -132,7 +132,7 @@ func (k *Kafka) RunBatch(ctx context.Context, in KafkaBatchInput) (*KafkaBatchRu
 // there as it was read or have waited read.MaxWait since its read closed
 // before the job ends: then it leaves the job running and returns the
 // partition's end (left true).
-func (k *Kafka) awaitUnlessDue(ctx context.Context, read KafkaRead, batch *StreamBatch) (end int64, left bool, err error) {
+func (k *Kafka) awaitUnlessDue(ctx context.Context, read KafkaRead, batch *SubmittedKafkaBatch) (end int64, left bool, err error) {
 	if read.Until < 0 && batch.End > batch.Last+1 {
 		// An open read left records behind it (it filled up: a backlog):
 		// the next batch can run now.

@@ -37,6 +37,25 @@ const (
 	// not at fault: the batch runs again, it is never dead-lettered. The
 	// details hold a TaskFailure.
 	ErrTypeInputUnavailable = "InputUnavailable"
+
+	// ErrTypeKafkaTopicNotFound: the connector's Kafka topic does not exist
+	// on its brokers.
+	ErrTypeKafkaTopicNotFound = "TopicNotFound"
+	// ErrTypeKafkaConfig: the spec's Kafka TLS or SASL settings cannot be
+	// used (a CA file without a certificate, an unknown mechanism).
+	ErrTypeKafkaConfig = "KafkaConfig"
+	// ErrTypeOffsetOutOfRange: a Kafka checkpoint's offset is gone
+	// (retention deleted it) and the spec says on_offset_out_of_range: fail.
+	ErrTypeOffsetOutOfRange = "OffsetOutOfRange"
+	// ErrTypeKinesisStreamNotFound: the connector's Kinesis stream does not
+	// exist.
+	ErrTypeKinesisStreamNotFound = "StreamNotFound"
+	// ErrTypeSQSQueueNotFound: the connector's SQS queue does not exist.
+	ErrTypeSQSQueueNotFound = "QueueNotFound"
+	// ErrTypeSNSTopicNotFound: the connector's SNS topic does not exist.
+	// (Before 2026-12-06 it was "TopicNotFound", as a Kafka topic; no
+	// workflow matches on it, so histories replay either way.)
+	ErrTypeSNSTopicNotFound = "SNSTopicNotFound"
 )
 
 // TaskFailure is the detail of an ErrTypeTaskFailed or ErrTypeNoCapacity

@@ -161,7 +161,7 @@ func ReadPartition(ctx context.Context, in KafkaRead, opts ...kgo.Opt) (*KafkaBa
 		})
 		if fetchErr != nil {
 			if errors.Is(fetchErr, kerr.OffsetOutOfRange) {
-				return nil, nonRetryable("OffsetOutOfRange", fetchErr,
+				return nil, nonRetryable(ErrTypeOffsetOutOfRange, fetchErr,
 					"kafka %s/%d: %v at offset %d; on_offset_out_of_range is fail (set earliest to resume at the oldest retained record)",
 					in.Topic, in.Partition, ErrOffsetOutOfRange, in.From)
 			}

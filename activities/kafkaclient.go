@@ -65,17 +65,17 @@ func (c KafkaCluster) Opts() ([]kgo.Opt, error) {
 		if t.CAFile != "" {
 			pem, err := os.ReadFile(t.CAFile)
 			if err != nil {
-				return nil, nonRetryable("KafkaConfig", err, "kafka tls.ca_file: %v", err)
+				return nil, nonRetryable(ErrTypeKafkaConfig, err, "kafka tls.ca_file: %v", err)
 			}
 			cfg.RootCAs = x509.NewCertPool()
 			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, nonRetryable("KafkaConfig", nil, "kafka tls.ca_file %s: no PEM certificate in it", t.CAFile)
+				return nil, nonRetryable(ErrTypeKafkaConfig, nil, "kafka tls.ca_file %s: no PEM certificate in it", t.CAFile)
 			}
 		}
 		if t.CertFile != "" {
 			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 			if err != nil {
-				return nil, nonRetryable("KafkaConfig", err, "kafka tls.cert_file/key_file: %v", err)
+				return nil, nonRetryable(ErrTypeKafkaConfig, err, "kafka tls.cert_file/key_file: %v", err)
 			}
 			cfg.Certificates = []tls.Certificate{cert}
 		}
@@ -84,7 +84,7 @@ func (c KafkaCluster) Opts() ([]kgo.Opt, error) {
 	if s := c.SASL; s != nil {
 		user, pass := os.Getenv(s.UsernameEnv), os.Getenv(s.PasswordEnv)
 		if user == "" || pass == "" {
-			return nil, nonRetryable("KafkaConfig", nil,
+			return nil, nonRetryable(ErrTypeKafkaConfig, nil,
 				"kafka sasl: the worker's environment variables %s and %s must both be set (the spec names them; the worker holds the credentials)",
 				s.UsernameEnv, s.PasswordEnv)
 		}
@@ -96,7 +96,7 @@ func (c KafkaCluster) Opts() ([]kgo.Opt, error) {
 		case "scram-sha-512":
 			opts = append(opts, kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()))
 		default:
-			return nil, nonRetryable("KafkaConfig", nil, "kafka sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", s.Mechanism)
+			return nil, nonRetryable(ErrTypeKafkaConfig, nil, "kafka sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", s.Mechanism)
 		}
 	}
 	return opts, nil

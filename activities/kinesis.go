@@ -67,8 +67,8 @@ func NewKinesis(b *Bacalhau, clients KinesisClientFactory, s3 inputgateway.Clien
 	return &Kinesis{clients: clients, bacalhau: b, s3: s3, cache: map[string]*kinesis.Client{}}
 }
 
-// StreamRef names a Kinesis stream.
-type StreamRef struct {
+// KinesisStreamRef names a Kinesis stream.
+type KinesisStreamRef struct {
 	// Stream is the stream's name; StreamARN, when set, is used instead.
 	Stream    string `json:",omitempty"`
 	StreamARN string `json:",omitempty"`
@@ -76,14 +76,14 @@ type StreamRef struct {
 	Endpoint  string `json:",omitempty"`
 }
 
-func (r StreamRef) name() string {
+func (r KinesisStreamRef) name() string {
 	if r.StreamARN != "" {
 		return r.StreamARN
 	}
 	return r.Stream
 }
 
-func (k *Kinesis) client(ctx context.Context, r StreamRef) (*kinesis.Client, error) {
+func (k *Kinesis) client(ctx context.Context, r KinesisStreamRef) (*kinesis.Client, error) {
 	key := r.Endpoint + "|" + r.Region
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -108,13 +108,10 @@ type Shard struct {
 	Closed bool `json:",omitempty"`
 }
 
-// ErrTypeStreamNotFound marks a stream that does not exist.
-const ErrTypeStreamNotFound = "StreamNotFound"
-
 // ListShards lists a stream's shards with their parents, in ListShards
 // order (shard ID order). Lineage comes from here, never from GetRecords'
 // ChildShards.
-func (k *Kinesis) ListShards(ctx context.Context, in StreamRef) ([]Shard, error) {
+func (k *Kinesis) ListShards(ctx context.Context, in KinesisStreamRef) ([]Shard, error) {
 	c, err := k.client(ctx, in)
 	if err != nil {
 		return nil, err
@@ -134,7 +131,7 @@ func (k *Kinesis) ListShards(ctx context.Context, in StreamRef) ([]Shard, error)
 		if err != nil {
 			var nf *ktypes.ResourceNotFoundException
 			if errors.As(err, &nf) {
-				return nil, nonRetryable(ErrTypeStreamNotFound, err, "kinesis: stream %s not found at %s: check source.kinesis.stream, region and endpoint", in.name(), endpointOr(in.Endpoint))
+				return nil, nonRetryable(ErrTypeKinesisStreamNotFound, err, "kinesis: stream %s not found at %s: check source.kinesis.stream, region and endpoint", in.name(), endpointOr(in.Endpoint))
 			}
 			return nil, fmt.Errorf("kinesis: listing shards of %s: %w", in.name(), err)
 		}
@@ -176,7 +173,7 @@ type ShardPosition struct {
 
 // ShardRead reads one batch of a shard.
 type ShardRead struct {
-	StreamRef
+	KinesisStreamRef
 	Shard string
 	ShardPosition
 	// Until, when set, is the last sequence number the batch may hold: a
@@ -236,7 +233,7 @@ func ReadShard(ctx context.Context, c *kinesis.Client, in ShardRead, heartbeat f
 	}
 	out := &ShardBatch{}
 	pos := in.ShardPosition
-	iter, err := shardIterator(ctx, c, in.StreamRef, in.Shard, pos)
+	iter, err := shardIterator(ctx, c, in.KinesisStreamRef, in.Shard, pos)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +255,7 @@ func ReadShard(ctx context.Context, c *kinesis.Client, in ShardRead, heartbeat f
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		case errors.As(err, &expired):
-			if iter, err = shardIterator(ctx, c, in.StreamRef, in.Shard, pos); err != nil {
+			if iter, err = shardIterator(ctx, c, in.KinesisStreamRef, in.Shard, pos); err != nil {
 				return nil, err
 			}
 			continue
@@ -335,7 +332,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func shardIterator(ctx context.Context, c *kinesis.Client, ref StreamRef, shard string, pos ShardPosition) (*string, error) {
+func shardIterator(ctx context.Context, c *kinesis.Client, ref KinesisStreamRef, shard string, pos ShardPosition) (*string, error) {
 	req := &kinesis.GetShardIteratorInput{ShardId: aws.String(shard)}
 	if ref.StreamARN != "" {
 		req.StreamARN = aws.String(ref.StreamARN)
@@ -356,7 +353,7 @@ func shardIterator(ctx context.Context, c *kinesis.Client, ref StreamRef, shard 
 	if err != nil {
 		var nf *ktypes.ResourceNotFoundException
 		if errors.As(err, &nf) {
-			return nil, nonRetryable(ErrTypeStreamNotFound, err, "kinesis: shard %s of %s not found", shard, ref.name())
+			return nil, nonRetryable(ErrTypeKinesisStreamNotFound, err, "kinesis: shard %s of %s not found", shard, ref.name())
 		}
 		return nil, fmt.Errorf("kinesis: iterator for %s/%s: %w", ref.name(), shard, err)
 	}
@@ -381,7 +378,7 @@ func encodeKinesisRecord(shard string, r ktypes.Record) ([]byte, error) {
 
 // WaitShardInput asks whether a shard has records after a position.
 type WaitShardInput struct {
-	StreamRef
+	KinesisStreamRef
 	Shard string
 	ShardPosition
 	// Timeout bounds the wait. Default 30 s.
@@ -404,11 +401,11 @@ func (k *Kinesis) WaitForShardRecords(ctx context.Context, in WaitShardInput) (*
 	if in.Timeout <= 0 {
 		in.Timeout = 30 * time.Second
 	}
-	c, err := k.client(ctx, in.StreamRef)
+	c, err := k.client(ctx, in.KinesisStreamRef)
 	if err != nil {
 		return nil, err
 	}
-	iter, err := shardIterator(ctx, c, in.StreamRef, in.Shard, in.ShardPosition)
+	iter, err := shardIterator(ctx, c, in.KinesisStreamRef, in.Shard, in.ShardPosition)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +418,7 @@ func (k *Kinesis) WaitForShardRecords(ctx context.Context, in WaitShardInput) (*
 		switch {
 		case errors.As(err, &throttled):
 		case errors.As(err, &expired):
-			if iter, err = shardIterator(ctx, c, in.StreamRef, in.Shard, in.ShardPosition); err != nil {
+			if iter, err = shardIterator(ctx, c, in.KinesisStreamRef, in.Shard, in.ShardPosition); err != nil {
 				return nil, err
 			}
 		case err != nil:
@@ -467,7 +464,7 @@ type ShardBatchResult struct {
 	// Rejected says why the batch could not be submitted (too large for an
 	// inline job): no job ran; bisection or the dead letter takes over.
 	Rejected string `json:",omitempty"`
-	// Unseen: no job existed under the batch's identity (StreamBatch.Unseen).
+	// Unseen: no job existed under the batch's identity (SubmittedKafkaBatch.Unseen).
 	Unseen bool `json:",omitempty"`
 }
 
@@ -518,7 +515,7 @@ func (k *Kinesis) ReadShardAndSubmit(ctx context.Context, in ShardSubmitInput) (
 		out.QueueTimeout, out.ExecutionTimeout = tasktemplate.Timeouts(existing)
 		return out, nil
 	}
-	c, err := k.client(ctx, in.Read.StreamRef)
+	c, err := k.client(ctx, in.Read.KinesisStreamRef)
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +565,7 @@ type DeadLetterShardInput struct {
 // one JSON document to the S3 prefix (rewritten, not repeated, on a retry),
 // with the error and the last failed job's stderr tail.
 func (k *Kinesis) DeadLetterShardRecords(ctx context.Context, in DeadLetterShardInput) (*DeadLettered, error) {
-	c, err := k.client(ctx, in.Read.StreamRef)
+	c, err := k.client(ctx, in.Read.KinesisStreamRef)
 	if err != nil {
 		return nil, err
 	}

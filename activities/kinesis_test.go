@@ -46,9 +46,9 @@ func TestReadShardBatchesRangesAndTheEndOfASplitShard(t *testing.T) {
 	require.NoError(t, k.CreateStream(ctx, "reads", 1))
 	c := k.Client()
 	seqs := putRecords(t, c, "reads", 0, 25)
-	ref := activities.StreamRef{Stream: "reads", Endpoint: k.Endpoint(), Region: k.Region()}
+	ref := activities.KinesisStreamRef{Stream: "reads", Endpoint: k.Endpoint(), Region: k.Region()}
 	shard := "shardId-000000000000"
-	read := activities.ShardRead{StreamRef: ref, Shard: shard, MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: time.Second}
+	read := activities.ShardRead{KinesisStreamRef: ref, Shard: shard, MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: time.Second}
 
 	b, err := activities.ReadShard(ctx, c, read, nil)
 	require.NoError(t, err)
@@ -96,13 +96,13 @@ func TestReadShardBatchesRangesAndTheEndOfASplitShard(t *testing.T) {
 	b, err = activities.ReadShard(ctx, c, read, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 10, b.Count, "the rest of the parent")
-	b, err = activities.ReadShard(ctx, c, activities.ShardRead{StreamRef: ref, Shard: shard,
+	b, err = activities.ReadShard(ctx, c, activities.ShardRead{KinesisStreamRef: ref, Shard: shard,
 		ShardPosition: activities.ShardPosition{After: seqs[24]}, MaxRecords: 10, MaxBytes: 1 << 20, MaxWait: 5 * time.Second}, nil)
 	require.NoError(t, err)
 	assert.Zero(t, b.Count)
 	assert.True(t, b.ShardEnd, "a closed shard read to its end")
 
-	v, err = env.ExecuteActivity(kin.WaitForShardRecords, activities.WaitShardInput{StreamRef: ref, Shard: shard,
+	v, err = env.ExecuteActivity(kin.WaitForShardRecords, activities.WaitShardInput{KinesisStreamRef: ref, Shard: shard,
 		ShardPosition: activities.ShardPosition{After: seqs[24]}, Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	var w activities.ShardWait
@@ -117,11 +117,11 @@ func TestListShardsNamesAMissingStream(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(kin)
-	_, err := env.ExecuteActivity(kin.ListShards, activities.StreamRef{Stream: "nope", Endpoint: k.Endpoint()})
+	_, err := env.ExecuteActivity(kin.ListShards, activities.KinesisStreamRef{Stream: "nope", Endpoint: k.Endpoint()})
 	require.Error(t, err)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
-	assert.Equal(t, activities.ErrTypeStreamNotFound, appErr.Type())
+	assert.Equal(t, activities.ErrTypeKinesisStreamNotFound, appErr.Type())
 	assert.True(t, strings.Contains(err.Error(), "stream nope not found"), err.Error())
 	assert.True(t, appErr.NonRetryable())
 }
@@ -137,7 +137,7 @@ func TestWatchShardsWakesOnRecordsOnTheEndOfAClosedShardAndOnNewShards(t *testin
 	require.NoError(t, k.CreateStream(ctx, "watched", 1))
 	c := k.Client()
 	seqs := putRecords(t, c, "watched", 0, 3)
-	ref := activities.StreamRef{Stream: "watched", Endpoint: k.Endpoint(), Region: k.Region()}
+	ref := activities.KinesisStreamRef{Stream: "watched", Endpoint: k.Endpoint(), Region: k.Region()}
 	shard := "shardId-000000000000"
 	kin := activities.NewKinesis(nil, devstack.KinesisClient, nil)
 	var suite testsuite.WorkflowTestSuite
@@ -153,14 +153,14 @@ func TestWatchShardsWakesOnRecordsOnTheEndOfAClosedShardAndOnNewShards(t *testin
 	}
 	idle := []activities.ShardAt{{Shard: shard, ShardPosition: activities.ShardPosition{After: seqs[2]}}}
 
-	got := watch(activities.WatchShardsInput{StreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: 3 * time.Second})
+	got := watch(activities.WatchShardsInput{KinesisStreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: 3 * time.Second})
 	assert.Equal(t, activities.ShardsWatched{}, got, "nothing after the idle position: the watch times out")
 
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		putRecords(t, c, "watched", 3, 1)
 	}()
-	got = watch(activities.WatchShardsInput{StreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: time.Minute})
+	got = watch(activities.WatchShardsInput{KinesisStreamRef: ref, Idle: idle, Known: []string{shard}, Timeout: time.Minute})
 	assert.Equal(t, activities.ShardsWatched{Ready: []string{shard}}, got, "the record that arrived")
 
 	// Split the shard: the parent, idle at its last record, is closed and
@@ -183,10 +183,10 @@ func TestWatchShardsWakesOnRecordsOnTheEndOfAClosedShardAndOnNewShards(t *testin
 	require.NoError(t, err)
 	require.Len(t, last.Records, 1)
 	atEnd := []activities.ShardAt{{Shard: shard, ShardPosition: activities.ShardPosition{After: aws.ToString(last.Records[0].SequenceNumber)}}}
-	got = watch(activities.WatchShardsInput{StreamRef: ref, Idle: atEnd, Known: all, Timeout: time.Minute})
+	got = watch(activities.WatchShardsInput{KinesisStreamRef: ref, Idle: atEnd, Known: all, Timeout: time.Minute})
 	assert.Equal(t, activities.ShardsWatched{Ready: []string{shard}}, got, "a closed shard read to its end wakes its consumer (to finish)")
 
-	got = watch(activities.WatchShardsInput{StreamRef: ref, Known: []string{shard}, Timeout: time.Minute, ListEvery: time.Second})
+	got = watch(activities.WatchShardsInput{KinesisStreamRef: ref, Known: []string{shard}, Timeout: time.Minute, ListEvery: time.Second})
 	assert.Equal(t, activities.ShardsWatched{NewShards: true}, got, "the children are new")
 }
 

@@ -31,7 +31,7 @@ type ShardAt struct {
 // one of its idle shards has records (or is closed and read to its end),
 // or the stream has a shard the connector does not know.
 type WatchShardsInput struct {
-	StreamRef
+	KinesisStreamRef
 	Idle []ShardAt
 	// Known are the IDs of the shards the connector knows.
 	Known []string
@@ -85,7 +85,7 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 	if in.Timeout <= 0 {
 		in.Timeout = 10 * time.Minute
 	}
-	c, err := k.client(ctx, in.StreamRef)
+	c, err := k.client(ctx, in.KinesisStreamRef)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 			slots <- struct{}{}
 			go func() {
 				defer func() { <-slots; wg.Done() }()
-				has, arrived, next, err := pollShardTip(ctx, c, in.StreamRef, s, iters[i])
+				has, arrived, next, err := pollShardTip(ctx, c, in.KinesisStreamRef, s, iters[i])
 				mu.Lock()
 				defer mu.Unlock()
 				iters[i] = next
@@ -164,7 +164,7 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 		}
 		if time.Now().After(nextList) {
 			nextList = time.Now().Add(in.ListEvery)
-			listed, err := k.ListShards(ctx, in.StreamRef)
+			listed, err := k.ListShards(ctx, in.KinesisStreamRef)
 			if err != nil {
 				lastErr = err
 			}
@@ -199,7 +199,7 @@ func (k *Kinesis) WatchShards(ctx context.Context, in WatchShardsInput) (*Shards
 // when the first of them arrived), or is closed and read to its end (has,
 // with a zero arrival), from iter (nil: a new iterator). It returns the
 // iterator to poll with next (nil: make a new one).
-func pollShardTip(ctx context.Context, c *kinesis.Client, ref StreamRef, s ShardAt, iter *string) (has bool, arrived time.Time, next *string, err error) {
+func pollShardTip(ctx context.Context, c *kinesis.Client, ref KinesisStreamRef, s ShardAt, iter *string) (has bool, arrived time.Time, next *string, err error) {
 	if iter == nil {
 		if iter, err = shardIterator(ctx, c, ref, s.Shard, s.ShardPosition); err != nil {
 			return false, time.Time{}, nil, err

@@ -100,7 +100,7 @@ func (q *Queue) QueueURL(ctx context.Context, ref QueueRef) (string, error) {
 	out, err := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	var missing *sqstypes.QueueDoesNotExist
 	if errors.As(err, &missing) {
-		return "", nonRetryable("QueueNotFound", err, "sqs: queue %s does not exist at %s: create it (with its redrive policy) or fix source.sqs.queue", name, endpointOr(ref.Endpoint))
+		return "", nonRetryable(ErrTypeSQSQueueNotFound, err, "sqs: queue %s does not exist at %s: create it (with its redrive policy) or fix source.sqs.queue", name, endpointOr(ref.Endpoint))
 	}
 	if err != nil {
 		return "", fmt.Errorf("sqs: resolving queue %s at %s: %w", name, endpointOr(ref.Endpoint), err)

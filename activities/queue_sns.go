@@ -48,7 +48,7 @@ func (q *Queue) EnsureSubscription(ctx context.Context, in SubscribeInput) (*Sub
 	if _, err := sn.GetTopicAttributes(ctx, &sns.GetTopicAttributesInput{TopicArn: aws.String(in.TopicARN)}); err != nil {
 		var nf *snstypes.NotFoundException
 		if errors.As(err, &nf) {
-			return nil, nonRetryable("TopicNotFound", err, "sns: topic %s does not exist at %s: fix source.sns.topic_arn", in.TopicARN, endpointOr(in.Endpoint))
+			return nil, nonRetryable(ErrTypeSNSTopicNotFound, err, "sns: topic %s does not exist at %s: fix source.sns.topic_arn", in.TopicARN, endpointOr(in.Endpoint))
 		}
 		return nil, fmt.Errorf("sns: reading topic %s: %w", in.TopicARN, err)
 	}

@@ -308,7 +308,7 @@ func runTick(ctx workflow.Context, cfg CronConfig, r *cronRunner, st *CronState)
 			return false, fmt.Errorf("scanning s3://%s/%s: %w", cfg.Source.Bucket, cfg.Source.Prefix, err)
 		}
 		var stopErr error
-		m := connectorMetrics(ctx, "cron", cfg.Name)
+		m := connectorMetrics(ctx, KindCron, cfg.Name)
 		commit := func(batch []activities.Object, rec *BatchRecord, err error) {
 			st.LastBatch = rec
 			switch {
@@ -431,7 +431,7 @@ func runBatch(ctx workflow.Context, cfg CronConfig, r *cronRunner, batch []activ
 			Delivery: cfg.Delivery, URLTTL: cfg.URLTTL,
 			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout,
 			Retry:  cfg.Retry,
-			Labels: map[string]string{"connect-kind": "cron"},
+			Labels: map[string]string{"connect-kind": KindCron},
 		}).Get(ctx, &res)
 		jobID, failedJobs = res.JobID, failedJobIDs(err)
 	}

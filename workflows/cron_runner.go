@@ -117,7 +117,7 @@ func (r *cronRunner) runOnce(ctx workflow.Context, cfg CronConfig, id string, ob
 	var run activities.JobRun
 	err := workflow.ExecuteActivity(actx, b.RunJob, activities.JobRunInput{SubmitInput: activities.SubmitInput{
 		Template: cfg.Template,
-		Batch: tasktemplate.Batch{Connector: cfg.Name, ID: id, Attempt: attempt, Labels: map[string]string{"connect-kind": "cron"},
+		Batch: tasktemplate.Batch{Connector: cfg.Name, ID: id, Attempt: attempt, Labels: map[string]string{"connect-kind": KindCron},
 			QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout},
 		Objects: objs, Delivery: cfg.Delivery, URLTTL: cfg.URLTTL, Unseen: r.unseen,
 	}}).Get(ctx, &run)

@@ -236,7 +236,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 		if !watching || w.discover {
 			if err := workflow.ExecuteActivity(actx, k.ListShards, cfg.streamRef()).Get(ctx, &listed); err != nil {
 				var appErr *temporal.ApplicationError
-				if len(shards) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeStreamNotFound {
+				if len(shards) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeKinesisStreamNotFound {
 					return fmt.Errorf("listing shards of %s: %w", cfg.streamName(), err)
 				}
 				lastError = fmt.Sprintf("listing shards of %s: %v", cfg.streamName(), err)
@@ -308,7 +308,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 				want = append(want, pausedShards(shards, reports)...)
 			}
 			w.arm(ctx, sel, want, len(shards), &lastError, &recheck, func(ctx workflow.Context, want []activities.ShardAt) workflow.Future {
-				return workflow.ExecuteActivity(ctx, k.WatchShards, activities.WatchShardsInput{StreamRef: cfg.streamRef(), Idle: want,
+				return workflow.ExecuteActivity(ctx, k.WatchShards, activities.WatchShardsInput{KinesisStreamRef: cfg.streamRef(), Idle: want,
 					Known: known, Timeout: watchTimeout})
 			})
 		} else {
@@ -330,7 +330,7 @@ func KinesisConnector(ctx workflow.Context, in KinesisConnectorInput) error {
 				r.BehindSince, r.MillisBehind = held.BehindSince, held.MillisBehind
 			} else if ok && observePaused && !held.BehindSince.IsZero() {
 				// Reset or resumed: the consumer's own figure holds again.
-				connectorMetrics(ctx, "kinesis", cfg.Name).WithTags(map[string]string{"shard": r.Shard}).Gauge(MetricShardBehind).Update(float64(r.MillisBehind))
+				connectorMetrics(ctx, KindKinesis, cfg.Name).WithTags(map[string]string{"shard": r.Shard}).Gauge(MetricShardBehind).Update(float64(r.MillisBehind))
 			}
 			reports[r.Shard] = newerReport(reports[r.Shard], r, func(s ShardStatus) (time.Time, int64) { return s.Reported, s.Seq })
 			if observePaused {

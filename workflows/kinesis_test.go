@@ -210,7 +210,7 @@ func TestKinesisConnectorWatchesIdleShardsAndWakesTheOneWithRecords(t *testing.T
 	}, workflowOptions(KinesisStreamConsumerWorkflowType))
 	env.RegisterActivity(&activities.Kinesis{})
 	listed := 0
-	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return(func(context.Context, activities.StreamRef) ([]activities.Shard, error) {
+	env.OnActivity("ListShards", mock.Anything, mock.Anything).Return(func(context.Context, activities.KinesisStreamRef) ([]activities.Shard, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		listed++

@@ -36,8 +36,8 @@ const (
 	KinesisAtTimestamp = "at_timestamp"
 )
 
-func (c KinesisConfig) streamRef() activities.StreamRef {
-	return activities.StreamRef{Stream: c.Stream, StreamARN: c.StreamARN, Region: c.Region, Endpoint: c.Endpoint}
+func (c KinesisConfig) streamRef() activities.KinesisStreamRef {
+	return activities.KinesisStreamRef{Stream: c.Stream, StreamARN: c.StreamARN, Region: c.Region, Endpoint: c.Endpoint}
 }
 
 // streamName names the stream in IDs and messages.

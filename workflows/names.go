@@ -32,6 +32,16 @@ const (
 	QueryRunTaskStatus = "status"
 )
 
+// Connector kinds: the spec's `kind:` values, the ConnectorKind search
+// attribute, the "kind" metrics tag and the connect-kind job label. KindSQS
+// and KindSNS are the two spec kinds of the queue connector (KindQueue).
+const (
+	KindCron    = "cron"
+	KindKafka   = "kafka"
+	KindKinesis = "kinesis"
+	KindQueue   = "queue"
+)
+
 // BudgetWorkflowIDFor is the ID of the budget shared by the workers of a
 // task queue. The budget runs on that queue, so a deployment keeps all its
 // workers on one queue and gets one budget; a second queue (another

@@ -203,7 +203,7 @@ func (c *consumer) run(ctx workflow.Context) error {
 				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, OnOutOfRange: cfg.OnOffsetOutOfRange, Until: until},
 			BatchID: batchID, StreamJob: cfg.streamJob(c.attempts + 1),
 		}
-		var batch activities.StreamBatch
+		var batch activities.SubmittedKafkaBatch
 		err := workflow.ExecuteActivity(rctx, c.k.ReadAndSubmit, sub).Get(ctx, &batch)
 		if err != nil {
 			leases.release(ctx, leaseID)
@@ -240,7 +240,7 @@ func (c *consumer) run(ctx workflow.Context) error {
 			}
 			return temporal.NewCanceledError("partition consumer cancelled")
 		}
-		m := connectorMetrics(ctx, "kafka", cfg.Name)
+		m := connectorMetrics(ctx, KindKafka, cfg.Name)
 		batchDone(m, err == nil, batch.Count, task)
 		if err != nil {
 			if err := c.failed(ctx, batch, from, until, err); err != nil {
@@ -331,7 +331,7 @@ func (c *consumer) commit(ctx workflow.Context) {
 // held batch.First..batch.Last: another attempt after a backoff, a
 // bisection, a dead letter, or (with nowhere to put the records) retries
 // until it passes.
-func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, from, until int64, err error) error {
+func (c *consumer) failed(ctx workflow.Context, batch activities.SubmittedKafkaBatch, from, until int64, err error) error {
 	c.attempts++
 	if batch.JobID != "" {
 		c.jobs = append(c.jobs, batch.JobID)
@@ -366,7 +366,7 @@ func (c *consumer) failed(ctx workflow.Context, batch activities.StreamBatch, fr
 		c.report(ctx, true)
 	}
 	wait := retryBackoff(policy, c.attempts)
-	connectorMetrics(ctx, "kafka", c.cfg.Name).Counter(MetricRetries).Inc(1)
+	connectorMetrics(ctx, KindKafka, c.cfg.Name).Counter(MetricRetries).Inc(1)
 	workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same offsets", "First", lo, "Last", hi, "Attempt", c.attempts, "Wait", wait, "Error", err)
 	if c.st.Phase != "blocked" {
 		c.st.Phase = "backoff"
@@ -395,7 +395,7 @@ func (c *consumer) deadLetter(ctx workflow.Context, lo, hi int64) error {
 	}
 	workflow.GetLogger(ctx).Warn("Records dead-lettered", "First", lo, "Last", hi, "Count", res.Count, "Where", res.Where)
 	c.st.DeadLettered += int64(res.Count)
-	connectorMetrics(ctx, "kafka", c.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
+	connectorMetrics(ctx, KindKafka, c.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
 	c.st.LastDeadLetter = res.Where
 	next := hi + 1
 	if len(c.ranges) > 0 {

@@ -117,7 +117,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 		}
 		return in.From < h.end, nil
 	}).After(10 * time.Second) // idle rounds take time, as they do for real
-	readAndSubmit := func(_ context.Context, in activities.StreamSubmitInput) (*activities.StreamBatch, error) {
+	readAndSubmit := func(_ context.Context, in activities.StreamSubmitInput) (*activities.SubmittedKafkaBatch, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		last := min(in.Read.From+int64(in.Read.MaxRecords)-1, h.end-1)
@@ -128,15 +128,15 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 			}
 		}
 		if last < in.Read.From {
-			return &activities.StreamBatch{First: -1, Last: in.Read.From - 1}, nil
+			return &activities.SubmittedKafkaBatch{First: -1, Last: in.Read.From - 1}, nil
 		}
 		if h.tooBig >= in.Read.From && h.tooBig <= last {
-			return &activities.StreamBatch{First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
+			return &activities.SubmittedKafkaBatch{First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
 				RangeDone: in.Read.Until >= 0 && last == in.Read.Until, Rejected: "too large for an inline job"}, nil
 		}
 		id := fmt.Sprintf("job-%d-%d-%d", in.Read.From, last, in.Attempt)
 		h.jobs[id] = OffsetRange{From: in.Read.From, Until: last}
-		return &activities.StreamBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
+		return &activities.SubmittedKafkaBatch{JobID: id, First: in.Read.From, Last: last, Count: int(last - in.Read.From + 1), End: h.end,
 			RangeDone: in.Read.Until >= 0 && last == in.Read.Until, FirstTime: h.recordTime}, nil
 	}
 	await := func(_ context.Context, in activities.AwaitInput) (*activities.AwaitResult, error) {
@@ -183,10 +183,10 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 			h.openReads = append(h.openReads, in.Read)
 		}
 		h.mu.Unlock()
-		var b *activities.StreamBatch
+		var b *activities.SubmittedKafkaBatch
 		if found {
 			// An earlier batch's job, found by its identity.
-			b = &activities.StreamBatch{JobID: job, First: r.From, Last: r.Until, Count: int(r.Until - r.From + 1), Reused: true, BatchID: in.BatchID}
+			b = &activities.SubmittedKafkaBatch{JobID: job, First: r.From, Last: r.Until, Count: int(r.Until - r.From + 1), Reused: true, BatchID: in.BatchID}
 		} else {
 			var err error
 			if b, err = readAndSubmit(ctx, in.StreamSubmitInput); err != nil {
@@ -199,7 +199,7 @@ func newPartitionHarness(t *testing.T, end int64, poison ...int64) *partitionHar
 				h.mu.Unlock()
 			}
 		}
-		out := &activities.KafkaBatchRun{StreamBatch: *b}
+		out := &activities.KafkaBatchRun{SubmittedKafkaBatch: *b}
 		if !found && in.ReturnWhenDue && b.JobID != "" && h.leaveRunning != nil && h.leaveRunning(in) {
 			id := fmt.Sprintf("open@%d", in.Read.From)
 			h.mu.Lock()

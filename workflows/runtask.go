@@ -116,9 +116,6 @@ type RunTaskStatus struct {
 	LastError string
 }
 
-// Error type of RunTask's own failure.
-const ErrTypeTaskRunFailed = "TaskRunFailed"
-
 // RunTask runs one batch as one Bacalhau task. See the package documentation.
 func RunTask(ctx workflow.Context, in RunTaskInput) (*RunTaskResult, error) {
 	if in.Connector == "" || in.BatchID == "" || in.Template == "" {

@@ -195,7 +195,7 @@ func (s *shardConsumer) run(ctx workflow.Context) error {
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 		})
 		sub := activities.ShardSubmitInput{
-			Read: activities.ShardRead{StreamRef: cfg.streamRef(), Shard: s.in.Shard, ShardPosition: from, Until: until,
+			Read: activities.ShardRead{KinesisStreamRef: cfg.streamRef(), Shard: s.in.Shard, ShardPosition: from, Until: until,
 				MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait},
 			BatchID: batchID, StreamJob: cfg.streamJob(s.attempts + 1),
 		}
@@ -239,7 +239,7 @@ func (s *shardConsumer) run(ctx workflow.Context) error {
 			}
 			return temporal.NewCanceledError("shard consumer cancelled")
 		}
-		m := connectorMetrics(ctx, "kinesis", cfg.Name)
+		m := connectorMetrics(ctx, KindKinesis, cfg.Name)
 		batchDone(m, err == nil, batch.Count, task)
 		m.WithTags(map[string]string{"shard": s.in.Shard}).Gauge(MetricShardBehind).Update(float64(batch.MillisBehind))
 		if err != nil {
@@ -272,7 +272,7 @@ func (s *shardConsumer) waitForRecords(ctx, wctx workflow.Context) (w activities
 	actx, cancel := workflow.WithCancel(wctx)
 	defer cancel()
 	f := workflow.ExecuteActivity(actx, s.k.WaitForShardRecords, activities.WaitShardInput{
-		StreamRef: s.cfg.streamRef(), Shard: s.in.Shard, ShardPosition: s.pos, Timeout: 30 * time.Second,
+		KinesisStreamRef: s.cfg.streamRef(), Shard: s.in.Shard, ShardPosition: s.pos, Timeout: 30 * time.Second,
 	})
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(f, func(f workflow.Future) { err = f.Get(ctx, &w) })
@@ -355,7 +355,7 @@ func (s *shardConsumer) failed(ctx workflow.Context, batch activities.ShardBatch
 		s.report(ctx, true)
 	}
 	wait := retryBackoff(policy, s.attempts)
-	connectorMetrics(ctx, "kinesis", s.cfg.Name).Counter(MetricRetries).Inc(1)
+	connectorMetrics(ctx, KindKinesis, s.cfg.Name).Counter(MetricRetries).Inc(1)
 	workflow.GetLogger(ctx).Warn("Batch failed; it runs again over the same records", "First", batch.First, "Last", batch.Last, "Attempt", s.attempts, "Wait", wait, "Error", err)
 	if s.st.Phase != "blocked" {
 		s.st.Phase = "backoff"
@@ -369,7 +369,7 @@ func (s *shardConsumer) failed(ctx workflow.Context, batch activities.ShardBatch
 func (s *shardConsumer) deadLetter(ctx workflow.Context, from activities.ShardPosition, last string) error {
 	s.st.Phase = "dead-lettering"
 	in := activities.DeadLetterShardInput{
-		Read:      activities.ShardRead{StreamRef: s.cfg.streamRef(), Shard: s.in.Shard, ShardPosition: from, Until: last, MaxWait: s.cfg.MaxWait},
+		Read:      activities.ShardRead{KinesisStreamRef: s.cfg.streamRef(), Shard: s.in.Shard, ShardPosition: from, Until: last, MaxWait: s.cfg.MaxWait},
 		Connector: s.cfg.Name, Error: s.st.LastError, JobIDs: s.jobs, S3: s3Prefix(s.cfg.DeadLetterS3),
 	}
 	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -382,7 +382,7 @@ func (s *shardConsumer) deadLetter(ctx workflow.Context, from activities.ShardPo
 	}
 	workflow.GetLogger(ctx).Warn("Records dead-lettered", "Last", last, "Count", res.Count, "Where", res.Where)
 	s.st.DeadLettered += int64(res.Count)
-	connectorMetrics(ctx, "kinesis", s.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
+	connectorMetrics(ctx, KindKinesis, s.cfg.Name).Counter(MetricDeadLettered).Inc(int64(res.Count))
 	s.st.LastDeadLetter = res.Where
 	next := last
 	if len(s.ranges) > 0 && activities.SeqLess(next, s.ranges[0].Until) {

@@ -53,7 +53,7 @@ type kafkaUnit struct {
 	k *activities.Kafka
 }
 
-func (u *kafkaUnit) kind() string            { return "kafka" }
+func (u *kafkaUnit) kind() string            { return KindKafka }
 func (u *kafkaUnit) unit() string            { return "partition " + itoa32(u.partition) }
 func (u *kafkaUnit) setConfig(c KafkaConfig) { u.cfg = c }
 func (u *kafkaUnit) controlSignal() string   { return SignalPartitionControl }
@@ -73,7 +73,7 @@ func (u *kafkaUnit) begin(ctx workflow.Context, st *StreamState[int64, int64]) e
 		start.Offset = u.cfg.StartOffsets[u.partition]
 	}
 	if err := workflow.ExecuteActivity(shortOptions(ctx), u.k.ResolveStart, start).Get(ctx, &st.Checkpoint); err != nil {
-		return temporal.NewApplicationErrorWithCause("resolving the start of partition "+itoa32(u.partition), "ResolveStart", err)
+		return temporal.NewApplicationErrorWithCause("resolving the start of partition "+itoa32(u.partition), ErrTypeResolveStart, err)
 	}
 	return nil
 }
@@ -199,7 +199,7 @@ func (u *kafkaUnit) reset(ctx workflow.Context, r ResetRequest, st *StreamState[
 	default:
 		start := activities.StartInput{TopicRef: u.cfg.topicRef(), Partition: u.partition, Start: r.To, StartTime: r.Time}
 		if err := workflow.ExecuteActivity(shortOptions(ctx), u.k.ResolveStart, start).Get(ctx, &to); err != nil {
-			return false, "", temporal.NewApplicationErrorWithCause("partition "+itoa32(u.partition)+": resolving reset position "+r.To, "ResolveStart", err)
+			return false, "", temporal.NewApplicationErrorWithCause("partition "+itoa32(u.partition)+": resolving reset position "+r.To, ErrTypeResolveStart, err)
 		}
 	}
 	st.Checkpoint = to

@@ -44,7 +44,7 @@ type kinesisUnit struct {
 	k *activities.Kinesis
 }
 
-func (u *kinesisUnit) kind() string              { return "kinesis" }
+func (u *kinesisUnit) kind() string              { return KindKinesis }
 func (u *kinesisUnit) unit() string              { return "shard " + u.shard }
 func (u *kinesisUnit) setConfig(c KinesisConfig) { u.cfg = c }
 func (u *kinesisUnit) controlSignal() string     { return SignalShardControl }
@@ -60,7 +60,7 @@ func (u *kinesisUnit) begin(workflow.Context, *StreamState[activities.ShardPosit
 
 func (u *kinesisUnit) wait(ctx workflow.Context, from activities.ShardPosition) workflow.Future {
 	return workflow.ExecuteActivity(ctx, u.k.WaitForShardRecords, activities.WaitShardInput{
-		StreamRef: u.cfg.streamRef(), Shard: u.shard, ShardPosition: from, Timeout: streamWaitTimeout,
+		KinesisStreamRef: u.cfg.streamRef(), Shard: u.shard, ShardPosition: from, Timeout: streamWaitTimeout,
 	})
 }
 
@@ -77,7 +77,7 @@ func (u *kinesisUnit) start(ctx workflow.Context, r streamRead[activities.ShardP
 		until = *r.Until
 	}
 	in := activities.ShardSubmitInput{
-		Read: activities.ShardRead{StreamRef: cfg.streamRef(), Shard: u.shard, ShardPosition: r.From, Until: until,
+		Read: activities.ShardRead{KinesisStreamRef: cfg.streamRef(), Shard: u.shard, ShardPosition: r.From, Until: until,
 			MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait},
 		BatchID: r.BatchID, StreamJob: r.job(cfg.streamJob(r.Attempt)),
 	}
@@ -121,7 +121,7 @@ func (u *kinesisUnit) rangeID(r StreamRange[activities.ShardPosition, string]) s
 
 func (u *kinesisUnit) deadLetter(ctx workflow.Context, from activities.ShardPosition, last, errText string, jobs []string) (activities.DeadLettered, error) {
 	in := activities.DeadLetterShardInput{
-		Read:      activities.ShardRead{StreamRef: u.cfg.streamRef(), Shard: u.shard, ShardPosition: from, Until: last, MaxWait: u.cfg.MaxWait},
+		Read:      activities.ShardRead{KinesisStreamRef: u.cfg.streamRef(), Shard: u.shard, ShardPosition: from, Until: last, MaxWait: u.cfg.MaxWait},
 		Connector: u.cfg.Name, Error: errText, JobIDs: jobs, S3: s3Prefix(u.cfg.DeadLetterS3),
 	}
 	var res activities.DeadLettered

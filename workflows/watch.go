@@ -152,7 +152,7 @@ func pausedEnds(started []int32, reports map[int32]PartitionStatus) []activities
 // observedEnds moves the reported ends of the paused partitions the last
 // watch saw move (status, list and the lag gauge stay true), once.
 func observedEnds(ctx workflow.Context, cfg KafkaConfig, reports map[int32]PartitionStatus, seen *activities.Watched) {
-	m := connectorMetrics(ctx, "kafka", cfg.Name)
+	m := connectorMetrics(ctx, KindKafka, cfg.Name)
 	for _, e := range seen.Ends {
 		r, ok := reports[e.Partition]
 		if !ok || e.From <= r.End {
@@ -230,7 +230,7 @@ func samePosition(a, b activities.ShardPosition) bool {
 // observed are (status, list and the millis-behind gauge stay true), once.
 // An observation of a position the shard has since left is dropped.
 func observedBehind(ctx workflow.Context, cfg KinesisConfig, reports map[string]ShardStatus, seen *activities.ShardsWatched) {
-	m := connectorMetrics(ctx, "kinesis", cfg.Name)
+	m := connectorMetrics(ctx, KindKinesis, cfg.Name)
 	now := workflow.Now(ctx)
 	for _, o := range seen.Behind {
 		r, ok := reports[o.Shard]

@@ -210,7 +210,7 @@ func plainKinesis(b *testing.B, env *testenv.Env, k *devstack.Kinesis, template,
 		wg.Add(1)
 		go func(shard string) {
 			defer wg.Done()
-			read := activities.ShardRead{StreamRef: activities.StreamRef{Stream: stream}, Shard: shard,
+			read := activities.ShardRead{KinesisStreamRef: activities.KinesisStreamRef{Stream: stream}, Shard: shard,
 				ShardPosition: activities.ShardPosition{Start: activities.ShardStartTrimHorizon},
 				MaxRecords:    1000, MaxBytes: workflows.MaxInlineBatchBytes, MaxWait: time.Second}
 			for {

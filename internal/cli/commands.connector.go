@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/kinds"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -31,12 +32,16 @@ import (
 func newConnectorCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newApplyCommand(g), newListCommand(g), newDescribeCommand(g),
-		newSignalCommand(g, "pause", workflows.SignalPause, "Pause a connector (a running tick or batch finishes first)", "paused"),
-		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor or checkpoints", "resumed"),
-		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a cron connector's tick now, even when paused", "triggered"),
+		newSignalCommand(g, "pause", workflows.SignalPause, "Pause a connector (a running tick or batch finishes first)", "paused", nil),
+		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor or checkpoints", "resumed", nil),
+		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a cron connector's tick now, even when paused", "triggered", servesTrigger),
 		newBackfillCommand(g), newResetCommand(g), newDeleteCommand(g),
 	}
 }
+
+// servesTrigger and servesBackfill pick the kinds of those verbs.
+func servesTrigger(k *kinds.Kind) bool  { return k.Trigger }
+func servesBackfill(k *kinds.Kind) bool { return k.Backfill }
 
 func newApplyCommand(g *globals) *cobra.Command {
 	var file string
@@ -62,7 +67,7 @@ connectors (their "config" query) and changes nothing.`,
 			if err != nil {
 				return err
 			}
-			var starts []connectorStart
+			var starts []applied
 			var problems []error
 			for _, f := range files {
 				r, err := spec.LoadFile(f)
@@ -70,19 +75,24 @@ connectors (their "config" query) and changes nothing.`,
 					problems = append(problems, err)
 					continue
 				}
-				starts = append(starts, connectorStartFor(r))
+				k, s, err := kinds.ForSpec(r)
+				if err != nil {
+					problems = append(problems, err)
+					continue
+				}
+				starts = append(starts, applied{kind: k, Start: s})
 			}
 			if len(problems) > 0 {
 				return errors.Join(problems...)
 			}
 			for i, cs := range starts {
 				if len(starts) > 1 {
-					fmt.Fprintf(g.stderr, "[%d/%d] %s (%s)\n", i+1, len(starts), cs.name, cs.kind)
+					fmt.Fprintf(g.stderr, "[%d/%d] %s (%s)\n", i+1, len(starts), cs.Name, cs.Kind)
 				}
 				switch {
 				case dryRun:
-					err = g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "valid"},
-						fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cs.name, cs.kind, cs.id))
+					err = g.print(map[string]string{"name": cs.Name, "kind": cs.Kind, "workflow_id": cs.WorkflowID, "result": "valid"},
+						fmt.Sprintf("connector %s: %s spec is valid (workflow %s)\n", cs.Name, cs.Kind, cs.WorkflowID))
 				case diff:
 					err = g.diff(cmd, cs)
 				default:
@@ -128,53 +138,21 @@ func specFiles(path string) ([]string, error) {
 	return files, nil
 }
 
-// connectorStartFor is how a resolved spec's connector starts or updates.
-func connectorStartFor(r *spec.Resolved) connectorStart {
-	switch {
-	case r.Kafka != nil:
-		cfg := r.Kafka
-		id := workflows.KafkaWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "kafka", id: id, workflowType: workflows.KafkaConnectorWorkflowType, source: "kafka:" + cfg.Topic,
-			input: workflows.KafkaConnectorInput{Config: *cfg}, config: *cfg,
-			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per partition of %s)\n", cfg.Name, id, cfg.Topic)}
-	case r.Queue != nil:
-		cfg := r.Queue
-		id := workflows.QueueWorkflowID(cfg.Name)
-		source := "sqs:" + cfg.Queue
-		if cfg.SNS != nil {
-			source = cfg.SNS.TopicARN
-		}
-		return connectorStart{name: cfg.Name, kind: cfg.Kind, id: id, workflowType: workflows.QueueWorkflowType, source: source,
-			input: workflows.QueueInput{Config: *cfg}, config: *cfg,
-			started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)}
-	case r.Kinesis != nil:
-		cfg := r.Kinesis
-		id := workflows.KinesisWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "kinesis", id: id, workflowType: workflows.KinesisConnectorWorkflowType, source: "kinesis:" + cfg.Stream,
-			input: workflows.KinesisConnectorInput{Config: *cfg}, config: *cfg,
-			started: fmt.Sprintf("connector %s started (workflow %s; one consumer per shard of %s, following splits and merges)\n", cfg.Name, id, cfg.Stream)}
-	default:
-		cfg := r.Cron
-		id := workflows.CronWorkflowID(cfg.Name)
-		return connectorStart{name: cfg.Name, kind: "cron", id: id, workflowType: workflows.CronWorkflowType, source: "s3://" + cfg.Source.Bucket + "/" + cfg.Source.Prefix,
-			input: workflows.CronInput{Config: *cfg}, config: *cfg, started: fmt.Sprintf("connector %s started (workflow %s)\n", cfg.Name, id)}
-	}
-}
-
-// startOptions are the connector's workflow start options: ID, task
-// queue, memo and the search attributes registered says exist.
-func (cs connectorStart) startOptions(taskQueue string, registered func(string) bool) client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{ID: cs.id, TaskQueue: taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Memo:                  map[string]any{"connector": cs.name, "kind": cs.kind, "source": cs.source},
-		TypedSearchAttributes: workflows.ConnectorSearchAttributes(cs.name, cs.kind, cs.source, registered)}
+// applied is a spec's connector on its way to apply: its kind and start.
+type applied struct {
+	kind *kinds.Kind
+	kinds.Start
 }
 
 // StartConnector starts the connector of a resolved spec as `starter
 // apply` does (same ID, memo and search attributes; every attribute is
 // taken as registered), for callers with their own client such as make dev.
 func StartConnector(ctx context.Context, c client.Client, r *spec.Resolved, taskQueue string) (client.WorkflowRun, error) {
-	cs := connectorStartFor(r)
-	return c.ExecuteWorkflow(ctx, cs.startOptions(taskQueue, func(string) bool { return true }), cs.workflowType, cs.input)
+	_, s, err := kinds.ForSpec(r)
+	if err != nil {
+		return nil, err
+	}
+	return c.ExecuteWorkflow(ctx, s.Options(taskQueue, func(string) bool { return true }), s.WorkflowType, s.Input)
 }
 
 // fieldChange is one difference --diff reports.
@@ -186,26 +164,29 @@ type fieldChange struct {
 
 // diff compares a spec's configuration with the running connector's
 // (its config query), field by field, and prints what apply would do.
-func (g *globals) diff(cmd *cobra.Command, cs connectorStart) error {
+func (g *globals) diff(cmd *cobra.Command, cs applied) error {
 	c, err := g.dial(cmd)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	res := map[string]any{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id}
-	v, err := c.QueryWorkflow(cmd.Context(), cs.id, "", workflows.QueryConfig)
-	if isNotFound(err) {
+	res := map[string]any{"name": cs.Name, "kind": cs.Kind, "workflow_id": cs.WorkflowID}
+	if err := g.refuseOtherKind(cmd, c, cs); err != nil {
+		return err
+	}
+	v, err := c.QueryWorkflow(cmd.Context(), cs.WorkflowID, "", workflows.QueryConfig)
+	if kinds.IsNotFound(err) {
 		res["result"] = "would start"
-		return g.print(res, fmt.Sprintf("connector %s (%s): not running; apply would start it (workflow %s)\n", cs.name, cs.kind, cs.id))
+		return g.print(res, fmt.Sprintf("connector %s (%s): not running; apply would start it (workflow %s)\n", cs.Name, cs.Kind, cs.WorkflowID))
 	}
 	var running any
 	if err == nil {
 		err = v.Get(&running)
 	}
 	if err != nil {
-		return connectorError(cs.name, "diff", err)
+		return kinds.ConnectorError(cs.Name, "diff", err)
 	}
-	raw, err := json.Marshal(cs.config)
+	raw, err := json.Marshal(cs.Config)
 	if err != nil {
 		return err
 	}
@@ -232,10 +213,10 @@ func (g *globals) diff(cmd *cobra.Command, cs connectorStart) error {
 	var b strings.Builder
 	if len(changes) == 0 {
 		res["result"] = "unchanged"
-		fmt.Fprintf(&b, "connector %s (%s): unchanged\n", cs.name, cs.kind)
+		fmt.Fprintf(&b, "connector %s (%s): unchanged\n", cs.Name, cs.Kind)
 	} else {
 		res["result"] = "would update"
-		fmt.Fprintf(&b, "connector %s (%s): apply would update %d field(s):\n", cs.name, cs.kind, len(changes))
+		fmt.Fprintf(&b, "connector %s (%s): apply would update %d field(s):\n", cs.Name, cs.Kind, len(changes))
 		for _, ch := range changes {
 			fmt.Fprintf(&b, "  %s: %s → %s\n", ch.Field, show(ch.From), show(ch.To))
 		}
@@ -277,24 +258,6 @@ func show(v any) string {
 	return string(raw)
 }
 
-func (g *globals) status(ctx context.Context, c client.Client, name string) (*workflows.CronStatus, error) {
-	return queryStatus[workflows.CronStatus](ctx, c, name, workflows.CronWorkflowID(name), workflows.QueryCronStatus)
-}
-
-// connectorRow is one line of `starter list`, whatever the kind.
-type connectorRow struct {
-	Name      string `json:"name"`
-	Kind      string `json:"kind"`
-	State     string `json:"state"`
-	Position  string `json:"position"`
-	Processed int64  `json:"processed"`
-	Lag       int64  `json:"lag"`
-	// BehindMillis (Kinesis) is how far the furthest-behind shard is.
-	BehindMillis int64  `json:"behind_ms,omitempty"`
-	LastJob      string `json:"last_job,omitempty"`
-	LastError    string `json:"last_error,omitempty"`
-}
-
 // listQueries bounds the status queries `list` runs at once; listQueryTimeout
 // bounds each: a connector that does not answer (no worker polls its task
 // queue) is listed as unreachable, with the error, instead of failing the
@@ -305,44 +268,20 @@ const (
 )
 
 // listRow queries one running connector's status for `list`.
-func (g *globals) listRow(cmd *cobra.Command, c client.Client, e *workflowpb.WorkflowExecutionInfo) connectorRow {
+func listRow(cmd *cobra.Command, c client.Client, e *workflowpb.WorkflowExecutionInfo) kinds.Row {
 	ctx, cancel := context.WithTimeout(cmd.Context(), listQueryTimeout)
 	defer cancel()
 	id := e.Execution.WorkflowId
-	unreachable := func(kind, prefix string, err error) connectorRow {
-		return connectorRow{Name: strings.TrimPrefix(id, prefix), Kind: kind, State: "unreachable", Position: "-",
+	k, ok := kinds.ByWorkflowType(e.Type.GetName())
+	if !ok {
+		return kinds.Row{Name: id, Kind: e.Type.GetName(), State: "unknown", Position: "-", LastError: "no kind has this workflow type (an older starter?)"}
+	}
+	st, err := k.Status(ctx, c, strings.TrimPrefix(id, k.IDPrefix))
+	if err != nil {
+		return kinds.Row{Name: strings.TrimPrefix(id, k.IDPrefix), Kind: k.Name, State: "unreachable", Position: "-",
 			LastError: fmt.Sprintf("status query: %v (is a worker polling the connector's task queue?)", err)}
 	}
-	switch e.Type.GetName() {
-	case workflows.QueueWorkflowType:
-		st, err := g.queueStatus(ctx, c, strings.TrimPrefix(id, workflows.QueueWorkflowIDPrefix))
-		if err != nil {
-			return unreachable("queue", workflows.QueueWorkflowIDPrefix, err)
-		}
-		return queueRow(st)
-	case workflows.KinesisConnectorWorkflowType:
-		st, err := g.kinesisStatus(ctx, c, strings.TrimPrefix(id, workflows.KinesisWorkflowIDPrefix))
-		if err != nil {
-			return unreachable("kinesis", workflows.KinesisWorkflowIDPrefix, err)
-		}
-		return kinesisRow(st)
-	case workflows.KafkaConnectorWorkflowType:
-		st, err := g.kafkaStatus(ctx, c, strings.TrimPrefix(id, workflows.KafkaWorkflowIDPrefix))
-		if err != nil {
-			return unreachable("kafka", workflows.KafkaWorkflowIDPrefix, err)
-		}
-		return kafkaRow(st)
-	}
-	st, err := g.status(ctx, c, strings.TrimPrefix(id, workflows.CronWorkflowIDPrefix))
-	if err != nil {
-		return unreachable("cron", workflows.CronWorkflowIDPrefix, err)
-	}
-	row := connectorRow{Name: st.Name, Kind: "cron", State: state(*st), Position: "key " + st.Cursor.Key,
-		Processed: st.Counters.Objects, LastError: st.LastError}
-	if st.LastBatch != nil {
-		row.LastJob = st.LastBatch.JobID
-	}
-	return row
+	return st.Row
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -358,8 +297,7 @@ func newListCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			var execs []*workflowpb.WorkflowExecutionInfo
 			req := &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowType IN ('%s', '%s', '%s', '%s') AND ExecutionStatus = 'Running'",
-					workflows.CronWorkflowType, workflows.KafkaConnectorWorkflowType, workflows.QueueWorkflowType, workflows.KinesisConnectorWorkflowType),
+				Query: fmt.Sprintf("WorkflowType IN ('%s') AND ExecutionStatus = 'Running'", strings.Join(kinds.WorkflowTypes(), "', '")),
 			}
 			for {
 				resp, err := c.ListWorkflow(cmd.Context(), req)
@@ -372,7 +310,7 @@ func newListCommand(g *globals) *cobra.Command {
 				}
 				req.NextPageToken = resp.NextPageToken
 			}
-			rows := make([]connectorRow, len(execs))
+			rows := make([]kinds.Row, len(execs))
 			var wg sync.WaitGroup
 			slots := make(chan struct{}, listQueries)
 			for i, e := range execs {
@@ -380,7 +318,7 @@ func newListCommand(g *globals) *cobra.Command {
 				slots <- struct{}{}
 				go func() {
 					defer func() { <-slots; wg.Done() }()
-					rows[i] = g.listRow(cmd, c, e)
+					rows[i] = listRow(cmd, c, e)
 				}()
 			}
 			wg.Wait()
@@ -389,7 +327,7 @@ func newListCommand(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tPOSITION\tPROCESSED\tLAG\tLAST JOB\tLAST ERROR")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Name, r.Kind, r.State, r.Position, r.Processed, r.Lag, dash(r.LastJob), dash(r.LastError))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Name, r.Kind, r.State, r.Position, r.Processed, r.Lag, kinds.Dash(r.LastJob), kinds.Dash(r.LastError))
 			}
 			_ = tw.Flush()
 			return g.print(rows, b.String())
@@ -397,35 +335,10 @@ func newListCommand(g *globals) *cobra.Command {
 	}
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func state(st workflows.CronStatus) string {
-	switch {
-	case st.Running:
-		return "running"
-	case st.Paused:
-		return "paused"
-	default:
-		return "waiting"
-	}
-}
-
-func when(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
 func newDescribeCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe NAME",
-		Short: "Show a connector's cursor, counters, last batch and last error",
+		Short: "Show a connector's position, counters, last batch and last error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.dial(cmd)
@@ -433,46 +346,22 @@ func newDescribeCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := g.status(cmd.Context(), c, args[0])
+			found, err := kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
-				kst, kerr := g.kafkaStatus(cmd.Context(), c, args[0])
-				if kerr == nil {
-					return g.print(kst, describeKafka(kst))
-				}
-				qst, qerr := g.queueStatus(cmd.Context(), c, args[0])
-				if qerr == nil {
-					return g.print(qst, describeQueue(qst))
-				}
-				nst, nerr := g.kinesisStatus(cmd.Context(), c, args[0])
-				if nerr == nil {
-					return g.print(nst, describeKinesis(nst))
-				}
-				// A connector that is there but cannot answer says why.
-				for _, e := range []error{err, kerr, qerr, nerr} {
-					if !errors.Is(e, errConnectorNotFound) {
-						return e
-					}
-				}
 				return err
 			}
-			var b strings.Builder
-			fmt.Fprintf(&b, "connector   %s (workflow %s)\nstate       %s\nschedule    %s, next tick %s\n",
-				st.Name, workflows.CronWorkflowID(st.Name), state(*st), st.Schedule, when(st.NextTick))
-			fmt.Fprintf(&b, "cursor      key %q, time %s, %d keys in the look-back window\n", st.Cursor.Key, when(st.Cursor.Time), st.DoneInWindow)
-			fmt.Fprintf(&b, "counters    %d ticks, %d batches, %d objects, %d dead-lettered, %d failed ticks\n",
-				st.Counters.Ticks, st.Counters.Batches, st.Counters.Objects, st.Counters.DeadLettered, st.Counters.FailedTicks)
-			if lb := st.LastBatch; lb != nil {
-				fmt.Fprintf(&b, "last batch  %s: %d objects %s … %s, %s, job %s\n", lb.ID, lb.Objects, lb.FirstKey, lb.LastKey, lb.Outcome, lb.JobID)
+			st, err := found.Kind.Status(cmd.Context(), c, found.Name)
+			if err != nil {
+				return err
 			}
-			if st.LastError != "" {
-				fmt.Fprintf(&b, "last error  %s\n", st.LastError)
-			}
-			return g.print(st, b.String())
+			return g.print(st.Value, st.Text)
 		},
 	}
 }
 
-func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Command {
+// newSignalCommand is a verb that sends a connector one signal. serves
+// says which kinds take it (nil: every kind).
+func newSignalCommand(g *globals, use, signal, short, done string, serves func(*kinds.Kind) bool) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " NAME",
 		Short: short,
@@ -483,24 +372,29 @@ func newSignalCommand(g *globals, use, signal, short, done string) *cobra.Comman
 				return err
 			}
 			defer c.Close()
-			ids := connectorWorkflowIDs(args[0])
-			if signal == workflows.SignalTrigger {
-				ids = ids[:1] // cron only
-			}
-			for _, id := range ids {
-				if err = c.SignalWorkflow(cmd.Context(), id, "", signal, nil); !isNotFound(err) {
-					break
-				}
-			}
-			if isNotFound(err) && signal == workflows.SignalTrigger {
-				return cronOnly(cmd, c, args[0], use, err)
-			}
+			found, err := kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
-				return connectorError(args[0], use, err)
+				return err
+			}
+			if serves != nil && !serves(found.Kind) {
+				return notServed(found, use, serves)
+			}
+			if err := c.SignalWorkflow(cmd.Context(), found.WorkflowID, "", signal, nil); err != nil {
+				return kinds.ConnectorError(args[0], use, err)
 			}
 			return g.print(map[string]string{"name": args[0], "result": done}, fmt.Sprintf("connector %s %s\n", args[0], done))
 		},
 	}
+}
+
+// notServed words a kind-specific verb used on a connector of another kind.
+func notServed(found kinds.Running, verb string, serves func(*kinds.Kind) bool) error {
+	hint := ""
+	if !serves(found.Kind) && (verb == "trigger" || verb == "backfill") {
+		hint = " (stream and queue connectors run continuously: use reset to reprocess a stream)"
+	}
+	return fmt.Errorf("%s: connector %s is a %s connector; %s is for %s connectors%s",
+		verb, found.Name, found.Kind.Name, verb, strings.Join(kinds.Serving(serves), " and "), hint)
 }
 
 func newBackfillCommand(g *globals) *cobra.Command {
@@ -531,19 +425,23 @@ its cursor are untouched.`,
 				return err
 			}
 			defer c.Close()
+			found, err := kinds.Find(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			if !found.Kind.Backfill {
+				return notServed(found, "backfill", servesBackfill)
+			}
 			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: workflows.CronWorkflowID(args[0]), UpdateName: workflows.UpdateBackfill,
+				WorkflowID: found.WorkflowID, UpdateName: workflows.UpdateBackfill,
 				Args: []interface{}{workflows.BackfillRequest{From: f, To: t}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			var id string
 			if err == nil {
 				err = h.Get(cmd.Context(), &id)
 			}
-			if isNotFound(err) {
-				return cronOnly(cmd, c, args[0], "backfill", err)
-			}
 			if err != nil {
-				return fmt.Errorf("backfill %s: %w", args[0], err)
+				return kinds.ConnectorError(args[0], "backfill", err)
 			}
 			if !wait {
 				return g.print(map[string]string{"name": args[0], "backfill_workflow_id": id},
@@ -575,64 +473,54 @@ func newDeleteCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			for _, id := range connectorWorkflowIDs(args[0]) {
-				if err = c.CancelWorkflow(cmd.Context(), id, ""); !isNotFound(err) {
-					break
-				}
-			}
+			found, err := kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
-				return connectorError(args[0], "delete", err)
+				return err
+			}
+			if err := c.CancelWorkflow(cmd.Context(), found.WorkflowID, ""); err != nil {
+				return kinds.ConnectorError(args[0], "delete", err)
 			}
 			return g.print(map[string]string{"name": args[0], "result": "deleted"}, fmt.Sprintf("connector %s deleted\n", args[0]))
 		},
 	}
 }
 
-// connectorStart is what startOrUpdate needs to start a connector's
-// workflow, or to update a running one.
-type connectorStart struct {
-	name, kind, id, workflowType string
-	// source names what it reads (search attribute ConnectorSource).
-	source string
-	// input starts the workflow; config is the update-spec argument.
-	input, config any
-	// started is the message printed when the workflow started.
-	started string
-}
-
 // startOrUpdate starts a connector's workflow, or, when it runs already,
 // sends its new configuration as a validated update-spec Update (a rejected
 // one changes nothing).
-func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
+func (g *globals) startOrUpdate(cmd *cobra.Command, cs applied) error {
 	c, err := g.dial(cmd)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := g.refuseOtherKind(cmd, c, cs); err != nil {
+		return err
+	}
 	missing := g.missingSearchAttributes(cmd, c)
-	opts := cs.startOptions(g.taskQueue, func(name string) bool { return !slices.Contains(missing, name) })
+	opts := cs.Options(g.taskQueue, func(name string) bool { return !slices.Contains(missing, name) })
 	if len(missing) > 0 {
 		fmt.Fprintf(g.stderr, "note: search attributes %s are not registered in namespace %s, so the connector starts without them; register them once to filter connectors in the Temporal UI:\n", strings.Join(missing, ", "), g.temporal.Namespace)
 		for _, m := range missing {
 			fmt.Fprintf(g.stderr, "  temporal operator search-attribute create --namespace %s --name %s --type %s\n", g.temporal.Namespace, m, workflows.SearchAttributeTypes()[m])
 		}
 	}
-	if cfg, ok := cs.config.(workflows.QueueConfig); ok {
-		if note := redriveNote(cmd.Context(), cfg); note != "" {
+	if cs.kind.ApplyNote != nil {
+		if note := cs.kind.ApplyNote(cmd.Context(), cs.Start); note != "" {
 			fmt.Fprint(g.stderr, note)
 		}
 	}
-	_, err = c.ExecuteWorkflow(cmd.Context(), opts, cs.workflowType, cs.input)
+	_, err = c.ExecuteWorkflow(cmd.Context(), opts, cs.WorkflowType, cs.Input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case err == nil:
-		return g.print(map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "started"}, cs.started)
+		return g.print(map[string]string{"name": cs.Name, "kind": cs.Kind, "workflow_id": cs.WorkflowID, "result": "started"}, cs.Started)
 	case errors.As(err, &started):
 	default:
-		return fmt.Errorf("starting %s: %w", cs.id, err)
+		return fmt.Errorf("starting %s: %w", cs.WorkflowID, err)
 	}
 	h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-		WorkflowID: cs.id, UpdateName: workflows.UpdateSpec, Args: []interface{}{cs.config},
+		WorkflowID: cs.WorkflowID, UpdateName: workflows.UpdateSpec, Args: []interface{}{cs.Config},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	var answer any
@@ -640,14 +528,14 @@ func (g *globals) startOrUpdate(cmd *cobra.Command, cs connectorStart) error {
 		err = h.Get(cmd.Context(), &answer)
 	}
 	if err != nil {
-		return fmt.Errorf("updating connector %s: %w", cs.name, err)
+		return fmt.Errorf("updating connector %s: %w", cs.Name, err)
 	}
 	// A stream connector on the older consumer types says it moves them
 	// onto the stream engine ("updated; moving ...").
 	more, _ := answer.(string)
 	more = strings.TrimPrefix(strings.TrimPrefix(more, "updated"), "; ")
-	res := map[string]string{"name": cs.name, "kind": cs.kind, "workflow_id": cs.id, "result": "updated"}
-	text := fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.name, cs.id)
+	res := map[string]string{"name": cs.Name, "kind": cs.Kind, "workflow_id": cs.WorkflowID, "result": "updated"}
+	text := fmt.Sprintf("connector %s updated (workflow %s; applied between ticks or batches)\n", cs.Name, cs.WorkflowID)
 	if more != "" {
 		res["note"] = more
 		text += "  " + more + "\n"
@@ -675,7 +563,7 @@ func (g *globals) waitBackfill(cmd *cobra.Command, c client.Client, id string) (
 			if err != nil || v.Get(&p) != nil {
 				continue // an older worker or a finishing run: the result comes
 			}
-			line := fmt.Sprintf("backfill %s: %d batches, %d objects, %d dead-lettered so far (last key %s)\n", id, p.Batches, p.Objects, p.DeadLettered, dash(p.LastKey))
+			line := fmt.Sprintf("backfill %s: %d batches, %d objects, %d dead-lettered so far (last key %s)\n", id, p.Batches, p.Objects, p.DeadLettered, kinds.Dash(p.LastKey))
 			if line != last {
 				fmt.Fprint(g.stderr, line)
 				last = line
@@ -687,16 +575,20 @@ func (g *globals) waitBackfill(cmd *cobra.Command, c client.Client, id string) (
 // backfillProgressEvery is how often backfill --wait reports progress.
 const backfillProgressEvery = 2 * time.Second
 
-// cronOnly words the error of a cron-only verb (trigger, backfill) on a
-// connector that is not a cron connector, or not there at all.
-func cronOnly(cmd *cobra.Command, c client.Client, name, op string, notFound error) error {
-	for _, id := range connectorWorkflowIDs(name)[1:] {
-		if _, err := c.DescribeWorkflow(cmd.Context(), id, ""); err == nil {
-			kind := strings.TrimSuffix(id[:len(id)-len(name)], "-")
-			return fmt.Errorf("%s: connector %s is a %s connector; %s is for cron connectors (stream and queue connectors run continuously: use reset to reprocess a stream)", op, name, kind, op)
-		}
+// refuseOtherKind refuses to apply a spec whose name runs already under
+// another kind, naming it: one name, one connector.
+func (g *globals) refuseOtherKind(cmd *cobra.Command, c client.Client, cs applied) error {
+	found, err := kinds.Find(cmd.Context(), c, cs.Name)
+	switch {
+	case errors.Is(err, kinds.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case found.Kind != nil && found.Kind.Name != cs.kind.Name:
+		return fmt.Errorf("apply: connector %s already runs as a %s connector (workflow %s); a name is one connector: delete it first (starter delete %s) or give this %s spec another name",
+			cs.Name, found.Kind.Name, found.WorkflowID, cs.Name, cs.Kind)
 	}
-	return connectorError(name, op, notFound)
+	return nil
 }
 
 // missingSearchAttributes lists the connectors' custom search attributes
@@ -711,44 +603,4 @@ func (g *globals) missingSearchAttributes(cmd *cobra.Command, c client.Client) [
 	}
 	sort.Strings(missing)
 	return missing
-}
-
-// connectorWorkflowIDs are the workflow IDs a connector called name may
-// have, one per kind family (cron, kafka, queue, kinesis).
-func connectorWorkflowIDs(name string) []string {
-	return []string{workflows.CronWorkflowID(name), workflows.KafkaWorkflowID(name), workflows.QueueWorkflowID(name), workflows.KinesisWorkflowID(name)}
-}
-
-func isNotFound(err error) bool {
-	var nf *serviceerror.NotFound
-	return errors.As(err, &nf)
-}
-
-// errConnectorNotFound is a connector with no running workflow of any kind.
-var errConnectorNotFound = errors.New("not found (starter list shows the running ones)")
-
-// queryStatus asks a connector workflow's status query and decodes the
-// answer, naming the likely cause when it cannot be decoded.
-func queryStatus[T any](ctx context.Context, c client.Client, name, workflowID, query string) (*T, error) {
-	v, err := c.QueryWorkflow(ctx, workflowID, "", query)
-	if err != nil {
-		return nil, connectorError(name, "", err)
-	}
-	var st T
-	if err := v.Get(&st); err != nil {
-		return nil, fmt.Errorf("connector %s: decoding the %s query of %s: %w (if the workers encrypt history, give the starter the same --codec-key-file)", name, query, workflowID, err)
-	}
-	return &st, nil
-}
-
-// connectorError words an error of operation op on connector name, telling a
-// missing connector apart.
-func connectorError(name, op string, err error) error {
-	if isNotFound(err) {
-		return fmt.Errorf("connector %s: %w", name, errConnectorNotFound)
-	}
-	if op == "" {
-		return fmt.Errorf("connector %s: %w", name, err)
-	}
-	return fmt.Errorf("%s %s: %w", op, name, err)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
 	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/conn"
@@ -20,11 +21,25 @@ type globals struct {
 	temporal          conn.Temporal
 	taskQueue, output string
 	stdout, stderr    io.Writer
+	// interceptors see every Temporal call the command makes.
+	interceptors []grpc.UnaryClientInterceptor
+}
+
+// Option configures the starter CLI beyond its flags.
+type Option func(*globals)
+
+// WithInterceptor adds a gRPC interceptor to every Temporal connection the
+// commands make: a caller such as a test can count or trace their calls.
+func WithInterceptor(i grpc.UnaryClientInterceptor) Option {
+	return func(g *globals) { g.interceptors = append(g.interceptors, i) }
 }
 
 // NewRootCommand returns the starter CLI writing to stdout and stderr.
-func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
+func NewRootCommand(stdout, stderr io.Writer, opts ...Option) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
+	for _, o := range opts {
+		o(g)
+	}
 	root := &cobra.Command{
 		Use:           "starter",
 		Short:         "Start and steer bacalhau-connect workflows",
@@ -54,6 +69,9 @@ func (g *globals) dial(cmd *cobra.Command) (client.Client, error) {
 	opts, err := g.temporal.ClientOptions(client.Options{Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		return nil, err
+	}
+	if len(g.interceptors) > 0 {
+		opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, grpc.WithChainUnaryInterceptor(g.interceptors...))
 	}
 	c, err := client.DialContext(cmd.Context(), opts)
 	if err != nil {

@@ -76,7 +76,8 @@ func (e *Error) Has(path string) bool {
 }
 
 // Resolved is a valid spec and the workflow configuration of its kind:
-// exactly one of Cron, Kafka and Queue is set.
+// exactly one of Cron, Kafka, Queue and Kinesis is set (kinds.ForSpec
+// finds the kind that serves it).
 type Resolved struct {
 	Spec  *Spec
 	Cron  *workflows.CronConfig
@@ -121,6 +122,11 @@ func Decode(raw []byte) (*Spec, error) {
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether name is a valid connector name: lowercase
+// letters, digits and '-', at most 63, starting and ending with a letter or
+// digit.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
 
 // intInRange is a count field's value: def when the spec leaves it out;
 // a value written outside lo..hi is refused with its range.
@@ -187,44 +193,76 @@ func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	return r, ps
 }
 
+// KindField is a field that only some kinds take.
+type KindField struct {
+	// Path is the field's YAML path, such as batch.max_records.
+	Path string
+	// Kinds are the spec kinds that take it.
+	Kinds []string
+}
+
+// KindFields are the fields only some kinds take: apply refuses them on
+// the others, and the JSON Schema (connector.schema.json) says so too.
+func KindFields() []KindField {
+	return []KindField{
+		{"schedule", []string{KindCron}},
+		{"timezone", []string{KindCron}},
+		{"source.s3", []string{KindCron}},
+		{"overlap", []string{KindCron}},
+		{"catchup_window", []string{KindCron}},
+		{"dead_letter", []string{KindCron}},
+		{"batch.max_objects", []string{KindCron}},
+		{"batch.max_folder_entries", []string{KindCron}},
+		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}},
+		{"source.kafka", []string{KindKafka}},
+		{"source.kinesis", []string{KindKinesis}},
+		{"mode", []string{KindKafka, KindKinesis}},
+		{"staging", []string{KindKafka, KindKinesis}},
+		{"on_failure", []string{KindKafka, KindKinesis}},
+		{"batch.max_records", []string{KindKafka, KindKinesis}},
+		{"batch.max_in_flight", []string{KindKafka}},
+		{"batch.max_wait", []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
+		{"retry.max_record_age", []string{KindKafka, KindKinesis}},
+		{"source.sqs", []string{KindSQS}},
+		{"source.sns", []string{KindSNS}},
+		{"batch.max_messages", []string{KindSQS, KindSNS}},
+	}
+}
+
 // onlyFor reports fields that belong to the other kind.
 func (s *Spec) onlyFor(kind string, add addFunc) {
-	// Which kinds each kind-specific field belongs to.
-	fields := map[string]struct {
-		set   bool
-		kinds []string
-	}{
-		"schedule":                 {s.Schedule != "", []string{KindCron}},
-		"timezone":                 {s.Timezone != "", []string{KindCron}},
-		"source.s3":                {s.Source.S3 != nil, []string{KindCron}},
-		"overlap":                  {s.Overlap != "", []string{KindCron}},
-		"catchup_window":           {s.CatchupWindow != nil, []string{KindCron}},
-		"dead_letter":              {s.DeadLetter != nil, []string{KindCron}},
-		"batch.max_objects":        {s.Batch.MaxObjects != nil, []string{KindCron}},
-		"batch.max_folder_entries": {s.Batch.MaxFolderEntries != nil, []string{KindCron}},
-		"batch.concurrency":        {s.Batch.Concurrency != nil, []string{KindCron, KindSQS, KindSNS}},
-		"source.kafka":             {s.Source.Kafka != nil, []string{KindKafka}},
-		"source.kinesis":           {s.Source.Kinesis != nil, []string{KindKinesis}},
-		"mode":                     {s.Mode != "", []string{KindKafka, KindKinesis}},
-		"staging":                  {s.Staging != nil, []string{KindKafka, KindKinesis}},
-		"on_failure":               {s.OnFailure != nil, []string{KindKafka, KindKinesis}},
-		"batch.max_records":        {s.Batch.MaxRecords != nil, []string{KindKafka, KindKinesis}},
-		"batch.max_in_flight":      {s.Batch.MaxInFlight != nil, []string{KindKafka}},
-		"batch.max_wait":           {s.Batch.MaxWait != nil, []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
-		"retry.max_record_age":     {s.Retry.MaxRecordAge != nil, []string{KindKafka, KindKinesis}},
-		"source.sqs":               {s.Source.SQS != nil, []string{KindSQS}},
-		"source.sns":               {s.Source.SNS != nil, []string{KindSNS}},
-		"batch.max_messages":       {s.Batch.MaxMessages != nil, []string{KindSQS, KindSNS}},
+	set := map[string]bool{
+		"schedule":                 s.Schedule != "",
+		"timezone":                 s.Timezone != "",
+		"source.s3":                s.Source.S3 != nil,
+		"overlap":                  s.Overlap != "",
+		"catchup_window":           s.CatchupWindow != nil,
+		"dead_letter":              s.DeadLetter != nil,
+		"batch.max_objects":        s.Batch.MaxObjects != nil,
+		"batch.max_folder_entries": s.Batch.MaxFolderEntries != nil,
+		"batch.concurrency":        s.Batch.Concurrency != nil,
+		"source.kafka":             s.Source.Kafka != nil,
+		"source.kinesis":           s.Source.Kinesis != nil,
+		"mode":                     s.Mode != "",
+		"staging":                  s.Staging != nil,
+		"on_failure":               s.OnFailure != nil,
+		"batch.max_records":        s.Batch.MaxRecords != nil,
+		"batch.max_in_flight":      s.Batch.MaxInFlight != nil,
+		"batch.max_wait":           s.Batch.MaxWait != nil,
+		"retry.max_record_age":     s.Retry.MaxRecordAge != nil,
+		"source.sqs":               s.Source.SQS != nil,
+		"source.sns":               s.Source.SNS != nil,
+		"batch.max_messages":       s.Batch.MaxMessages != nil,
 	}
-	var wrong []string
-	for path, f := range fields {
-		if f.set && !slices.Contains(f.kinds, kind) {
-			wrong = append(wrong, path)
+	var wrong []KindField
+	for _, f := range KindFields() {
+		if set[f.Path] && !slices.Contains(f.Kinds, kind) {
+			wrong = append(wrong, f)
 		}
 	}
-	sort.Strings(wrong)
-	for _, path := range wrong {
-		add(path, "only for kind %s: remove it", strings.Join(fields[path].kinds, " or "))
+	sort.Slice(wrong, func(i, j int) bool { return wrong[i].Path < wrong[j].Path })
+	for _, f := range wrong {
+		add(f.Path, "only for kind %s: remove it", strings.Join(f.Kinds, " or "))
 	}
 }
 

@@ -13,12 +13,11 @@ import (
 
 // Kinds of connector.
 const (
-	KindCron  = "cron"
-	KindKafka = "kafka"
-	KindSQS   = workflows.KindSQS
-	KindSNS   = workflows.KindSNS
-	// KindKinesis is a Kinesis stream connector.
-	KindKinesis = "kinesis"
+	KindCron    = workflows.KindCron
+	KindKafka   = workflows.KindKafka
+	KindSQS     = workflows.KindSQS
+	KindSNS     = workflows.KindSNS
+	KindKinesis = workflows.KindKinesis
 )
 
 // Overlap policies of a cron connector.
@@ -44,7 +43,7 @@ type Spec struct {
 	// Name identifies the connector (workflow IDs derive from it):
 	// lowercase letters, digits and '-', at most 63.
 	Name string `yaml:"name"`
-	// Kind is the connector family: cron.
+	// Kind is the connector kind: cron, kafka, sqs, sns or kinesis.
 	Kind string `yaml:"kind"`
 	// Schedule is a 5-field cron expression or a descriptor such as
 	// "@every 5m" or "@hourly". Cron connectors only.

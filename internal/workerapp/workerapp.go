@@ -13,6 +13,7 @@ import (
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/kinds"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -53,8 +54,8 @@ func New(c client.Client, opts Options) worker.Worker {
 	})
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway, opts.BacalhauOptions...)
 	kafka := activities.NewKafkaClients()
-	Register(w, b, activities.NewTemporal(c), activities.NewS3(opts.S3Clients, b), activities.NewKafka(kafka, b, opts.S3Clients),
-		activities.NewQueue(b, opts.QueueClients), activities.NewKinesis(b, opts.KinesisClients, opts.S3Clients))
+	Register(w, activities.NewTemporal(c), kinds.Deps{Bacalhau: b, S3Clients: opts.S3Clients, Kafka: kafka,
+		QueueClients: opts.QueueClients, KinesisClients: opts.KinesisClients})
 	return &appWorker{Worker: w, kafka: kafka}
 }
 
@@ -70,25 +71,17 @@ func (w *appWorker) Stop() {
 	w.kafka.Close()
 }
 
-// Register registers every workflow and activity on r. Activity names are
-// their method names, so methods of different activity structs must not share
-// a name.
-func Register(r worker.Registry, b *activities.Bacalhau, t *activities.Temporal, s *activities.S3, k *activities.Kafka, q *activities.Queue, kin *activities.Kinesis) {
+// Register registers the shared workflows and activities (RunTask, Budget,
+// the Bacalhau, Temporal and S3 activities) and then every kind's (the
+// kinds registry). Activity names are their method names, so methods of
+// different activity structs must not share a name.
+func Register(r worker.Registry, t *activities.Temporal, d kinds.Deps) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.CronBackfill, workflow.RegisterOptions{Name: workflows.CronBackfillWorkflowType})
-	r.RegisterActivity(b)
+	r.RegisterActivity(d.Bacalhau)
 	r.RegisterActivity(t)
-	r.RegisterWorkflowWithOptions(workflows.KafkaConnector, workflow.RegisterOptions{Name: workflows.KafkaConnectorWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.PartitionConsumer, workflow.RegisterOptions{Name: workflows.PartitionConsumerWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.KafkaStreamConsumer, workflow.RegisterOptions{Name: workflows.KafkaStreamConsumerWorkflowType})
-	r.RegisterActivity(s)
-	r.RegisterActivity(k)
-	r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
-	r.RegisterActivity(q)
-	r.RegisterWorkflowWithOptions(workflows.KinesisConnector, workflow.RegisterOptions{Name: workflows.KinesisConnectorWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.ShardConsumer, workflow.RegisterOptions{Name: workflows.ShardConsumerWorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.KinesisStreamConsumer, workflow.RegisterOptions{Name: workflows.KinesisStreamConsumerWorkflowType})
-	r.RegisterActivity(kin)
+	r.RegisterActivity(activities.NewS3(d.S3Clients, d.Bacalhau))
+	for _, k := range kinds.All() {
+		k.Register(r, d)
+	}
 }

@@ -1,4 +1,4 @@
-package cli
+package kinds
 
 import (
 	"context"
@@ -6,10 +6,55 @@ import (
 	"strings"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
+
+// queueKind is the queue connector: an SQS queue, or an SNS topic through
+// an SQS queue.
+func queueKind() *Kind {
+	return &Kind{
+		Name: workflows.KindQueue, SpecKinds: []string{workflows.KindSQS, workflows.KindSNS},
+		WorkflowType: workflows.QueueWorkflowType, IDPrefix: workflows.QueueWorkflowIDPrefix,
+		Section: func(r *spec.Resolved) (Start, bool) {
+			cfg := r.Queue
+			if cfg == nil {
+				return Start{}, false
+			}
+			id := workflows.QueueWorkflowID(cfg.Name)
+			source := "sqs:" + cfg.Queue
+			if cfg.SNS != nil {
+				source = cfg.SNS.TopicARN
+			}
+			return Start{Name: cfg.Name, Kind: cfg.Kind, WorkflowID: id, WorkflowType: workflows.QueueWorkflowType, Source: source,
+				Input: workflows.QueueInput{Config: *cfg}, Config: *cfg,
+				Started: fmt.Sprintf("connector %s started (workflow %s; %d poller(s) on %s)\n", cfg.Name, id, cfg.Concurrency, cfg.Queue)}, true
+		},
+		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
+			st, err := queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
+			if err != nil {
+				return Status{}, err
+			}
+			return Status{Value: st, Row: queueRow(st), Text: describeQueue(st)}, nil
+		},
+		Register: func(r worker.Registry, d Deps) {
+			r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
+			r.RegisterActivity(activities.NewQueue(d.Bacalhau, d.QueueClients))
+		},
+		ApplyNote: func(ctx context.Context, s Start) string {
+			cfg, ok := s.Config.(workflows.QueueConfig)
+			if !ok {
+				return ""
+			}
+			return redriveNote(ctx, cfg)
+		},
+		Reset: Reset{Style: ResetNone, Why: "a queue has no position to move (each message is deleted once processed)"},
+	}
+}
 
 // redriveNote warns when the queue's redrive policy sends messages to its
 // DLQ after fewer receives than a healthy message may need when workers
@@ -28,11 +73,6 @@ func redriveNote(ctx context.Context, cfg workflows.QueueConfig) string {
 		cfg.Queue, n, activities.SafeMaxReceiveCount, activities.SafeMaxReceiveCount)
 }
 
-// queueStatus queries a queue connector's status.
-func (g *globals) queueStatus(ctx context.Context, c client.Client, name string) (*workflows.QueueStatus, error) {
-	return queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
-}
-
 func queueState(st *workflows.QueueStatus) string {
 	switch {
 	case st.Paused:
@@ -44,8 +84,8 @@ func queueState(st *workflows.QueueStatus) string {
 	}
 }
 
-func queueRow(st *workflows.QueueStatus) connectorRow {
-	return connectorRow{Name: st.Name, Kind: st.Kind, State: queueState(st), Position: st.URL,
+func queueRow(st *workflows.QueueStatus) Row {
+	return Row{Name: st.Name, Kind: st.Kind, State: queueState(st), Position: st.URL,
 		Processed: st.Counters.Deleted, LastJob: st.LastJob, LastError: st.LastError}
 }
 

@@ -269,7 +269,7 @@ func KafkaConnector(ctx workflow.Context, in KafkaConnectorInput) error {
 			parts = started // nothing new to look for: the watcher says when
 		} else if err := workflow.ExecuteActivity(actx, k.Partitions, cfg.topicRef()).Get(ctx, &parts); err != nil {
 			var appErr *temporal.ApplicationError
-			if len(started) == 0 && errors.As(err, &appErr) && appErr.Type() == "TopicNotFound" {
+			if len(started) == 0 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeKafkaTopicNotFound {
 				// Most likely a typo in the spec: fail loudly.
 				return fmt.Errorf("listing partitions of %s: %w", cfg.Topic, err)
 			}

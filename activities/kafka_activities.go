@@ -65,7 +65,7 @@ func (k *Kafka) Partitions(ctx context.Context, in TopicRef) ([]int32, error) {
 	}
 	t, ok := td[in.Topic]
 	if !ok || t.Err != nil {
-		return nil, nonRetryable("TopicNotFound", t.Err, "kafka: topic %s not found on %v", in.Topic, in.Brokers)
+		return nil, nonRetryable(ErrTypeKafkaTopicNotFound, t.Err, "kafka: topic %s not found on %v", in.Topic, in.Brokers)
 	}
 	var ps []int32
 	for p := range t.Partitions {
@@ -302,8 +302,8 @@ func submitStream(ctx context.Context, b *Bacalhau, s3f inputgateway.ClientFacto
 	return out, nil
 }
 
-// StreamBatch is a submitted batch: offsets and the job, never records.
-type StreamBatch struct {
+// SubmittedKafkaBatch is a submitted Kafka batch: offsets and the job, never records.
+type SubmittedKafkaBatch struct {
 	JobID                          string
 	First, Last                    int64
 	Count                          int
@@ -373,7 +373,7 @@ func StreamRangeID(topic string, partition int32, from, until int64) string {
 // attempt exists, it is returned with the offsets recorded on it, so a retry
 // after a crash never makes a bigger batch or a second job. A batch with
 // Count 0 means nothing arrived within MaxWait.
-func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*StreamBatch, error) {
+func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*SubmittedKafkaBatch, error) {
 	id := in.BatchID
 	if id == "" {
 		id = StreamBatchID(in.Read.Topic, in.Read.Partition, in.Read.From)
@@ -383,7 +383,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 		return nil, err
 	}
 	if existing != nil {
-		sb := &StreamBatch{JobID: existing.ID, Reused: true, BatchID: id}
+		sb := &SubmittedKafkaBatch{JobID: existing.ID, Reused: true, BatchID: id}
 		sb.First, _ = strconv.ParseInt(existing.Meta[MetaFirst], 10, 64)
 		sb.Last, _ = strconv.ParseInt(existing.Meta[MetaLast], 10, 64)
 		sb.Count, _ = strconv.Atoi(existing.Meta[MetaCount])
@@ -399,7 +399,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	}
 	closed := time.Now()
 	if batch.Count == 0 {
-		return &StreamBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End, ReadClosed: closed, Unseen: true}, nil
+		return &SubmittedKafkaBatch{First: -1, Last: in.Read.From - 1, RangeDone: batch.ReachedUntil, End: batch.End, ReadClosed: closed, Unseen: true}, nil
 	}
 	meta := map[string]string{
 		MetaFirst:     strconv.FormatInt(batch.First, 10),
@@ -414,7 +414,7 @@ func (k *Kafka) ReadAndSubmit(ctx context.Context, in StreamSubmitInput) (*Strea
 	if err != nil {
 		return nil, err
 	}
-	out := &StreamBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
+	out := &SubmittedKafkaBatch{First: batch.First, Last: batch.Last, Count: batch.Count, Bytes: batch.Bytes, Skipped: batch.Skipped,
 		StagedKey: sub.stagedKey, End: batch.End, RangeDone: batch.ReachedUntil, FirstTime: batch.FirstTime, Rejected: sub.rejected,
 		BatchID: id, ReadClosed: closed, Unseen: true}
 	if sub.res != nil {
