@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
-.PHONY: all build dev connect-dev-build dev-smoke test unit e2e bench lint compose-check tools clean screenshots fuzz fuzz-smoke chaos chaos-short
+.PHONY: schema all build dev connect-dev-build dev-smoke test unit e2e bench lint compose-check tools clean screenshots fuzz fuzz-smoke chaos chaos-short
 
 all: build
 
@@ -34,6 +34,11 @@ dev: tools
 connect-dev-build:
 	@test -x bin/connect-dev || echo "building bin/connect-dev (the first build compiles Bacalhau's and Temporal's packages: about 3 minutes on 2 cores; later builds take seconds)…"
 	$(GO) build -o bin/connect-dev ./internal/cmd/connect-dev
+
+# Regenerate the connector spec's JSON Schema (internal/spec/connector.schema.json)
+# from the spec types; make test fails while the committed one is stale.
+schema:
+	UPDATE_SCHEMA=1 $(GO) test -count=1 -run '^TestSchemaIsCurrent$$' ./internal/spec
 
 # Temporal UI screenshots under docs/ (needs Debian's chromium: apt-get install chromium).
 screenshots: bin/temporal tools

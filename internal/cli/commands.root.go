@@ -60,7 +60,7 @@ func NewRootCommand(stdout, stderr io.Writer, opts ...Option) *cobra.Command {
 	g.temporal.Register(pf, "default")
 	pf.StringVar(&g.taskQueue, "task-queue", conn.EnvOr("CONNECT_TASK_QUEUE", workflows.TaskQueue), "task queue of the workers [CONNECT_TASK_QUEUE]")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text, json or yaml")
-	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g))
+	root.AddCommand(newRunTaskCommand(g), newBudgetCommand(g), newSchemaCommand(g))
 	root.AddCommand(newConnectorCommands(g)...)
 	return root
 }

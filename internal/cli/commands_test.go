@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -144,4 +145,11 @@ func TestApplyAFolderValidatesEverySpecBeforeStartingAny(t *testing.T) {
 	_, err = runStarter(t, "apply", "-f", t.TempDir())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no *.yaml or *.yml spec")
+}
+
+func TestSchemaPrintsTheEmbeddedSchema(t *testing.T) {
+	out, err := runStarter(t, "schema")
+	require.NoError(t, err)
+	assert.Contains(t, out, `"title": "bacalhau-connect connector spec"`)
+	assert.Equal(t, string(spec.Schema()), out)
 }

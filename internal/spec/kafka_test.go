@@ -58,13 +58,15 @@ func TestKafkaDefaults(t *testing.T) {
 	assert.True(t, cfg.Bisect)
 }
 
-func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
+// malformedKafkaCases are the malformed specs TestMalformedKafkaSpecsAreRejectedNamingTheField refuses (the JSON
+// Schema test checks them too).
+func malformedKafkaCases(t *testing.T) []malformedCase {
 	edit := func(old, new string) string {
 		s := kafkaMinimal()
 		require.Contains(t, s, old)
 		return strings.Replace(s, old, new, 1)
 	}
-	cases := []struct{ name, spec, path, msg string }{
+	cases := []malformedCase{
 		{"no source", edit("source:\n  kafka:\n    brokers: [127.0.0.1:9092]\n    topic: web-logs\n", ""), "source.kafka", "required"},
 		{"no brokers", edit("    brokers: [127.0.0.1:9092]\n", ""), "source.kafka.brokers", "required"},
 		{"broker without port", edit("[127.0.0.1:9092]", "[kafka-1]"), "source.kafka.brokers", "not host:port"},
@@ -96,7 +98,11 @@ func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"negative record age", edit("task:\n", "retry: {max_record_age: -1h}\ntask:\n"), "retry.max_record_age", "positive"},
 		{"tls cert without key", edit("    topic: web-logs\n", "    topic: web-logs\n    tls: {cert_file: c.pem}\n"), "source.kafka.tls", "go together"},
 	}
-	for _, tc := range cases {
+	return cases
+}
+
+func TestMalformedKafkaSpecsAreRejectedNamingTheField(t *testing.T) {
+	for _, tc := range malformedKafkaCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(exampleKafkaSpec, []byte(tc.spec))
 			require.Error(t, err)

@@ -57,13 +57,15 @@ func TestKinesisDefaultsAndARN(t *testing.T) {
 	assert.Equal(t, time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), r.Kinesis.StartTime)
 }
 
-func TestMalformedKinesisSpecsAreRejectedNamingTheField(t *testing.T) {
+// malformedKinesisCases are the malformed specs TestMalformedKinesisSpecsAreRejectedNamingTheField refuses (the JSON
+// Schema test checks them too).
+func malformedKinesisCases(t *testing.T) []malformedCase {
 	edit := func(old, new string) string {
 		s := kinesisMinimal()
 		require.Contains(t, s, old)
 		return strings.Replace(s, old, new, 1)
 	}
-	cases := []struct{ name, spec, path, msg string }{
+	cases := []malformedCase{
 		{"no source", edit("source:\n  kinesis: {stream: clicks}\n", ""), "source.kinesis", "required"},
 		{"no stream", edit("{stream: clicks}", "{region: us-east-1}"), "source.kinesis.stream", "required"},
 		{"bad stream name", edit("{stream: clicks}", `{stream: "clicks stream!"}`), "source.kinesis.stream", "not a stream name"},
@@ -81,7 +83,11 @@ func TestMalformedKinesisSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"kafka source on kinesis", edit("kinesis: {stream: clicks}", "kinesis: {stream: clicks}\n  kafka: {topic: t}"), "source.kafka", "only for kind kafka"},
 		{"password in spec", edit("{stream: clicks}", "{stream: clicks, secret_key: x}"), "source.kinesis.secret_key", "unknown field"},
 	}
-	for _, tc := range cases {
+	return cases
+}
+
+func TestMalformedKinesisSpecsAreRejectedNamingTheField(t *testing.T) {
+	for _, tc := range malformedKinesisCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(exampleKinesisSpec, []byte(tc.spec))
 			require.Error(t, err)

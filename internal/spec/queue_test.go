@@ -56,7 +56,9 @@ task:
 	assert.Equal(t, DefaultQueueConcurrency, cfg.Concurrency)
 }
 
-func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
+// malformedQueueCases are the malformed specs TestMalformedQueueSpecsAreRejectedNamingTheField refuses (the JSON
+// Schema test checks them too).
+func malformedQueueCases(t *testing.T) []malformedCase {
 	edit := func(old, new string) string {
 		s := queueMinimal()
 		require.Contains(t, s, old)
@@ -65,7 +67,7 @@ func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
 	sns := func(src string) string {
 		return edit("kind: sqs\nsource:\n  sqs: {queue: web-queue}\n", "kind: sns\nsource:\n  sns: "+src+"\n")
 	}
-	cases := []struct{ name, spec, path, msg string }{
+	cases := []malformedCase{
 		{"no source", edit("source:\n  sqs: {queue: web-queue}\n", ""), "source.sqs", "required"},
 		{"no queue", edit("{queue: web-queue}", "{region: us-east-1}"), "source.sqs.queue", "required"},
 		{"bad queue name", edit("{queue: web-queue}", "{queue: \"web queue!\"}"), "source.sqs.queue", "not a queue name"},
@@ -83,7 +85,11 @@ func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"envelope with raw delivery", sns(`{topic_arn: "arn:aws:sns:us-east-1:000000000000:events", envelope: true}`), "source.sns.envelope", "raw_delivery: false"},
 		{"max_messages on kafka", strings.Replace(kafkaMinimal(), "task:\n", "batch: {max_messages: 5}\ntask:\n", 1), "batch.max_messages", "only for kind sqs or sns"},
 	}
-	for _, tc := range cases {
+	return cases
+}
+
+func TestMalformedQueueSpecsAreRejectedNamingTheField(t *testing.T) {
+	for _, tc := range malformedQueueCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(exampleQueueSpec, []byte(tc.spec))
 			require.Error(t, err)

@@ -107,14 +107,14 @@ func edit(t *testing.T, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
+// malformedCronCases are the malformed specs TestMalformedSpecsAreRejectedNamingTheField refuses (the JSON
+// Schema test checks them too).
+func malformedCronCases(t *testing.T) []malformedCase {
 	dir := t.TempDir()
 	badTemplate := filepath.Join(dir, "bad.yaml")
 	require.NoError(t, os.WriteFile(badTemplate, []byte("Type: batch\nTasks:\n  - Name: main\n    Engine: {Type: lambda}\n"), 0o644))
 
-	cases := []struct {
-		name, spec, path, msg string
-	}{
+	cases := []malformedCase{
 		{"missing name", edit(t, "name: web-logs\n", ""), "name", "required"},
 		{"bad name", edit(t, "name: web-logs", "name: Web_Logs"), "name", "lowercase"},
 		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron, kafka, kinesis, sqs or sns"},
@@ -173,7 +173,11 @@ func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
 		{"dead letter without s3", edit(t, "task:\n", "dead_letter: {}\ntask:\n"), "dead_letter.s3", "required"},
 		{"not yaml", "name: [unclosed", "(yaml)", "line 1"},
 	}
-	for _, tc := range cases {
+	return cases
+}
+
+func TestMalformedSpecsAreRejectedNamingTheField(t *testing.T) {
+	for _, tc := range malformedCronCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Load(exampleSpec, []byte(tc.spec))
 			require.Error(t, err)
@@ -210,3 +214,7 @@ func TestParseByteSize(t *testing.T) {
 	_, err := ParseByteSize("12 parsecs")
 	assert.Error(t, err)
 }
+
+// malformedCase is a spec apply refuses, with the path and message of its
+// problem.
+type malformedCase struct{ name, spec, path, msg string }
