@@ -48,7 +48,7 @@ type DoneKey struct {
 }
 
 // Cursor is a cron connector's durable position in a bucket prefix. See the
-// README ("The S3 cursor") for why it is more than a StartAfter key.
+// docs/cron.md ("The S3 cursor") for why it is more than a StartAfter key.
 type Cursor struct {
 	// Key is the greatest key processed (or the spec's start_after).
 	Key string `json:",omitempty"`
@@ -63,7 +63,7 @@ type Cursor struct {
 	// Floor is set when Done would outgrow MaxDoneKeys: the oldest entries
 	// at or before Key leave Done, and objects at or before Key last
 	// modified before Floor count as processed. It narrows the look-back
-	// window for such bursts (README, "The S3 cursor").
+	// window for such bursts (docs/cron.md, "The S3 cursor").
 	Floor time.Time `json:",omitempty"`
 }
 

@@ -11,7 +11,7 @@
 // for a secured cluster --tls, --tls-cert-path, --tls-key-path,
 // --tls-ca-path, --tls-server-name, --api-key-file (or TEMPORAL_API_KEY),
 // and --codec-key-file [CONNECT_CODEC_KEY_FILE] when the workers encrypt
-// history (the README's Configuration section lists them all).
+// history (docs/configuration.md lists them all).
 package main
 
 import (

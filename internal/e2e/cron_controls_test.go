@@ -320,7 +320,7 @@ func TestCronControls(t *testing.T) {
 		assert.Equal(t, 1, seen[k], "%s: at or before the reset key", k)
 	}
 
-	// Every control is also a plain Temporal CLI call (as the README
+	// Every control is also a plain Temporal CLI call (as docs/configuration.md
 	// shows): pause and resume by signal, reset by update, status and
 	// config by query.
 	tcli := func(args ...string) string {

@@ -155,7 +155,7 @@ batch: {max_records: 2000, max_wait: 1s}
 // assertBatchesInOrder checks, per partition, that the connector's
 // successful jobs were submitted in offset order but for the batches in
 // flight together (spec.DefaultMaxInFlight: they may submit in either
-// order, README "Several batches in flight"), and that no batch identity
+// order, docs/kafka.md "Several batches in flight"), and that no batch identity
 // has two successful jobs.
 func assertBatchesInOrder(t *testing.T, connector string) {
 	t.Helper()
