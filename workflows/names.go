@@ -166,3 +166,16 @@ func KinesisWorkflowID(name string) string { return KinesisWorkflowIDPrefix + na
 // ShardWorkflowID is the ID of the consumer of one shard: Temporal then
 // guarantees one running consumer per shard.
 func ShardWorkflowID(name, shard string) string { return KinesisWorkflowID(name) + "-" + shard }
+
+// Queue connector names.
+const (
+	// QueueWorkflowType is the registered name of QueueConnector.
+	QueueWorkflowType = "QueueConnector"
+	// QueueWorkflowIDPrefix + connector name is a queue connector's workflow ID.
+	QueueWorkflowIDPrefix = "queue-"
+	// QueryQueueStatus returns a QueueStatus.
+	QueryQueueStatus = "status"
+)
+
+// QueueWorkflowID is the workflow ID of the queue connector called name.
+func QueueWorkflowID(name string) string { return QueueWorkflowIDPrefix + name }

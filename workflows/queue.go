@@ -42,19 +42,6 @@ type QueueStatus struct {
 	SNS             *SNSQueueState `json:",omitempty"`
 }
 
-// Queue connector names.
-const (
-	// QueueWorkflowType is the registered name of QueueConnector.
-	QueueWorkflowType = "QueueConnector"
-	// QueueWorkflowIDPrefix + connector name is a queue connector's workflow ID.
-	QueueWorkflowIDPrefix = "queue-"
-	// QueryQueueStatus returns a QueueStatus.
-	QueryQueueStatus = "status"
-)
-
-// QueueWorkflowID is the workflow ID of the queue connector called name.
-func QueueWorkflowID(name string) string { return QueueWorkflowIDPrefix + name }
-
 // queueBatchesPerRun bounds one run's history before continue-as-new.
 const queueBatchesPerRun = 200
 

@@ -5,13 +5,16 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/cli"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
@@ -99,4 +102,44 @@ func TestOneNameIsOneConnector(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "connector "+name+"-missing: not found")
 	assert.Equal(t, 1, calls["ListWorkflowExecutions"], "describe of a missing name: %v", calls)
+}
+
+// TestOneNameIsOneConnectorWithoutTheSearchAttributes runs apply's refusal
+// and delete in a namespace where ConnectorName is not registered: the
+// starter starts connectors without the attributes and finds them with the
+// query by workflow ID.
+func TestOneNameIsOneConnectorWithoutTheSearchAttributes(t *testing.T) {
+	runsAlongside(t)
+	ctx := context.Background()
+	const ns, name = "e2e-no-attributes", "e2e-bare"
+	_, err := env.Client.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+		Namespace: ns, WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)})
+	require.NoError(t, err)
+	queue := "e2e-no-attributes" // no worker: apply and delete need none
+	var stderr string
+	require.NoError(t, testenv.Eventually(60*time.Second, func() error {
+		_, stderr, err = starterStreams(t, queue, "apply", "-f", specFile(t, name, name, "in/", "@every 1h", ""), "--namespace", ns)
+		return err
+	}), "the new namespace becomes usable")
+	assert.Contains(t, stderr, "not registered in namespace "+ns)
+
+	_, err = starter(t, queue, "apply", "-f", kafkaSpecFile(t, name, "127.0.0.1:1", "no-such-topic", ""), "--namespace", ns)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connector "+name+" already runs as a cron connector")
+
+	// Once visibility has it, the query without the attribute finds it:
+	// the first query is refused for naming ConnectorName, the second
+	// (by workflow ID) finds the connector.
+	require.NoError(t, testenv.Eventually(20*time.Second, func() error {
+		raw, err := temporalCLI("workflow", "list", "--namespace", ns, "--query", "WorkflowId='"+workflows.CronWorkflowID(name)+"'", "-o", "json")
+		if err == nil && !strings.Contains(raw, workflows.CronWorkflowID(name)) {
+			err = fmt.Errorf("not listed yet: %s", raw)
+		}
+		return err
+	}))
+	_, calls, err := counted(t, queue, "delete", name, "--namespace", ns)
+	require.NoError(t, err)
+	assert.Equal(t, 2, calls["ListWorkflowExecutions"], "delete: %v", calls)
+	assert.Zero(t, calls["DescribeWorkflowExecution"], "delete: %v", calls)
+	assert.Equal(t, 1, calls["RequestCancelWorkflowExecution"], "delete: %v", calls)
 }
