@@ -3,6 +3,7 @@ SHELL := /bin/bash
 export GONOSUMDB := github.com/bacalhau-project
 GO ?= go
 TEMPORAL_CLI_VERSION := v1.5.1
+NATS_CLI_VERSION := v0.5.0
 STATICCHECK_VERSION := v0.8.2
 WORKFLOWCHECK_VERSION := v0.6.0
 
@@ -19,6 +20,12 @@ bin/temporal:
 	@mkdir -p bin
 	@echo "building the temporal CLI $(TEMPORAL_CLI_VERSION) from source into bin/ (once; about 3-4 minutes on 2 cores)…"
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# The nats CLI (natscli), a third-party NATS client the tests drive the NATS
+# stand-in with, built from source into bin/ (about 50 s on 2 cores).
+bin/nats:
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/nats-io/natscli/nats@$(NATS_CLI_VERSION)
 
 # One command: build what is missing, start the embedded local stack and a
 # worker, run the sample task once, stay up until Ctrl-C (which exits 0).
@@ -49,7 +56,7 @@ screenshots: bin/temporal tools
 # short seeded chaos run (internal/chaos) beside them.
 # lint (CPU) and dev-smoke (mostly waiting on its stack) run side by side:
 # 46 s and 39 s alone here.
-test: bin/temporal tools compose-check
+test: bin/temporal bin/nats tools compose-check
 	@$(MAKE) --no-print-directory -j2 --output-sync=target lint dev-smoke
 	CHAOS_SHORT=1 $(GO) test -count=1 -timeout 25m ./...
 
