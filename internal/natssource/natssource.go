@@ -1,0 +1,253 @@
+// Package natssource reads NATS JetStream streams as a source.Stream. Each
+// unit is one subject of the stream, read in stream sequence order with a
+// subject filter: per-subject order is kept and subjects run side by side,
+// as Kafka partitions do. Positions are stream sequence numbers, so a
+// range of positions holds only the subject's records in it, and the same
+// range reads the same records again once the stream has passed its end.
+// Reads use ephemeral ordered consumers; nothing is acknowledged: the
+// checkpoint is the reader's (in Temporal history).
+package natssource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bacalhau-connect/bacalhau-connect/source"
+)
+
+// Config names what to read.
+type Config struct {
+	// URL is the NATS server, e.g. nats://127.0.0.1:4222.
+	URL string
+	// Stream is the JetStream stream's name.
+	Stream string
+	// Subjects are the units; empty: every subject the stream holds
+	// messages on when Units is called.
+	Subjects []string
+}
+
+// Source is a JetStream stream as a source.Stream.
+type Source struct {
+	cfg    Config
+	nc     *nats.Conn
+	stream jetstream.Stream
+}
+
+var _ source.Stream = (*Source)(nil)
+
+// Open connects to the server and finds the stream; Close releases the
+// connection.
+func Open(ctx context.Context, cfg Config) (*Source, error) {
+	nc, err := nats.Connect(cfg.URL, nats.Name("bacalhau-connect"))
+	if err != nil {
+		return nil, fmt.Errorf("nats: connecting to %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	st, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats: stream %s at %s: %w", cfg.Stream, cfg.URL, err)
+	}
+	return &Source{cfg: cfg, nc: nc, stream: st}, nil
+}
+
+// Close closes the connection.
+func (s *Source) Close() { s.nc.Close() }
+
+// Units are the configured subjects, or the stream's subjects that hold
+// messages, sorted.
+func (s *Source) Units(ctx context.Context) ([]string, error) {
+	if len(s.cfg.Subjects) > 0 {
+		return slices.Clone(s.cfg.Subjects), nil
+	}
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream %s: %w", s.cfg.Stream, err)
+	}
+	var units []string
+	for subject := range info.State.Subjects {
+		units = append(units, subject)
+	}
+	slices.Sort(units)
+	return units, nil
+}
+
+// Start resolves at for a subject: earliest is its first message still
+// held, latest the stream's next sequence, a time the first message stored
+// at or after it (the next sequence when there is none).
+func (s *Source) Start(ctx context.Context, unit string, at source.StartAt) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats: stream %s: %w", s.cfg.Stream, err)
+	}
+	next := info.State.LastSeq + 1
+	switch at.From {
+	case source.Latest.From:
+		return next, nil
+	case source.Earliest.From:
+		m, err := s.stream.GetMsg(ctx, max(info.State.FirstSeq, 1), jetstream.WithGetMsgSubject(unit))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return next, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("nats: first message of %s: %w", unit, err)
+		}
+		return m.Sequence, nil
+	case "time":
+		t := at.Time
+		c, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{unit},
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
+		if err != nil {
+			return 0, fmt.Errorf("nats: reading %s from %s: %w", unit, t.Format(time.RFC3339), err)
+		}
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("nats: %w", err)
+		}
+		if ci.NumPending == 0 {
+			return next, nil
+		}
+		m, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			return 0, fmt.Errorf("nats: first message of %s from %s: %w", unit, t.Format(time.RFC3339), err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return 0, fmt.Errorf("nats: %w", err)
+		}
+		return meta.Sequence.Stream, nil
+	}
+	return 0, fmt.Errorf("nats: unknown start %q: use earliest, latest or a time", at.From)
+}
+
+// Read reads the subject's messages from sequence from on (see
+// source.Stream). What is already there is fetched at once; only then does
+// an unbounded read wait, up to lim.MaxWait, for more to fill the batch. A
+// bounded range whose end the stream has passed never waits: its messages
+// are all there.
+func (s *Source) Read(ctx context.Context, unit string, from, until uint64, lim source.Limits) (source.Records, error) {
+	var out source.Records
+	if until > 0 && until < from {
+		return out, nil
+	}
+	complete := false
+	if until > 0 {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return out, fmt.Errorf("nats: stream %s: %w", s.cfg.Stream, err)
+		}
+		complete = info.State.LastSeq >= until
+	}
+	c, err := s.consumer(ctx, unit, from)
+	if err != nil {
+		return out, err
+	}
+	deadline := time.Now().Add(lim.MaxWait)
+	var bytes int64
+	for len(out.Items) < lim.MaxRecords {
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return out, fmt.Errorf("nats: reading %s from %d: %w", unit, from, err)
+		}
+		n, wait := lim.MaxRecords-len(out.Items), time.Until(deadline)
+		switch {
+		case ci.NumPending > 0:
+			n, wait = int(min(uint64(n), ci.NumPending)), 10*time.Second // there: only the round trip
+		case complete || wait < time.Millisecond:
+			return out, nil
+		}
+		batch, err := c.Fetch(n, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return out, fmt.Errorf("nats: reading %s from %d: %w", unit, from, err)
+		}
+		stop := false
+		for m := range batch.Messages() {
+			if stop {
+				continue // drain what the fetch holds
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return out, fmt.Errorf("nats: %w", err)
+			}
+			r := source.Record{Position: meta.Sequence.Stream, Key: m.Subject(), Value: m.Data(), Time: meta.Timestamp, Headers: firstValues(m.Headers())}
+			if (until > 0 && r.Position > until) || (len(out.Items) > 0 && bytes+r.Size() > lim.MaxBytes) {
+				out.Backlog, stop = true, true
+				continue
+			}
+			out.Items = append(out.Items, r)
+			bytes += r.Size()
+			out.Backlog = meta.NumPending > 0
+			stop = until > 0 && r.Position >= until
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return out, fmt.Errorf("nats: reading %s from %d: %w", unit, from, err)
+		}
+		if stop {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Wait waits for a message of the subject at or after sequence from.
+func (s *Source) Wait(ctx context.Context, unit string, from uint64, timeout time.Duration) (bool, error) {
+	c, err := s.consumer(ctx, unit, from)
+	if err != nil {
+		return false, err
+	}
+	_, err = c.Next(jetstream.FetchMaxWait(timeout))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, nats.ErrTimeout):
+		return false, nil
+	}
+	return false, fmt.Errorf("nats: waiting on %s from %d: %w", unit, from, err)
+}
+
+// Pending counts the subject's messages at or after sequence from.
+func (s *Source) Pending(ctx context.Context, unit string, from uint64) (uint64, error) {
+	c, err := s.consumer(ctx, unit, from)
+	if err != nil {
+		return 0, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats: pending on %s: %w", unit, err)
+	}
+	return ci.NumPending, nil
+}
+
+// consumer is an ephemeral ordered consumer of the subject from sequence
+// from.
+func (s *Source) consumer(ctx context.Context, unit string, from uint64) (jetstream.Consumer, error) {
+	c, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{unit},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("nats: reading %s from %d: %w", unit, from, err)
+	}
+	return c, nil
+}
+
+func firstValues(h nats.Header) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			out[k] = v[0]
+		}
+	}
+	return out
+}

@@ -1,0 +1,30 @@
+// Package source is the public API for connector sources: what a source
+// outside this repository implements so that bacalhau-connect's engine can
+// turn it into short Bacalhau tasks with the same guarantees as the
+// built-in kinds.
+//
+// # What a source writes
+//
+// A source is plain Go that talks to the system it reads: list its units,
+// resolve a start position, read a range of records, wait for records,
+// report where the end is. It runs inside Temporal activities the engine
+// owns. It never writes workflow code: batch identity, several batches in
+// flight, retries, bisection, dead letters, checkpoints, leases and the
+// controls (pause, resume, reset) are the engine's, and they replay
+// deterministically whatever the source does.
+//
+// # Streams
+//
+// A [Stream] is ordered units (Kafka partitions, Kinesis shards, NATS
+// JetStream subjects) whose records have ordered positions. A batch is a
+// range of positions; reading the same range again returns the same
+// records, which is what makes a batch's identity, and therefore an
+// idempotent submit, possible. A range may hold fewer records than its
+// width (a subject filter skips the stream's other sequence numbers).
+//
+// # Status
+//
+// This package is new (issue #18): the NATS JetStream source implements
+// [Stream]; the engine's generic unit over it, the kind registration and a
+// worker builder with extra kinds come next (docs/sources-sdk.md).
+package source
