@@ -34,7 +34,7 @@ func newConnectorCommands(g *globals) []*cobra.Command {
 		newApplyCommand(g), newListCommand(g), newDescribeCommand(g),
 		newSignalCommand(g, "pause", workflows.SignalPause, "Pause a connector (a running tick or batch finishes first)", "paused", nil),
 		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor or checkpoints", "resumed", nil),
-		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a cron connector's tick now, even when paused", "triggered", servesTrigger),
+		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a connector's tick now, even when paused ("+servedBy(servesTrigger)+")", "triggered", servesTrigger),
 		newBackfillCommand(g), newResetCommand(g), newDeleteCommand(g),
 	}
 }
@@ -42,6 +42,11 @@ func newConnectorCommands(g *globals) []*cobra.Command {
 // servesTrigger and servesBackfill pick the kinds of those verbs.
 func servesTrigger(k *kinds.Kind) bool  { return k.Trigger }
 func servesBackfill(k *kinds.Kind) bool { return k.Backfill }
+
+// servedBy names the kinds a verb serves, for its help: "cron connectors".
+func servedBy(serves func(*kinds.Kind) bool) string {
+	return strings.Join(kinds.Serving(serves), " and ") + " connectors"
+}
 
 func newApplyCommand(g *globals) *cobra.Command {
 	var file string
@@ -402,7 +407,7 @@ func newBackfillCommand(g *globals) *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "backfill NAME --from TIME --to TIME",
-		Short: "Process the objects last modified in [from, to) again, beside the live schedule",
+		Short: "Process the objects last modified in [from, to) again, beside the live schedule (" + servedBy(servesBackfill) + ")",
 		Long: `Start a backfill: the objects under the connector's prefix whose LastModified
 is in [--from, --to) run again in batches of their own. The live schedule and
 its cursor are untouched.`,
