@@ -22,9 +22,18 @@
 // idempotent submit, possible. A range may hold fewer records than its
 // width (a subject filter skips the stream's other sequence numbers).
 //
+// # Queues
+//
+// A [Queue] leases messages to one reader at a time (SQS, Pub/Sub): the
+// engine keeps the leases of a batch up while its task runs, acks what the
+// task processed and releases the rest; the queue's own dead-letter policy
+// counts the deliveries of a message that keeps failing.
+//
 // # Status
 //
-// This package is new (issue #18): the NATS JetStream source implements
-// [Stream]; the engine's generic unit over it, the kind registration and a
-// worker builder with extra kinds come next (docs/sources-sdk.md).
+// This package is new (issue #18): a NATS JetStream reader implements
+// [Stream] and a Google Cloud Pub/Sub subscription reader implements
+// [Queue], both inside this repository; the engine's generic units over
+// them, the kind registration and a worker builder with extra kinds come
+// next (docs/sources-sdk.md).
 package source
