@@ -392,14 +392,11 @@ func newSignalCommand(g *globals, use, signal, short, done string, serves func(*
 	}
 }
 
-// notServed words a kind-specific verb used on a connector of another kind.
+// notServed words a kind-specific verb (trigger, backfill) used on a
+// connector of a kind that does not serve it.
 func notServed(found kinds.Running, verb string, serves func(*kinds.Kind) bool) error {
-	hint := ""
-	if !serves(found.Kind) && (verb == "trigger" || verb == "backfill") {
-		hint = " (stream and queue connectors run continuously: use reset to reprocess a stream)"
-	}
-	return fmt.Errorf("%s: connector %s is a %s connector; %s is for %s connectors%s",
-		verb, found.Name, found.Kind.Name, verb, strings.Join(kinds.Serving(serves), " and "), hint)
+	return fmt.Errorf("%s: connector %s is a %s connector; %s is for %s (stream and queue connectors run continuously: use reset to reprocess a stream)",
+		verb, found.Name, found.Kind.Name, verb, servedBy(serves))
 }
 
 func newBackfillCommand(g *globals) *cobra.Command {
