@@ -31,10 +31,7 @@ func cronKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := queryStatus[workflows.CronStatus](ctx, c, name, workflows.CronWorkflowID(name), workflows.QueryCronStatus)
-			if err != nil {
-				return Status{}, err
-			}
-			return Status{Value: st, Row: cronRow(st), Text: describeCron(st)}, nil
+			return rendered(st, err, cronRow, describeCron)
 		},
 		Register: func(r worker.Registry, _ Deps) {
 			r.RegisterWorkflowWithOptions(workflows.Cron, workflow.RegisterOptions{Name: workflows.CronWorkflowType})

@@ -33,10 +33,7 @@ func kafkaKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := KafkaStatus(ctx, c, name)
-			if err != nil {
-				return Status{}, err
-			}
-			return Status{Value: st, Row: kafkaRow(st), Text: describeKafka(st)}, nil
+			return rendered(st, err, kafkaRow, describeKafka)
 		},
 		Register: func(r worker.Registry, d Deps) {
 			r.RegisterWorkflowWithOptions(workflows.KafkaConnector, workflow.RegisterOptions{Name: workflows.KafkaConnectorWorkflowType})

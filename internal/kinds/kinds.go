@@ -146,6 +146,14 @@ type Deps struct {
 	KinesisClients activities.KinesisClientFactory
 }
 
+// rendered is a status query's answer with its list row and describe text.
+func rendered[T any](st *T, err error, row func(*T) Row, text func(*T) string) (Status, error) {
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{Value: st, Row: row(st), Text: text(st)}, nil
+}
+
 // ID is the workflow ID of this kind's connector called name.
 func (k *Kind) ID(name string) string { return k.IDPrefix + name }
 
@@ -208,8 +216,8 @@ func Serving(serves func(*Kind) bool) []string {
 type Running struct {
 	// Kind is its kind.
 	Kind *Kind
-	// Name, WorkflowID and RunID name it and its workflow run.
-	Name, WorkflowID, RunID string
+	// Name and WorkflowID name it and its workflow.
+	Name, WorkflowID string
 }
 
 // ErrNotFound is a name no running connector of any kind has.
@@ -290,7 +298,7 @@ func list(ctx context.Context, c client.Client, q string) ([]Running, error) {
 			continue
 		}
 		id := e.GetExecution().GetWorkflowId()
-		found = append(found, Running{Kind: k, Name: strings.TrimPrefix(id, k.IDPrefix), WorkflowID: id, RunID: e.GetExecution().GetRunId()})
+		found = append(found, Running{Kind: k, Name: strings.TrimPrefix(id, k.IDPrefix), WorkflowID: id})
 	}
 	slices.SortFunc(found, func(a, b Running) int { return strings.Compare(a.WorkflowID, b.WorkflowID) })
 	return found, nil
@@ -309,7 +317,7 @@ func describe(ctx context.Context, c client.Client, name string) []Running {
 		if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetType().GetName() != k.WorkflowType {
 			continue
 		}
-		found = append(found, Running{Kind: k, Name: name, WorkflowID: k.ID(name), RunID: info.GetExecution().GetRunId()})
+		found = append(found, Running{Kind: k, Name: name, WorkflowID: k.ID(name)})
 	}
 	return found
 }

@@ -34,10 +34,7 @@ func kinesisKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := KinesisStatus(ctx, c, name)
-			if err != nil {
-				return Status{}, err
-			}
-			return Status{Value: st, Row: kinesisRow(st), Text: describeKinesis(st)}, nil
+			return rendered(st, err, kinesisRow, describeKinesis)
 		},
 		Register: func(r worker.Registry, d Deps) {
 			r.RegisterWorkflowWithOptions(workflows.KinesisConnector, workflow.RegisterOptions{Name: workflows.KinesisConnectorWorkflowType})

@@ -36,10 +36,7 @@ func queueKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
-			if err != nil {
-				return Status{}, err
-			}
-			return Status{Value: st, Row: queueRow(st), Text: describeQueue(st)}, nil
+			return rendered(st, err, queueRow, describeQueue)
 		},
 		Register: func(r worker.Registry, d Deps) {
 			r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})

@@ -199,64 +199,43 @@ type KindField struct {
 	Path string
 	// Kinds are the spec kinds that take it.
 	Kinds []string
+	// set reports whether a spec writes the field.
+	set func(*Spec) bool
 }
 
 // KindFields are the fields only some kinds take: apply refuses them on
 // the others, and the JSON Schema (connector.schema.json) says so too.
 func KindFields() []KindField {
 	return []KindField{
-		{"schedule", []string{KindCron}},
-		{"timezone", []string{KindCron}},
-		{"source.s3", []string{KindCron}},
-		{"overlap", []string{KindCron}},
-		{"catchup_window", []string{KindCron}},
-		{"dead_letter", []string{KindCron}},
-		{"batch.max_objects", []string{KindCron}},
-		{"batch.max_folder_entries", []string{KindCron}},
-		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}},
-		{"source.kafka", []string{KindKafka}},
-		{"source.kinesis", []string{KindKinesis}},
-		{"mode", []string{KindKafka, KindKinesis}},
-		{"staging", []string{KindKafka, KindKinesis}},
-		{"on_failure", []string{KindKafka, KindKinesis}},
-		{"batch.max_records", []string{KindKafka, KindKinesis}},
-		{"batch.max_in_flight", []string{KindKafka}},
-		{"batch.max_wait", []string{KindKafka, KindKinesis, KindSQS, KindSNS}},
-		{"retry.max_record_age", []string{KindKafka, KindKinesis}},
-		{"source.sqs", []string{KindSQS}},
-		{"source.sns", []string{KindSNS}},
-		{"batch.max_messages", []string{KindSQS, KindSNS}},
+		{"schedule", []string{KindCron}, func(s *Spec) bool { return s.Schedule != "" }},
+		{"timezone", []string{KindCron}, func(s *Spec) bool { return s.Timezone != "" }},
+		{"source.s3", []string{KindCron}, func(s *Spec) bool { return s.Source.S3 != nil }},
+		{"overlap", []string{KindCron}, func(s *Spec) bool { return s.Overlap != "" }},
+		{"catchup_window", []string{KindCron}, func(s *Spec) bool { return s.CatchupWindow != nil }},
+		{"dead_letter", []string{KindCron}, func(s *Spec) bool { return s.DeadLetter != nil }},
+		{"batch.max_objects", []string{KindCron}, func(s *Spec) bool { return s.Batch.MaxObjects != nil }},
+		{"batch.max_folder_entries", []string{KindCron}, func(s *Spec) bool { return s.Batch.MaxFolderEntries != nil }},
+		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.Concurrency != nil }},
+		{"source.kafka", []string{KindKafka}, func(s *Spec) bool { return s.Source.Kafka != nil }},
+		{"source.kinesis", []string{KindKinesis}, func(s *Spec) bool { return s.Source.Kinesis != nil }},
+		{"mode", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Mode != "" }},
+		{"staging", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Staging != nil }},
+		{"on_failure", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.OnFailure != nil }},
+		{"batch.max_records", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
+		{"batch.max_in_flight", []string{KindKafka}, func(s *Spec) bool { return s.Batch.MaxInFlight != nil }},
+		{"batch.max_wait", []string{KindKafka, KindKinesis, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
+		{"retry.max_record_age", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
+		{"source.sqs", []string{KindSQS}, func(s *Spec) bool { return s.Source.SQS != nil }},
+		{"source.sns", []string{KindSNS}, func(s *Spec) bool { return s.Source.SNS != nil }},
+		{"batch.max_messages", []string{KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxMessages != nil }},
 	}
 }
 
 // onlyFor reports fields that belong to the other kind.
 func (s *Spec) onlyFor(kind string, add addFunc) {
-	set := map[string]bool{
-		"schedule":                 s.Schedule != "",
-		"timezone":                 s.Timezone != "",
-		"source.s3":                s.Source.S3 != nil,
-		"overlap":                  s.Overlap != "",
-		"catchup_window":           s.CatchupWindow != nil,
-		"dead_letter":              s.DeadLetter != nil,
-		"batch.max_objects":        s.Batch.MaxObjects != nil,
-		"batch.max_folder_entries": s.Batch.MaxFolderEntries != nil,
-		"batch.concurrency":        s.Batch.Concurrency != nil,
-		"source.kafka":             s.Source.Kafka != nil,
-		"source.kinesis":           s.Source.Kinesis != nil,
-		"mode":                     s.Mode != "",
-		"staging":                  s.Staging != nil,
-		"on_failure":               s.OnFailure != nil,
-		"batch.max_records":        s.Batch.MaxRecords != nil,
-		"batch.max_in_flight":      s.Batch.MaxInFlight != nil,
-		"batch.max_wait":           s.Batch.MaxWait != nil,
-		"retry.max_record_age":     s.Retry.MaxRecordAge != nil,
-		"source.sqs":               s.Source.SQS != nil,
-		"source.sns":               s.Source.SNS != nil,
-		"batch.max_messages":       s.Batch.MaxMessages != nil,
-	}
 	var wrong []KindField
 	for _, f := range KindFields() {
-		if set[f.Path] && !slices.Contains(f.Kinds, kind) {
+		if f.set(s) && !slices.Contains(f.Kinds, kind) {
 			wrong = append(wrong, f)
 		}
 	}

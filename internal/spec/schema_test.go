@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func generateSchema(t *testing.T) []byte {
 		}
 		for _, f := range KindFields() {
 			parent, field, nested := strings.Cut(f.Path, ".")
-			on := contains(f.Kinds, kind)
+			on := slices.Contains(f.Kinds, kind)
 			if !nested {
 				if !on {
 					then.Properties.Set(parent, jsonschema.FalseSchema)
@@ -178,15 +179,6 @@ func props(name string, s *jsonschema.Schema) *orderedmap.OrderedMap[string, *js
 	p := orderedmap.New[string, *jsonschema.Schema]()
 	p.Set(name, s)
 	return p
-}
-
-func contains(list []string, v string) bool {
-	for _, e := range list {
-		if e == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestSchemaIsCurrent fails when connector.schema.json is not what the
