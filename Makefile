@@ -84,12 +84,13 @@ fuzz-smoke:
 dev-smoke: bin/temporal tools
 	@d=$$(mktemp -d); \
 	if $(GO) run ./internal/cmd/connect-dev --once --run-dir $$d --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
-	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 > $$d/out.txt 2>&1 \
+	     --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 --nats-port 0 > $$d/out.txt 2>&1 \
 	   && grep -q '"requests":200' $$d/out.txt && grep -q 'cron connector web-logs: processed 12 objects' $$d/out.txt \
 	   && grep -q 'Kafka connector web-events: processed 201 records' $$d/out.txt \
 	   && grep -q 'SQS connector web-queue: processed 200 messages' $$d/out.txt \
 	   && grep -q 'SNS connector web-topic: processed 50 messages' $$d/out.txt \
-	   && grep -q 'Kinesis connector web-clicks: processed 201 records' $$d/out.txt; \
+	   && grep -q 'Kinesis connector web-clicks: processed 201 records' $$d/out.txt \
+	   && grep -q 'NATS connector web-nats: processed 201 records' $$d/out.txt; \
 	then echo "dev-smoke: ok"; rm -rf $$d; \
 	else cat $$d/out.txt; echo "dev-smoke: failed (logs in $$d)"; exit 1; fi
 

@@ -56,6 +56,9 @@ const (
 	// (Before 2026-12-06 it was "TopicNotFound", as a Kafka topic; no
 	// workflow matches on it, so histories replay either way.)
 	ErrTypeSNSTopicNotFound = "SNSTopicNotFound"
+	// ErrTypeUnknownSource: the worker was built without the connector's
+	// source kind (a kind from another module needs a worker built with it).
+	ErrTypeUnknownSource = "UnknownSource"
 )
 
 // TaskFailure is the detail of an ErrTypeTaskFailed or ErrTypeNoCapacity

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -69,7 +70,19 @@ type Records struct {
 	Items []Record
 	// Backlog: more records were there past the last one returned.
 	Backlog bool
+	// Covered (a bounded read): every record of the range [from, until]
+	// is in Items; false when a limit stopped the read short of until.
+	// The engine reads the rest of a range that is not covered.
+	Covered bool
 }
+
+// StreamOpener opens a Stream from a connector's source configuration, as
+// its kind decoded and validated it from the spec and stored it in the
+// connector's workflow input (JSON). A worker opens each configuration
+// once and keeps it open, so an opener may connect. The configuration
+// must not hold secrets (it is in workflow history): it names where the
+// worker finds them (a file, an environment variable).
+type StreamOpener func(ctx context.Context, config json.RawMessage) (Stream, error)
 
 // Record is one record of a unit.
 type Record struct {

@@ -30,6 +30,9 @@ const (
 	// MetricShardBehind is how many milliseconds a Kinesis shard's last
 	// read was behind its tip (tagged shard).
 	MetricShardBehind = "connect_shard_millis_behind"
+	// MetricUnitLag is a source stream unit's records at or after its
+	// checkpoint, as last seen (tagged unit).
+	MetricUnitLag = "connect_unit_lag"
 )
 
 // connectorMetrics is the metrics handler tagged with a connector.

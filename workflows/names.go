@@ -40,6 +40,7 @@ const (
 	KindKafka   = "kafka"
 	KindKinesis = "kinesis"
 	KindQueue   = "queue"
+	KindNATS    = "nats"
 )
 
 // BudgetWorkflowIDFor is the ID of the budget shared by the workers of a
@@ -179,3 +180,17 @@ const (
 
 // QueueWorkflowID is the workflow ID of the queue connector called name.
 func QueueWorkflowID(name string) string { return QueueWorkflowIDPrefix + name }
+
+// Source stream connector names (the kinds on the public source.Stream
+// interface; each kind's workflow types and ID prefix are its SourceKind).
+const (
+	// QuerySourceStatus returns a SourceUnitStatus from a unit's consumer
+	// and a SourceConnectorStatus (every unit) from the connector.
+	QuerySourceStatus = "status"
+	// SignalUnitControl carries a control (pause, resume, reset, config)
+	// from the connector to its unit consumers, in order.
+	SignalUnitControl = "unit-control"
+	// SignalUnitStatus carries a consumer's SourceUnitStatus to its
+	// connector.
+	SignalUnitStatus = "unit-status"
+)

@@ -23,6 +23,7 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
+	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -55,6 +56,10 @@ type Kind struct {
 	Trigger, Backfill bool
 	// Reset says what `starter reset` does for this kind.
 	Reset Reset
+	// Stream, for a kind on the public source.Stream interface, opens its
+	// source from a connector's configuration: the worker's SourceStreams
+	// activities serve every such kind.
+	Stream source.StreamOpener
 }
 
 // Reset is how a kind takes `starter reset`.
@@ -160,7 +165,7 @@ func (k *Kind) ID(name string) string { return k.IDPrefix + name }
 // All is the registry: every connector kind, in the order list and the
 // docs present them.
 func All() []*Kind {
-	return []*Kind{cronKind(), kafkaKind(), queueKind(), kinesisKind()}
+	return []*Kind{cronKind(), kafkaKind(), queueKind(), kinesisKind(), natsKind()}
 }
 
 // ForSpec is the kind of a resolved spec and its connector's start.

@@ -55,7 +55,7 @@ func TestRegistryIsOneEntryPerKind(t *testing.T) {
 		}
 	}
 	slices.Sort(specKinds)
-	assert.Equal(t, []string{spec.KindCron, spec.KindKafka, spec.KindKinesis, spec.KindSNS, spec.KindSQS}, specKinds)
+	assert.Equal(t, []string{spec.KindCron, spec.KindKafka, spec.KindKinesis, spec.KindNATS, spec.KindSNS, spec.KindSQS}, specKinds)
 }
 
 // TestEveryExampleSpecHasOneKind resolves each example spec and finds the
@@ -85,8 +85,8 @@ func TestEveryExampleSpecHasOneKind(t *testing.T) {
 
 func TestFindQueryNamesEveryKindOnce(t *testing.T) {
 	q := query("web-logs", true)
-	assert.Equal(t, "ExecutionStatus = 'Running' AND WorkflowType IN ('Cron', 'KafkaConnector', 'QueueConnector', 'KinesisConnector') AND "+
-		"(ConnectorName = 'web-logs' OR WorkflowId IN ('cron-web-logs', 'kafka-web-logs', 'queue-web-logs', 'kinesis-web-logs'))", q)
+	assert.Equal(t, "ExecutionStatus = 'Running' AND WorkflowType IN ('Cron', 'KafkaConnector', 'QueueConnector', 'KinesisConnector', 'NATSConnector') AND "+
+		"(ConnectorName = 'web-logs' OR WorkflowId IN ('cron-web-logs', 'kafka-web-logs', 'queue-web-logs', 'kinesis-web-logs', 'nats-web-logs'))", q)
 	assert.NotContains(t, query("web-logs", false), workflows.SearchAttrConnectorName)
 	require.Error(t, checkName("x' OR WorkflowId != '"), "a name that could change the query is refused")
 	require.NoError(t, checkName("web-logs"))

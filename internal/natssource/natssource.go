@@ -10,6 +10,7 @@ package natssource
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/bacalhau-connect/bacalhau-connect/source"
 )
@@ -32,6 +34,10 @@ type Config struct {
 	Subjects []string
 }
 
+// ErrTypeStreamNotFound is the error type of Open when the stream does not
+// exist (not retried).
+const ErrTypeStreamNotFound = "NATSStreamNotFound"
+
 // Source is a JetStream stream as a source.Stream.
 type Source struct {
 	cfg    Config
@@ -44,7 +50,9 @@ var _ source.Stream = (*Source)(nil)
 // Open connects to the server and finds the stream; Close releases the
 // connection.
 func Open(ctx context.Context, cfg Config) (*Source, error) {
-	nc, err := nats.Connect(cfg.URL, nats.Name("bacalhau-connect"))
+	// The worker keeps a source open for as long as it runs: reconnect
+	// for ever rather than give the connection up after a server restart.
+	nc, err := nats.Connect(cfg.URL, nats.Name("bacalhau-connect"), nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("nats: connecting to %s: %w", cfg.URL, err)
 	}
@@ -56,9 +64,23 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	st, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
 		nc.Close()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// A typo in the spec, most likely: no retry mends it.
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("nats: stream %s not found at %s", cfg.Stream, cfg.URL), ErrTypeStreamNotFound, err)
+		}
 		return nil, fmt.Errorf("nats: stream %s at %s: %w", cfg.Stream, cfg.URL, err)
 	}
 	return &Source{cfg: cfg, nc: nc, stream: st}, nil
+}
+
+// OpenStream is the source.StreamOpener of the nats kind: config is a
+// Config as JSON.
+func OpenStream(ctx context.Context, config json.RawMessage) (source.Stream, error) {
+	var cfg Config
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("nats: decoding the source configuration: "+err.Error(), "InvalidConfig", err)
+	}
+	return Open(ctx, cfg)
 }
 
 // Close closes the connection.
@@ -138,6 +160,7 @@ func (s *Source) Start(ctx context.Context, unit string, at source.StartAt) (uin
 func (s *Source) Read(ctx context.Context, unit string, from, until uint64, lim source.Limits) (source.Records, error) {
 	var out source.Records
 	if until > 0 && until < from {
+		out.Covered = true
 		return out, nil
 	}
 	complete := false
@@ -164,6 +187,9 @@ func (s *Source) Read(ctx context.Context, unit string, from, until uint64, lim 
 		case ci.NumPending > 0:
 			n, wait = int(min(uint64(n), ci.NumPending)), 10*time.Second // there: only the round trip
 		case complete || wait < time.Millisecond:
+			// Complete: the stream passed until and nothing of the subject is
+			// left after what was read, so the range is read.
+			out.Covered = complete
 			return out, nil
 		}
 		batch, err := c.Fetch(n, jetstream.FetchMaxWait(wait))
@@ -180,14 +206,20 @@ func (s *Source) Read(ctx context.Context, unit string, from, until uint64, lim 
 				return out, fmt.Errorf("nats: %w", err)
 			}
 			r := source.Record{Position: meta.Sequence.Stream, Key: m.Subject(), Value: m.Data(), Time: meta.Timestamp, Headers: firstValues(m.Headers())}
-			if (until > 0 && r.Position > until) || (len(out.Items) > 0 && bytes+r.Size() > lim.MaxBytes) {
+			if until > 0 && r.Position > until {
+				out.Backlog, out.Covered, stop = true, true, true
+				continue
+			}
+			if len(out.Items) > 0 && bytes+r.Size() > lim.MaxBytes {
 				out.Backlog, stop = true, true
 				continue
 			}
 			out.Items = append(out.Items, r)
 			bytes += r.Size()
 			out.Backlog = meta.NumPending > 0
-			stop = until > 0 && r.Position >= until
+			if until > 0 && r.Position >= until {
+				out.Covered, stop = true, true
+			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return out, fmt.Errorf("nats: reading %s from %d: %w", unit, from, err)

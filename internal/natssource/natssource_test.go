@@ -133,6 +133,24 @@ func TestSubjectsReadInOrderByRange(t *testing.T) {
 		assert.Equal(t, values(got[3:13]), values(a.Items), "%s: the range's records", unit)
 		assert.Equal(t, a.Items, b.Items, "%s: the same range, the same records", unit)
 		assert.True(t, a.Backlog, "records past the range")
+		assert.True(t, a.Covered, "%s: the whole range read", unit)
+
+		// A range a record limit stops short of is not covered; the rest
+		// of it is, and a range between two records holds none, covered.
+		part, err := src.Read(ctx, unit, first, last, source.Limits{MaxRecords: 4, MaxBytes: 1 << 20, MaxWait: time.Hour})
+		require.NoError(t, err)
+		assert.Len(t, part.Items, 4)
+		assert.False(t, part.Covered, "%s: a limit stopped the read", unit)
+		rest, err := src.Read(ctx, unit, part.Items[3].Position+1, last, slow)
+		require.NoError(t, err)
+		assert.Equal(t, values(got[7:13]), values(rest.Items))
+		assert.True(t, rest.Covered)
+		if gap := got[4].Position - got[3].Position; gap > 1 {
+			none, err := src.Read(ctx, unit, got[3].Position+1, got[4].Position-1, slow)
+			require.NoError(t, err)
+			assert.Empty(t, none.Items, "%s: other subjects' sequences", unit)
+			assert.True(t, none.Covered)
+		}
 
 		// A size bound: two records' worth.
 		small := source.Limits{MaxRecords: 100, MaxBytes: got[0].Size() * 2, MaxWait: time.Second}

@@ -50,6 +50,8 @@ func FuzzLoad(f *testing.F) {
 			err = r.Queue.Validate()
 		case r.Kinesis != nil:
 			err = r.Kinesis.Validate()
+		case r.SourceStream != nil:
+			err = r.SourceStream.Validate()
 		default:
 			t.Fatalf("Load accepted a spec of no kind:\n%s", raw)
 		}

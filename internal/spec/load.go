@@ -76,7 +76,7 @@ func (e *Error) Has(path string) bool {
 }
 
 // Resolved is a valid spec and the workflow configuration of its kind:
-// exactly one of Cron, Kafka, Queue and Kinesis is set (kinds.ForSpec
+// exactly one of Cron, Kafka, Queue, Kinesis and SourceStream is set (kinds.ForSpec
 // finds the kind that serves it).
 type Resolved struct {
 	Spec  *Spec
@@ -86,6 +86,9 @@ type Resolved struct {
 	Queue *workflows.QueueConfig
 	// Kinesis is a kinesis connector's configuration.
 	Kinesis *workflows.KinesisConfig
+	// SourceStream is the configuration of a connector of a source stream
+	// kind (nats).
+	SourceStream *workflows.SourceStreamConfig
 }
 
 // LoadFile reads, decodes, validates and resolves a spec file.
@@ -185,10 +188,13 @@ func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	case KindKinesis:
 		s.onlyFor(KindKinesis, add)
 		r.Kinesis = s.resolveKinesis(dir, add)
+	case KindNATS:
+		s.onlyFor(KindNATS, add)
+		r.SourceStream = s.resolveNATS(dir, add)
 	case "":
-		add("kind", "required: cron, kafka, kinesis, sqs or sns")
+		add("kind", "required: cron, kafka, kinesis, nats, sqs or sns")
 	default:
-		add("kind", "unknown %q: use cron, kafka, kinesis, sqs or sns", s.Kind)
+		add("kind", "unknown %q: use cron, kafka, kinesis, nats, sqs or sns", s.Kind)
 	}
 	return r, ps
 }
@@ -218,13 +224,14 @@ func KindFields() []KindField {
 		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.Concurrency != nil }},
 		{"source.kafka", []string{KindKafka}, func(s *Spec) bool { return s.Source.Kafka != nil }},
 		{"source.kinesis", []string{KindKinesis}, func(s *Spec) bool { return s.Source.Kinesis != nil }},
-		{"mode", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Mode != "" }},
-		{"staging", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Staging != nil }},
-		{"on_failure", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.OnFailure != nil }},
-		{"batch.max_records", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
+		{"mode", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Mode != "" }},
+		{"staging", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Staging != nil }},
+		{"on_failure", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.OnFailure != nil }},
+		{"batch.max_records", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
 		{"batch.max_in_flight", []string{KindKafka}, func(s *Spec) bool { return s.Batch.MaxInFlight != nil }},
-		{"batch.max_wait", []string{KindKafka, KindKinesis, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
-		{"retry.max_record_age", []string{KindKafka, KindKinesis}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
+		{"batch.max_wait", []string{KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
+		{"retry.max_record_age", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
+		{"source.nats", []string{KindNATS}, func(s *Spec) bool { return s.Source.NATS != nil }},
 		{"source.sqs", []string{KindSQS}, func(s *Spec) bool { return s.Source.SQS != nil }},
 		{"source.sns", []string{KindSNS}, func(s *Spec) bool { return s.Source.SNS != nil }},
 		{"batch.max_messages", []string{KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxMessages != nil }},

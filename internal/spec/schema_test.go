@@ -68,7 +68,7 @@ func generateSchema(t *testing.T) []byte {
 		return cur
 	}
 	prop("name").Pattern = nameRE.String()
-	prop("kind").Enum = []any{KindCron, KindKafka, KindKinesis, KindSQS, KindSNS}
+	prop("kind").Enum = []any{KindCron, KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS}
 	prop("overlap").Enum = []any{OverlapSkip, OverlapBufferOne}
 	prop("mode").Enum = []any{workflows.ModeInline, workflows.ModeStaged}
 	prop("task").Required = []string{"template"}
@@ -98,6 +98,17 @@ func generateSchema(t *testing.T) []byte {
 	prop("source.sqs.queue").AnyOf = []*jsonschema.Schema{{Pattern: queueNameRE.String()}, {Pattern: `^https?://`}}
 	prop("source.kinesis").Required = []string{"stream"}
 	prop("source.kinesis.start").Enum = []any{"trim_horizon", "latest", "at_timestamp"}
+	prop("source.nats").Required = []string{"url", "stream"}
+	prop("source.nats.url").Pattern = `^(nats|tls|ws|wss)://[^@/\s]+(/[^@\s]*)?$`
+	prop("source.nats.stream").Pattern = natsStreamRE.String()
+	prop("source.nats.subjects").Items = &jsonschema.Schema{Type: "string", Pattern: natsSubjectRE.String()}
+	prop("source.nats.subjects").UniqueItems = true
+	prop("source.nats.start").Enum = []any{workflows.StartEarliest, workflows.StartLatest, workflows.StartTimestamp}
+	prop("source.nats").AllOf = []*jsonschema.Schema{
+		whenThen("start", workflows.StartTimestamp, "start_time"),
+		{If: &jsonschema.Schema{Properties: props("start", &jsonschema.Schema{Not: &jsonschema.Schema{Const: workflows.StartTimestamp}})},
+			Then: &jsonschema.Schema{Properties: props("start_time", jsonschema.FalseSchema)}},
+	}
 	prop("source.s3").Required = []string{"bucket"}
 	prop("source.sqs").Required = []string{"queue"}
 	prop("source.sns").Required = []string{"topic_arn"}
@@ -118,12 +129,12 @@ func generateSchema(t *testing.T) []byte {
 	prop("retry.max_attempts").Minimum = "1"
 
 	// Each kind: the source section it requires, the fields it refuses.
-	for _, kind := range []string{KindCron, KindKafka, KindKinesis, KindSQS, KindSNS} {
+	for _, kind := range []string{KindCron, KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS} {
 		then := &jsonschema.Schema{Properties: orderedmap.New[string, *jsonschema.Schema]()}
 		if kind == KindCron {
 			then.Required = []string{"schedule"}
 		}
-		if kind == KindKinesis {
+		if kind == KindKinesis || kind == KindNATS {
 			then.Properties.Set("on_failure", &jsonschema.Schema{Properties: props("dead_letter",
 				&jsonschema.Schema{Properties: props("kafka", jsonschema.FalseSchema)})})
 		}
@@ -287,7 +298,7 @@ var beyondSchema = map[string]string{
 func TestSchemaRefusesTheMalformedSpecs(t *testing.T) {
 	s := compiledSchema(t)
 	var cases []malformedCase
-	for _, f := range []func(*testing.T) []malformedCase{malformedCronCases, malformedKafkaCases, malformedKinesisCases, malformedQueueCases} {
+	for _, f := range []func(*testing.T) []malformedCase{malformedCronCases, malformedKafkaCases, malformedKinesisCases, malformedNATSCases, malformedQueueCases} {
 		cases = append(cases, f(t)...)
 	}
 	refused, beyond := 0, 0
@@ -317,7 +328,7 @@ func TestSchemaRefusesTheMalformedSpecs(t *testing.T) {
 func TestKindFieldsCoverOnlyFor(t *testing.T) {
 	n, d, b := 1, Duration{time.Second}, ByteSize(1)
 	s := &Spec{Schedule: "x", Timezone: "x", Overlap: "x", CatchupWindow: &d, DeadLetter: &DeadLetter{}, Mode: "x", Staging: &DeadLetter{}, OnFailure: &OnFailure{},
-		Source: Source{S3: &S3Source{}, Kafka: &KafkaSource{}, Kinesis: &KinesisSource{}, SQS: &SQSSource{}, SNS: &SNSSource{}},
+		Source: Source{S3: &S3Source{}, Kafka: &KafkaSource{}, Kinesis: &KinesisSource{}, NATS: &NATSSource{}, SQS: &SQSSource{}, SNS: &SNSSource{}},
 		Batch:  Batch{MaxObjects: &n, MaxFolderEntries: &n, Concurrency: &n, MaxRecords: &n, MaxInFlight: &n, MaxWait: &d, MaxMessages: &n, MaxBytes: &b},
 		Retry:  Retry{MaxRecordAge: &d}}
 	var paths []string

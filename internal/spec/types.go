@@ -18,6 +18,7 @@ const (
 	KindSQS     = workflows.KindSQS
 	KindSNS     = workflows.KindSNS
 	KindKinesis = workflows.KindKinesis
+	KindNATS    = workflows.KindNATS
 )
 
 // Overlap policies of a cron connector.
@@ -129,6 +130,25 @@ type Source struct {
 	SNS   *SNSSource   `yaml:"sns"`
 	// Kinesis is a stream to consume, one durable consumer per shard.
 	Kinesis *KinesisSource `yaml:"kinesis"`
+	// NATS is a JetStream stream to consume, one consumer per subject.
+	NATS *NATSSource `yaml:"nats"`
+}
+
+// NATSSource is a NATS JetStream stream: one consumer per subject,
+// checkpoints as stream sequence numbers.
+type NATSSource struct {
+	// URL is the NATS server, such as nats://127.0.0.1:4222. Credentials
+	// do not belong here (the spec is in workflow history).
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream's name.
+	Stream string `yaml:"stream"`
+	// Subjects are the subjects to consume, one consumer each, in order
+	// within each; leave it out for every subject the stream holds
+	// messages on (new subjects are found within a minute).
+	Subjects []string `yaml:"subjects"`
+	// Start: earliest (default), latest or timestamp (StartTime).
+	Start     string     `yaml:"start"`
+	StartTime *time.Time `yaml:"start_time"`
 }
 
 // KinesisSource is a Kinesis stream: one durable consumer per shard,

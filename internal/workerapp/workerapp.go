@@ -14,6 +14,7 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/inputgateway"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/kinds"
+	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -81,7 +82,13 @@ func Register(r worker.Registry, t *activities.Temporal, d kinds.Deps) {
 	r.RegisterActivity(d.Bacalhau)
 	r.RegisterActivity(t)
 	r.RegisterActivity(activities.NewS3(d.S3Clients, d.Bacalhau))
+	streams := map[string]source.StreamOpener{}
 	for _, k := range kinds.All() {
 		k.Register(r, d)
+		if k.Stream != nil {
+			streams[k.Name] = k.Stream
+		}
 	}
+	// One set of activities serves every source stream kind.
+	r.RegisterActivity(activities.NewSourceStreams(d.Bacalhau, d.S3Clients, streams))
 }

@@ -369,7 +369,7 @@ func (s *Summary) marshal() []byte {
 	for _, l := range []struct {
 		name string
 		list []string
-	}{{"kinesis_records", s.KinesisRecords}, {"message_ids", s.MessageIDs}, {"failed_ids", s.FailedIDs}, {"paths", s.Paths}} {
+	}{{"kinesis_records", s.KinesisRecords}, {"source_records", s.SourceRecords}, {"message_ids", s.MessageIDs}, {"failed_ids", s.FailedIDs}, {"paths", s.Paths}} {
 		if len(l.list) > 0 {
 			w.field(l.name, false)
 			w.strings(l.list)

@@ -64,6 +64,10 @@ type Summary struct {
 	// shard_id, sequence_number and value, as the Kinesis connector delivers
 	// them) as "SHARD/SEQUENCE", in the order read.
 	KinesisRecords []string `json:"kinesis_records,omitempty"`
+	// SourceRecords lists the records of source stream connectors (NATS
+	// JetStream: JSON lines with unit, position and value) as
+	// "UNIT/POSITION", in the order read.
+	SourceRecords []string `json:"source_records,omitempty"`
 	// MessageIDs lists the IDs of the queue messages read (JSON lines with
 	// id and body, as queue connectors deliver them), in the order read.
 	MessageIDs []string `json:"message_ids,omitempty"`
@@ -298,6 +302,9 @@ func scan(r io.Reader, sum *Summary, paths map[string]int, opts *scanOptions) er
 		} else if rec, value, isKinesis := kinesisRecord(line); isKinesis {
 			sum.KinesisRecords = append(sum.KinesisRecords, rec)
 			line = strings.TrimSpace(value)
+		} else if rec, value, isSource := sourceRecord(line); isSource {
+			sum.SourceRecords = append(sum.SourceRecords, rec)
+			line = strings.TrimSpace(value)
 		} else if id, body, isMessage := queueMessage(line); isMessage {
 			if failOn != "" && strings.Contains(body, failOn) {
 				sum.FailedIDs = append(sum.FailedIDs, id)
@@ -358,6 +365,25 @@ func kinesisRecord(line string) (rec, value string, ok bool) {
 		return "", "", false
 	}
 	return shard + "/" + seq, v, true
+}
+
+// sourceRecord unwraps a source stream connector's record line:
+// {"unit":"web.eu","position":17,"value":"<log line>",…}.
+func sourceRecord(line string) (rec, value string, ok bool) {
+	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"position"`) {
+		return "", "", false
+	}
+	f, ok := jsonObject(line)
+	if !ok {
+		return "", "", false
+	}
+	unit, okU := f.String("unit")
+	pos, okP := f.Int("position")
+	v, okV := f.String("value")
+	if !okU || !okP || !okV || pos < 0 {
+		return "", "", false
+	}
+	return unit + "/" + strconv.FormatInt(pos, 10), v, true
 }
 
 // queueMessage unwraps a queue connector's message line:

@@ -33,6 +33,11 @@ var recordLines = []string{
 	`{"partition":1,"offset":1,"value":"unterminated}`,
 	`{"shard_id":"shardId-000000000000","sequence_number":"49590338271490256608559692538361571095921575989136588898","value":"GET \"/k\"","partition_key":"u-1","arrival":"2026-12-06T10:00:00Z"}`,
 	`{"shard_id":"s","sequence_number":5,"value":"x"}`,
+	`{"unit":"web.eu","position":17,"timestamp":"2026-12-06T10:00:00Z","key":"web.eu","value":"GET \"/n\"","headers":{"a":"b"}}`,
+	`{"unit":"web.eu","position":-1,"value":"x"}`,
+	`{"unit":"web.eu","position":"17","value":"x"}`,
+	`{"unit":7,"position":17,"value":"x"}`,
+	`{"unit":"u","position":17,"value_base64":"AAE="}`,
 	`{"id":"m-1","body":"{\"status\":200,\"bytes\":10,\"path\":\"/q\"}","attributes":{"a":"b"}}`,
 	`{"id":"m-2","body":null}`,
 	`{"status":200,"bytes":10,"path":"/a"}`,
@@ -57,6 +62,9 @@ func TestLineReadersMatchEncodingJSON(t *testing.T) {
 		r, kv, kok := kinesisRecord(line)
 		rr, rkv, rkok := refKinesisRecord(line)
 		assert.Equal(t, []any{rr, rkv, rkok}, []any{r, kv, kok}, "kinesis %s", line)
+		sr, sv, sok := sourceRecord(line)
+		rsr, rsv, rsok := refSourceRecord(line)
+		assert.Equal(t, []any{rsr, rsv, rsok}, []any{sr, sv, sok}, "source %s", line)
 		id, body, qok := queueMessage(line)
 		rid, rbody, rqok := refQueueMessage(line)
 		assert.Equal(t, []any{rid, rbody, rqok}, []any{id, body, qok}, "queue %s", line)
@@ -92,7 +100,7 @@ func TestSummaryIsWrittenAsEncodingJSONWritesIt(t *testing.T) {
 		{ByStatus: map[string]int{}},
 		{Files: 2, Inputs: []string{"a.log", "dir/b \"q\".log"}, Requests: 3, Bytes: 1 << 40,
 			ByStatus: map[string]int{"200": 2, "404": 1, "500": 0}, TopPaths: []PathCount{{Path: "/a<&>", Count: 2}, {Path: "/\u2028\x01\b\f\xff", Count: 1}},
-			Malformed: 1, KafkaOffsets: map[string][]int64{"10": {1, 2}, "2": {-1}}, KinesisRecords: []string{"s/1"},
+			Malformed: 1, KafkaOffsets: map[string][]int64{"10": {1, 2}, "2": {-1}}, KinesisRecords: []string{"s/1"}, SourceRecords: []string{"web.eu/17"},
 			MessageIDs: []string{"m1", "m2"}, FailedIDs: []string{"m3"}, Paths: []string{"/a", "/é"}},
 		{Files: 1, Inputs: []string{}, ByStatus: map[string]int{"200": 1}, TopPaths: []PathCount{}, KafkaOffsets: map[string][]int64{}},
 	} {
@@ -157,6 +165,21 @@ func refKinesisRecord(line string) (rec, value string, ok bool) {
 		return "", "", false
 	}
 	return *r.Shard + "/" + *r.Sequence, *r.Value, true
+}
+
+func refSourceRecord(line string) (rec, value string, ok bool) {
+	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"position"`) {
+		return "", "", false
+	}
+	var r struct {
+		Unit     *string `json:"unit"`
+		Position *int64  `json:"position"`
+		Value    *string `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(line), &r); err != nil || r.Unit == nil || r.Position == nil || r.Value == nil || *r.Position < 0 {
+		return "", "", false
+	}
+	return *r.Unit + "/" + strconv.FormatInt(*r.Position, 10), *r.Value, true
 }
 
 func refQueueMessage(line string) (id, body string, ok bool) {

@@ -32,6 +32,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -77,6 +79,7 @@ type options struct {
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
 	kafkaPort, sqsPort, kinesisPort    int
+	natsPort                           int
 	codecPort                          int
 	once, codec                        bool
 }
@@ -88,6 +91,7 @@ const (
 	exampleKafka      = "127.0.0.1:9092"
 	exampleSQS        = "http://127.0.0.1:4566"
 	exampleKinesis    = "http://127.0.0.1:4567"
+	exampleNATS       = "nats://127.0.0.1:4222"
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -103,6 +107,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.kafkaPort, "kafka-port", 9092, "Kafka stand-in (kfake) port (0: free port)")
 	fs.IntVar(&o.sqsPort, "sqs-port", 4566, "SQS/SNS stand-in (fauxqs) port (0: free port)")
 	fs.IntVar(&o.kinesisPort, "kinesis-port", 4567, "Kinesis stand-in (kinesalite) port (0: free port)")
+	fs.IntVar(&o.natsPort, "nats-port", 4222, "NATS JetStream stand-in (nats-server) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	fs.BoolVar(&o.codec, "codec", false, "encrypt every payload in history (key run/codec.key) and serve the codec to the UI")
 	fs.IntVar(&o.codecPort, "codec-port", 8089, "codec server port with --codec (0: free port)")
@@ -332,6 +337,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runKinesis(ctx, out, c, root, modules, streams); err != nil {
 		return err
 	}
+	var natsServer *devstack.NATS
+	if err := step("starting NATS JetStream (nats-server)", func() error {
+		var err error
+		natsServer, err = devstack.StartNATS(devstack.NATSOptions{Port: o.natsPort})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer natsServer.Stop()
+	if err := runNATS(ctx, out, c, root, modules, natsServer); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -342,16 +359,18 @@ S3 (versitygw)  %s   (key %s; bucket logs)
 Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -e)
 SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq; topic web-events)
 Kinesis         %s   (kinesalite; stream web-clicks, 2 shards)
+NATS JetStream  %s   (nats-server; stream WEB, subjects web.eu, web.us; bin/nats stream info WEB -s %s)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
       go run ./starter describe web-events        (one row per partition: checkpoint, end, lag)
       go run ./starter describe web-clicks        (one row per shard, with its parents)
+      go run ./starter describe web-nats          (one row per subject: checkpoint, lag)
       go run ./starter pause web-events && go run ./starter reset web-events --to earliest && go run ./starter resume web-events
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
-		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(),
+		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(), natsServer.URL(), natsServer.URL(),
 		workflows.TaskQueue, modules.URL(), modules.URL())
 	if dc != nil {
 		fmt.Fprintf(out, "Codec server    %s   (every payload in history encrypted with %s; the UI decodes through it;\n"+
@@ -764,6 +783,84 @@ func runKinesis(ctx context.Context, out io.Writer, c client.Client, root string
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("kinesis connector %s: %d of %d records after 3 min (%s)", cfg.Name, st.Records, len(lines), st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// runNATS creates stream WEB (subjects web.>), publishes the sample log lines over subjects
+// web.eu and web.us, applies the example NATS connector and waits until
+// every message is processed.
+func runNATS(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, n *devstack.NATS) error {
+	const stream = "WEB"
+	sample, err := os.ReadFile(filepath.Join(root, "examples/data/access.log"))
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"web.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		return fmt.Errorf("nats: stream %s: %w", stream, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	for i, l := range lines {
+		subject := []string{"web.eu", "web.us"}[i%2]
+		if _, err := js.Publish(ctx, subject, []byte(l)); err != nil {
+			return fmt.Errorf("nats: publishing to %s: %w", subject, err)
+		}
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	fmt.Fprintf(out, "published %d sample log lines to NATS stream %s (subjects web.eu, web.us)\n", info.State.Msgs, stream)
+
+	specPath := filepath.Join(root, "examples/connectors/web-nats.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), exampleNATS, n.URL()), exampleModulesURL, modules.URL())
+	r, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	cfg := r.SourceStream
+	id := cfg.WorkflowID(cfg.Name)
+	// The stand-in keeps nothing: a connector from an earlier make dev
+	// holds positions of a stream that is gone. Start afresh.
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example NATS connector")
+	for _, subject := range []string{"web.eu", "web.us"} {
+		_ = c.TerminateWorkflow(ctx, cfg.UnitWorkflowID(cfg.Name, subject), "", "make dev restarts the example NATS connector")
+	}
+	if _, err := cli.StartConnector(ctx, c, r, workflows.TaskQueue); err != nil {
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "applied NATS connector %s (workflow %s)… ", cfg.Name, id)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.QuerySourceStatus)
+		var st workflows.SourceConnectorStatus
+		if err == nil && v.Get(&st) == nil && st.Records >= int64(len(lines)) {
+			fmt.Fprintf(out, "done in %.1f s\nNATS connector %s: processed %d records in %d batches over %d subjects\n",
+				time.Since(start).Seconds(), cfg.Name, st.Records, st.Batches, len(st.Units))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats connector %s: %d of %d records after 3 min, lag %d (%s)", cfg.Name, st.Records, len(lines), st.Lag, st.LastError)
 		}
 		select {
 		case <-ctx.Done():

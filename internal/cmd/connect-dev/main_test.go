@@ -32,7 +32,7 @@ func TestMakeDevExitsZeroOnCtrlC(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	require.NoError(t, err)
 	args := "--run-dir " + t.TempDir() + " --temporal-port 0 --ui-port 0 --bacalhau-port 0 --modules-port 0 --s3-port 0" +
-		" --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0"
+		" --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 --nats-port 0"
 	cmd := exec.Command("make", "-C", root, "--no-print-directory", "dev", "DEV_ARGS="+args)
 	cmd.Env = userEnv()
 	tty, err := pty.Start(cmd) // make leads a new session whose terminal is tty
