@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -164,16 +165,24 @@ func TestBudgetServesFiftyConsumersOfABudgetOfFiveFairly(t *testing.T) {
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Budget, workflowOptions(BudgetWorkflowType))
 	const consumers, size = 50, 5
+	// The test environment runs each external signal's mock on a
+	// goroutine of its own: the counts are shared.
+	var mu sync.Mutex
 	grants := map[string]int{}
 	round := map[string]int{}
 	stopped := false
 	ask := func(holder string) {
+		mu.Lock()
 		round[holder]++
-		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprintf("%s#%d", holder, round[holder]), HolderWorkflowID: holder, TTL: time.Hour})
+		n := round[holder]
+		mu.Unlock()
+		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprintf("%s#%d", holder, n), HolderWorkflowID: holder, TTL: time.Hour})
 	}
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseGranted, mock.Anything).Return(
 		func(_, holder, _, _ string, arg any) error {
+			mu.Lock()
 			grants[holder]++
+			mu.Unlock()
 			id := arg.(LeaseGrant).LeaseID
 			env.RegisterDelayedCallback(func() { // the batch runs 1 s, then the consumer releases and asks again
 				env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: id})

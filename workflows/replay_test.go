@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the
@@ -43,8 +45,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(ShardConsumer, workflowOptions(ShardConsumerWorkflowType))
 			r.RegisterWorkflowWithOptions(KafkaStreamConsumer, workflowOptions(KafkaStreamConsumerWorkflowType))
 			r.RegisterWorkflowWithOptions(KinesisStreamConsumer, workflowOptions(KinesisStreamConsumerWorkflowType))
-			r.RegisterWorkflowWithOptions(SourceStreamConnector, workflowOptions(NATSKind.ConnectorType))
-			r.RegisterWorkflowWithOptions(SourceStreamConsumer, workflowOptions(NATSKind.ConsumerType))
+			natsConnector, natsConsumer, _ := natssource.Kind().Types()
+			r.RegisterWorkflowWithOptions(SourceStreamConnector, workflowOptions(natsConnector))
+			r.RegisterWorkflowWithOptions(SourceStreamConsumer, workflowOptions(natsConsumer))
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
 			}))

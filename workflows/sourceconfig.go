@@ -33,9 +33,6 @@ func (k SourceKind) UnitWorkflowID(name, unit string) string {
 	return k.WorkflowID(name) + "-" + unit
 }
 
-// NATSKind is the NATS JetStream kind: one consumer per subject.
-var NATSKind = SourceKind{Kind: KindNATS, ConnectorType: "NATSConnector", ConsumerType: "NATSStreamConsumer", IDPrefix: "nats-"}
-
 // SourceStreamConfig is a source stream connector's resolved
 // configuration, as `starter apply` produces it from a spec. It holds no
 // secrets.

@@ -1,5 +1,5 @@
 // Package chaos is the fault-injection suite: every connector kind (cron
-// over S3, Kafka, SQS, SNS via SQS, Kinesis) runs a workload whose records
+// over S3, Kafka, SQS, SNS via SQS, Kinesis, NATS JetStream) runs a workload whose records
 // each carry a unique mark, two worker processes share the task queue, and
 // faults are injected at seeded random points: kill -9 of a worker, a
 // restart of the Temporal dev server with its state file, the Bacalhau API
@@ -121,6 +121,15 @@ func TestChaos(t *testing.T) {
 	defer kin.Stop()
 	require.NoError(t, kin.CreateStream(ctx, "chaos", 2))
 	require.NoError(t, kin.WaitActive(ctx, "chaos"))
+	nport, err := devstack.FreePort()
+	require.NoError(t, err)
+	nopts := devstack.NATSOptions{Port: nport, DataDir: filepath.Join(dir, "nats")}
+	natsSrv, err := devstack.StartNATS(nopts)
+	require.NoError(t, err)
+	var natsMu sync.Mutex
+	defer func() { natsMu.Lock(); natsSrv.Stop(); natsMu.Unlock() }()
+	natsURL := natsSrv.URL()
+	require.NoError(t, createNATSStream(ctx, natsURL, "CHAOS", "chaos.>"))
 	var s3Mu sync.Mutex
 	s3c := func() *s3.Client { s3Mu.Lock(); defer s3Mu.Unlock(); return env.S3.Client() }
 	for _, b := range []string{"chaos", "chaos-dlq"} {
@@ -263,6 +272,20 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: kinesis
 			},
 			deadLetters: func(ctx context.Context) (map[string]bool, error) {
 				return s3Marks(ctx, s3c(), "chaos-dlq", "kinesis/")
+			},
+		},
+		{name: "nats", spec: `kind: nats
+source:
+  nats: {url: "` + natsURL + `", stream: CHAOS}
+batch: {max_records: 10, max_wait: 1s}
+` + taskBlock + `retry: {max_attempts: 2, initial_interval: 1s}
+on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: nats/, endpoint: "` + s3ep + `", region: us-east-1}}}
+`,
+			produce: func(ctx context.Context, lines []string, first int) (int, error) {
+				return publishNATS(ctx, natsURL, lines, first)
+			},
+			deadLetters: func(ctx context.Context) (map[string]bool, error) {
+				return s3Marks(ctx, s3c(), "chaos-dlq", "nats/")
 			},
 		},
 	}
@@ -550,6 +573,14 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: kinesis
 				time.Sleep(cfg.sourceDown)
 				require.NoError(t, kin.Thaw())
 				f.what = "Kinesis frozen (SIGSTOP)"
+			case "nats":
+				natsMu.Lock()
+				natsSrv.Stop()
+				time.Sleep(cfg.sourceDown)
+				natsSrv, err = devstack.StartNATS(nopts)
+				natsMu.Unlock()
+				require.NoError(t, err)
+				f.what = "NATS server stopped and restarted (JetStream store kept)"
 			}
 			if name == "sqs" {
 				kinds[slices.IndexFunc(kinds, func(k *kind) bool { return k.name == "sns" })].mu.Unlock()

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -202,6 +204,40 @@ func putKinesis(ctx context.Context, c *kinesis.Client, stream string, lines []s
 	return each(lines, func(i int, l string) error {
 		_, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream),
 			PartitionKey: aws.String(fmt.Sprint(first + i)), Data: []byte(l)})
+		return err
+	})
+}
+
+// createNATSStream creates a JetStream stream on a file store.
+func createNATSStream(ctx context.Context, url, stream, subjects string) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subjects}, Storage: jetstream.FileStorage})
+	return err
+}
+
+// publishNATS publishes each line through JetStream (acknowledged), to
+// subjects chaos.a and chaos.b in turn, on a connection of its own (the
+// server may have been restarted since the last wave).
+func publishNATS(ctx context.Context, url string, lines []string, first int) (int, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	return each(lines, func(i int, l string) error {
+		_, err := js.Publish(ctx, []string{"chaos.a", "chaos.b"}[(first+i)%2], []byte(l))
 		return err
 	})
 }

@@ -34,7 +34,7 @@ func newConnectorCommands(g *globals) []*cobra.Command {
 		newApplyCommand(g), newListCommand(g), newDescribeCommand(g),
 		newSignalCommand(g, "pause", workflows.SignalPause, "Pause a connector (a running tick or batch finishes first)", "paused", nil),
 		newSignalCommand(g, "resume", workflows.SignalResume, "Resume a paused connector from its cursor or checkpoints", "resumed", nil),
-		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a connector's tick now, even when paused ("+servedBy(servesTrigger)+")", "triggered", servesTrigger),
+		newSignalCommand(g, "trigger", workflows.SignalTrigger, "Run a connector's tick now, even when paused ("+g.servedBy(servesTrigger)+")", "triggered", servesTrigger),
 		newBackfillCommand(g), newResetCommand(g), newDeleteCommand(g),
 	}
 }
@@ -44,8 +44,8 @@ func servesTrigger(k *kinds.Kind) bool  { return k.Trigger }
 func servesBackfill(k *kinds.Kind) bool { return k.Backfill }
 
 // servedBy names the kinds a verb serves, for its help: "cron connectors".
-func servedBy(serves func(*kinds.Kind) bool) string {
-	return strings.Join(kinds.Serving(serves), " and ") + " connectors"
+func (g *globals) servedBy(serves func(*kinds.Kind) bool) string {
+	return strings.Join(g.kinds.Serving(serves), " and ") + " connectors"
 }
 
 func newApplyCommand(g *globals) *cobra.Command {
@@ -75,12 +75,12 @@ connectors (their "config" query) and changes nothing.`,
 			var starts []applied
 			var problems []error
 			for _, f := range files {
-				r, err := spec.LoadFile(f)
+				r, err := g.kinds.Loader().LoadFile(f)
 				if err != nil {
 					problems = append(problems, err)
 					continue
 				}
-				k, s, err := kinds.ForSpec(r)
+				k, s, err := g.kinds.ForSpec(r)
 				if err != nil {
 					problems = append(problems, err)
 					continue
@@ -153,7 +153,7 @@ type applied struct {
 // apply` does (same ID, memo and search attributes; every attribute is
 // taken as registered), for callers with their own client such as make dev.
 func StartConnector(ctx context.Context, c client.Client, r *spec.Resolved, taskQueue string) (client.WorkflowRun, error) {
-	_, s, err := kinds.ForSpec(r)
+	_, s, err := kinds.All().ForSpec(r)
 	if err != nil {
 		return nil, err
 	}
@@ -273,11 +273,11 @@ const (
 )
 
 // listRow queries one running connector's status for `list`.
-func listRow(cmd *cobra.Command, c client.Client, e *workflowpb.WorkflowExecutionInfo) kinds.Row {
+func (g *globals) listRow(cmd *cobra.Command, c client.Client, e *workflowpb.WorkflowExecutionInfo) kinds.Row {
 	ctx, cancel := context.WithTimeout(cmd.Context(), listQueryTimeout)
 	defer cancel()
 	id := e.Execution.WorkflowId
-	k, ok := kinds.ByWorkflowType(e.Type.GetName())
+	k, ok := g.kinds.ByWorkflowType(e.Type.GetName())
 	if !ok {
 		return kinds.Row{Name: id, Kind: e.Type.GetName(), State: "unknown", Position: "-", LastError: "no kind has this workflow type (an older starter?)"}
 	}
@@ -302,7 +302,7 @@ func newListCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			var execs []*workflowpb.WorkflowExecutionInfo
 			req := &workflowservice.ListWorkflowExecutionsRequest{
-				Query: fmt.Sprintf("WorkflowType IN ('%s') AND ExecutionStatus = 'Running'", strings.Join(kinds.WorkflowTypes(), "', '")),
+				Query: fmt.Sprintf("WorkflowType IN ('%s') AND ExecutionStatus = 'Running'", strings.Join(g.kinds.WorkflowTypes(), "', '")),
 			}
 			for {
 				resp, err := c.ListWorkflow(cmd.Context(), req)
@@ -323,7 +323,7 @@ func newListCommand(g *globals) *cobra.Command {
 				slots <- struct{}{}
 				go func() {
 					defer func() { <-slots; wg.Done() }()
-					rows[i] = listRow(cmd, c, e)
+					rows[i] = g.listRow(cmd, c, e)
 				}()
 			}
 			wg.Wait()
@@ -351,7 +351,7 @@ func newDescribeCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			found, err := kinds.Find(cmd.Context(), c, args[0])
+			found, err := g.kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
@@ -377,12 +377,12 @@ func newSignalCommand(g *globals, use, signal, short, done string, serves func(*
 				return err
 			}
 			defer c.Close()
-			found, err := kinds.Find(cmd.Context(), c, args[0])
+			found, err := g.kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
 			if serves != nil && !serves(found.Kind) {
-				return notServed(found, use, serves)
+				return g.notServed(found, use, serves)
 			}
 			if err := c.SignalWorkflow(cmd.Context(), found.WorkflowID, "", signal, nil); err != nil {
 				return kinds.ConnectorError(args[0], use, err)
@@ -394,9 +394,9 @@ func newSignalCommand(g *globals, use, signal, short, done string, serves func(*
 
 // notServed words a kind-specific verb (trigger, backfill) used on a
 // connector of a kind that does not serve it.
-func notServed(found kinds.Running, verb string, serves func(*kinds.Kind) bool) error {
+func (g *globals) notServed(found kinds.Running, verb string, serves func(*kinds.Kind) bool) error {
 	return fmt.Errorf("%s: connector %s is a %s connector; %s is for %s (stream and queue connectors run continuously: use reset to reprocess a stream)",
-		verb, found.Name, found.Kind.Name, verb, servedBy(serves))
+		verb, found.Name, found.Kind.Name, verb, g.servedBy(serves))
 }
 
 func newBackfillCommand(g *globals) *cobra.Command {
@@ -404,7 +404,7 @@ func newBackfillCommand(g *globals) *cobra.Command {
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "backfill NAME --from TIME --to TIME",
-		Short: "Process the objects last modified in [from, to) again, beside the live schedule (" + servedBy(servesBackfill) + ")",
+		Short: "Process the objects last modified in [from, to) again, beside the live schedule (" + g.servedBy(servesBackfill) + ")",
 		Long: `Start a backfill: the objects under the connector's prefix whose LastModified
 is in [--from, --to) run again in batches of their own. The live schedule and
 its cursor are untouched.`,
@@ -427,12 +427,12 @@ its cursor are untouched.`,
 				return err
 			}
 			defer c.Close()
-			found, err := kinds.Find(cmd.Context(), c, args[0])
+			found, err := g.kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
 			if !found.Kind.Backfill {
-				return notServed(found, "backfill", servesBackfill)
+				return g.notServed(found, "backfill", servesBackfill)
 			}
 			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
 				WorkflowID: found.WorkflowID, UpdateName: workflows.UpdateBackfill,
@@ -475,7 +475,7 @@ func newDeleteCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			found, err := kinds.Find(cmd.Context(), c, args[0])
+			found, err := g.kinds.Find(cmd.Context(), c, args[0])
 			if err != nil {
 				return err
 			}
@@ -580,7 +580,7 @@ const backfillProgressEvery = 2 * time.Second
 // refuseOtherKind refuses to apply a spec whose name runs already under
 // another kind, naming it: one name, one connector.
 func (g *globals) refuseOtherKind(cmd *cobra.Command, c client.Client, cs applied) error {
-	found, err := kinds.Find(cmd.Context(), c, cs.Name)
+	found, err := g.kinds.Find(cmd.Context(), c, cs.Name)
 	switch {
 	case errors.Is(err, kinds.ErrNotFound):
 		return nil

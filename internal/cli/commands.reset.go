@@ -58,7 +58,7 @@ moves. Queue connectors have no position (a message is deleted once done).`,
 				return err
 			}
 			defer c.Close()
-			found, err := kinds.Find(cmd.Context(), c, name)
+			found, err := g.kinds.Find(cmd.Context(), c, name)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ moves. Queue connectors have no position (a message is deleted once done).`,
 			}
 			if req.To == workflows.StartKey && k.Reset.Style != kinds.ResetCursor {
 				return fmt.Errorf("reset: --to key=KEY is for connectors with an S3 cursor (%s); connector %s is a %s connector (Kafka takes PARTITION=OFFSET,...)",
-					strings.Join(kinds.Serving(func(k *kinds.Kind) bool { return k.Reset.Style == kinds.ResetCursor }), ", "), name, k.Name)
+					strings.Join(g.kinds.Serving(func(k *kinds.Kind) bool { return k.Reset.Style == kinds.ResetCursor }), ", "), name, k.Name)
 			}
 			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
 				WorkflowID: found.WorkflowID, UpdateName: workflows.UpdateReset,

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/conn"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/kinds"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -23,6 +24,8 @@ type globals struct {
 	stdout, stderr    io.Writer
 	// interceptors see every Temporal call the command makes.
 	interceptors []grpc.UnaryClientInterceptor
+	// kinds are the connector kinds the starter knows.
+	kinds kinds.Registry
 }
 
 // Option configures the starter CLI beyond its flags.
@@ -34,9 +37,15 @@ func WithInterceptor(i grpc.UnaryClientInterceptor) Option {
 	return func(g *globals) { g.interceptors = append(g.interceptors, i) }
 }
 
+// WithKinds sets the connector kinds the starter knows (default
+// kinds.All; kinds.With adds source stream kinds of other modules).
+func WithKinds(r kinds.Registry) Option {
+	return func(g *globals) { g.kinds = r }
+}
+
 // NewRootCommand returns the starter CLI writing to stdout and stderr.
 func NewRootCommand(stdout, stderr io.Writer, opts ...Option) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, kinds: kinds.All()}
 	for _, o := range opts {
 		o(g)
 	}

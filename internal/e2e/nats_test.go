@@ -26,10 +26,15 @@ import (
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
+
+// natsKind names the NATS kind's workflows.
+var natsKind = spec.SourceKindOf(natssource.Kind())
 
 // natsStack is the NATS stand-in with one stream, and the nats CLI (a
 // third-party client) to publish with.
@@ -93,7 +98,7 @@ func (s natsStack) stored(t *testing.T, stream string) map[string]string {
 // natsStatus queries a NATS connector's status.
 func natsStatus(t *testing.T, name string) workflows.SourceConnectorStatus {
 	t.Helper()
-	v, err := env.Client.QueryWorkflow(context.Background(), workflows.NATSKind.WorkflowID(name), "", workflows.QuerySourceStatus)
+	v, err := env.Client.QueryWorkflow(context.Background(), natsKind.WorkflowID(name), "", workflows.QuerySourceStatus)
 	require.NoError(t, err)
 	var st workflows.SourceConnectorStatus
 	require.NoError(t, v.Get(&st))
@@ -276,5 +281,5 @@ on_failure:
 	assert.True(t, strings.HasPrefix(doc.Records[0].Value, "POISON "))
 	assert.True(t, strings.HasPrefix(sent[fmt.Sprintf("web.eu/%d", doc.Records[0].Position)], "POISON "), "the dead letter names the poison's position")
 	assert.Contains(t, doc.Error, "cannot process record: ", "the dead letter carries the task's stderr, read from Bacalhau")
-	recordHistory(t, workflows.NATSKind.UnitWorkflowID(name, "web.eu"), "nats-subject")
+	recordHistory(t, natsKind.UnitWorkflowID(name, "web.eu"), "nats-subject")
 }

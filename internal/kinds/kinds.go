@@ -3,8 +3,11 @@
 // workflows and activities a worker registers for it, its status query and
 // how the starter renders that status, and which kind-specific verbs it
 // serves. The worker (workerapp), every starter verb (internal/cli) and the
-// local stack read the table All returns, so adding a kind is one entry
-// there (docs/adding-a-kind.md walks through it).
+// local stack read a Registry: All is the built-in kinds, With adds source
+// stream kinds from other modules (a source.StreamKind each, which the
+// registry turns into a Kind on the shared source stream workflows;
+// docs/write-a-source.md). docs/adding-a-kind.md walks through a kind of
+// its own.
 package kinds
 
 import (
@@ -162,25 +165,70 @@ func rendered[T any](st *T, err error, row func(*T) Row, text func(*T) string) (
 // ID is the workflow ID of this kind's connector called name.
 func (k *Kind) ID(name string) string { return k.IDPrefix + name }
 
-// All is the registry: every connector kind, in the order list and the
-// docs present them.
-func All() []*Kind {
-	return []*Kind{cronKind(), kafkaKind(), queueKind(), kinesisKind(), natsKind()}
+// Registry is a set of connector kinds, in the order list and the docs
+// present them: the worker, every starter verb and the local stack read
+// one.
+type Registry struct {
+	kinds   []*Kind
+	streams []source.StreamKind
 }
 
+// All is the registry of the built-in kinds.
+func All() Registry {
+	r := Registry{kinds: []*Kind{cronKind(), kafkaKind(), queueKind(), kinesisKind()}}
+	for _, k := range spec.BuiltinStreamKinds() {
+		r.kinds = append(r.kinds, sourceStreamKind(k))
+		r.streams = append(r.streams, k)
+	}
+	return r
+}
+
+// With is the built-in kinds and extra source stream kinds (from other
+// modules). A kind whose name, workflow types or ID prefix another kind
+// has is refused.
+func With(extra ...source.StreamKind) (Registry, error) {
+	r := All()
+	for _, k := range extra {
+		if err := k.Check(); err != nil {
+			return Registry{}, err
+		}
+		add := sourceStreamKind(k)
+		for _, have := range r.kinds {
+			connector, consumer, _ := k.Types()
+			switch {
+			case have.Name == add.Name || slices.Contains(have.SpecKinds, add.Name):
+				return Registry{}, fmt.Errorf("source kind %s: a kind of that name exists", k.Name)
+			case have.WorkflowType == connector || have.WorkflowType == consumer:
+				return Registry{}, fmt.Errorf("source kind %s: workflow type %s is kind %s's", k.Name, have.WorkflowType, have.Name)
+			case strings.HasPrefix(have.IDPrefix, add.IDPrefix) || strings.HasPrefix(add.IDPrefix, have.IDPrefix):
+				return Registry{}, fmt.Errorf("source kind %s: ID prefix %q overlaps kind %s's %q", k.Name, add.IDPrefix, have.Name, have.IDPrefix)
+			}
+		}
+		r.kinds = append(r.kinds, add)
+		r.streams = append(r.streams, k)
+	}
+	return r, nil
+}
+
+// Kinds are the registry's kinds.
+func (r Registry) Kinds() []*Kind { return r.kinds }
+
+// Loader loads specs of the registry's kinds.
+func (r Registry) Loader() spec.Loader { return spec.Loader{StreamKinds: r.streams} }
+
 // ForSpec is the kind of a resolved spec and its connector's start.
-func ForSpec(r *spec.Resolved) (*Kind, Start, error) {
-	for _, k := range All() {
-		if s, ok := k.Section(r); ok {
+func (r Registry) ForSpec(res *spec.Resolved) (*Kind, Start, error) {
+	for _, k := range r.kinds {
+		if s, ok := k.Section(res); ok {
 			return k, s, nil
 		}
 	}
-	return nil, Start{}, fmt.Errorf("spec %s: no connector kind serves it (kinds: %s)", r.Spec.Name, strings.Join(Names(), ", "))
+	return nil, Start{}, fmt.Errorf("spec %s: no connector kind serves it (kinds: %s)", res.Spec.Name, strings.Join(r.Names(), ", "))
 }
 
 // ByWorkflowType is the kind whose connector workflow type is t.
-func ByWorkflowType(t string) (*Kind, bool) {
-	for _, k := range All() {
+func (r Registry) ByWorkflowType(t string) (*Kind, bool) {
+	for _, k := range r.kinds {
 		if k.WorkflowType == t {
 			return k, true
 		}
@@ -189,27 +237,27 @@ func ByWorkflowType(t string) (*Kind, bool) {
 }
 
 // Names are the kinds' names.
-func Names() []string {
+func (r Registry) Names() []string {
 	var names []string
-	for _, k := range All() {
+	for _, k := range r.kinds {
 		names = append(names, k.Name)
 	}
 	return names
 }
 
 // WorkflowTypes are the connector workflow types of every kind.
-func WorkflowTypes() []string {
+func (r Registry) WorkflowTypes() []string {
 	var types []string
-	for _, k := range All() {
+	for _, k := range r.kinds {
 		types = append(types, k.WorkflowType)
 	}
 	return types
 }
 
 // Serving are the names of the kinds for which serves is true.
-func Serving(serves func(*Kind) bool) []string {
+func (r Registry) Serving(serves func(*Kind) bool) []string {
 	var names []string
-	for _, k := range All() {
+	for _, k := range r.kinds {
 		if serves(k) {
 			names = append(names, k.Name)
 		}
@@ -239,19 +287,19 @@ var ErrNotFound = errors.New("not found (starter list shows the running ones)")
 // Visibility follows a start by a moment; a name visibility does not know
 // yet is looked up by the kinds' workflow IDs (DescribeWorkflowExecution),
 // so a verb right after apply still finds its connector.
-func Find(ctx context.Context, c client.Client, name string) (Running, error) {
+func (r Registry) Find(ctx context.Context, c client.Client, name string) (Running, error) {
 	if err := checkName(name); err != nil {
 		return Running{}, err
 	}
-	found, err := list(ctx, c, query(name, true))
+	found, err := r.list(ctx, c, r.query(name, true))
 	if err != nil && isInvalidQuery(err) {
-		found, err = list(ctx, c, query(name, false))
+		found, err = r.list(ctx, c, r.query(name, false))
 	}
 	if err != nil {
 		return Running{}, fmt.Errorf("finding connector %s: %w", name, err)
 	}
 	if len(found) == 0 {
-		found = describe(ctx, c, name)
+		found = r.describe(ctx, c, name)
 	}
 	switch len(found) {
 	case 0:
@@ -277,9 +325,9 @@ func checkName(name string) error {
 
 // query is the visibility query that finds a running connector called
 // name (checked by checkName: nothing in it needs quoting).
-func query(name string, byAttribute bool) string {
+func (r Registry) query(name string, byAttribute bool) string {
 	var types, ids []string
-	for _, k := range All() {
+	for _, k := range r.kinds {
 		types = append(types, "'"+k.WorkflowType+"'")
 		ids = append(ids, "'"+k.ID(name)+"'")
 	}
@@ -291,14 +339,14 @@ func query(name string, byAttribute bool) string {
 }
 
 // list runs one visibility query and returns the connectors it finds.
-func list(ctx context.Context, c client.Client, q string) ([]Running, error) {
+func (r Registry) list(ctx context.Context, c client.Client, q string) ([]Running, error) {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
 	if err != nil {
 		return nil, err
 	}
 	var found []Running
 	for _, e := range resp.Executions {
-		k, ok := ByWorkflowType(e.GetType().GetName())
+		k, ok := r.ByWorkflowType(e.GetType().GetName())
 		if !ok {
 			continue
 		}
@@ -311,9 +359,9 @@ func list(ctx context.Context, c client.Client, q string) ([]Running, error) {
 
 // describe looks a name up by the kinds' workflow IDs, for a connector
 // visibility does not show yet.
-func describe(ctx context.Context, c client.Client, name string) []Running {
+func (r Registry) describe(ctx context.Context, c client.Client, name string) []Running {
 	var found []Running
-	for _, k := range All() {
+	for _, k := range r.kinds {
 		d, err := c.DescribeWorkflow(ctx, k.ID(name), "")
 		if err != nil || d.RawResponse == nil {
 			continue

@@ -1,6 +1,9 @@
 package kinds
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
+	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -26,7 +30,7 @@ func TestRegistryIsOneEntryPerKind(t *testing.T) {
 		seen[what+v] = kind
 	}
 	var specKinds []string
-	for _, k := range All() {
+	for _, k := range All().Kinds() {
 		unique("name", k.Name, k.Name)
 		unique("workflow type", k.WorkflowType, k.Name)
 		unique("ID prefix", k.IDPrefix, k.Name)
@@ -46,7 +50,7 @@ func TestRegistryIsOneEntryPerKind(t *testing.T) {
 		}
 	}
 	// No prefix is a prefix of another, so an ID names one kind.
-	all := All()
+	all := All().Kinds()
 	for i, a := range all {
 		for j, b := range all {
 			if i != j && strings.HasPrefix(a.IDPrefix, b.IDPrefix) {
@@ -68,7 +72,7 @@ func TestEveryExampleSpecHasOneKind(t *testing.T) {
 	for _, f := range files {
 		r, err := spec.LoadFile(f)
 		require.NoError(t, err, f)
-		k, s, err := ForSpec(r)
+		k, s, err := All().ForSpec(r)
 		require.NoError(t, err, f)
 		assert.Contains(t, k.SpecKinds, r.Spec.Kind, f)
 		assert.Equal(t, k.ID(r.Spec.Name), s.WorkflowID, f)
@@ -76,18 +80,73 @@ func TestEveryExampleSpecHasOneKind(t *testing.T) {
 		assert.Equal(t, r.Spec.Kind, s.Kind, f)
 		assert.NotNil(t, s.Input, f)
 		kinds[k.Name] = f
-		byType, ok := ByWorkflowType(s.WorkflowType)
+		byType, ok := All().ByWorkflowType(s.WorkflowType)
 		require.True(t, ok)
 		assert.Equal(t, k.Name, byType.Name)
 	}
-	assert.Len(t, kinds, len(All()), "an example per kind: %v", kinds)
+	assert.Len(t, kinds, len(All().Kinds()), "an example per kind: %v", kinds)
 }
 
 func TestFindQueryNamesEveryKindOnce(t *testing.T) {
-	q := query("web-logs", true)
+	q := All().query("web-logs", true)
 	assert.Equal(t, "ExecutionStatus = 'Running' AND WorkflowType IN ('Cron', 'KafkaConnector', 'QueueConnector', 'KinesisConnector', 'NATSConnector') AND "+
 		"(ConnectorName = 'web-logs' OR WorkflowId IN ('cron-web-logs', 'kafka-web-logs', 'queue-web-logs', 'kinesis-web-logs', 'nats-web-logs'))", q)
-	assert.NotContains(t, query("web-logs", false), workflows.SearchAttrConnectorName)
+	assert.NotContains(t, All().query("web-logs", false), workflows.SearchAttrConnectorName)
 	require.Error(t, checkName("x' OR WorkflowId != '"), "a name that could change the query is refused")
 	require.NoError(t, checkName("web-logs"))
+}
+
+// fakeConfig is a source stream kind's configuration for the registry tests.
+type fakeConfig struct {
+	Dir string `yaml:"dir"`
+}
+
+func (c *fakeConfig) Check() []source.Problem {
+	if c.Dir == "" {
+		return []source.Problem{{Field: "dir", Message: "required"}}
+	}
+	return nil
+}
+func (c *fakeConfig) Describe() string        { return "dir " + c.Dir }
+func (c *fakeConfig) StartAt() source.StartAt { return source.Earliest }
+
+func fakeKind(name string) source.StreamKind {
+	return source.StreamKind{Name: name, Units: "files", NewConfig: func() source.StreamConfig { return &fakeConfig{} },
+		Open: func(context.Context, json.RawMessage) (source.Stream, error) {
+			return nil, errors.New("not in this test")
+		}}
+}
+
+// TestWithAddsAStreamKindOfAnotherModule: an extra kind is served like a
+// built-in one (its spec resolves, its connector has its own types and ID),
+// and a kind that would share a name, a type or an ID prefix is refused.
+func TestWithAddsAStreamKindOfAnotherModule(t *testing.T) {
+	reg, err := With(fakeKind("tail"))
+	require.NoError(t, err)
+	assert.Len(t, reg.Kinds(), len(All().Kinds())+1)
+	text := "name: app\nkind: tail\nsource:\n  tail: {dir: /logs}\ntask:\n  template: ../../examples/jobs/logsummary.yaml\n  vars: {MODULES_URL: \"http://m\"}\n"
+	r, err := reg.Loader().Load("app.yaml", []byte(text))
+	require.NoError(t, err)
+	k, s, err := reg.ForSpec(r)
+	require.NoError(t, err)
+	assert.Equal(t, "tail", k.Name)
+	assert.Equal(t, "tail-app", s.WorkflowID)
+	assert.Equal(t, "tail-connector", s.WorkflowType)
+	assert.Equal(t, "tail:dir /logs", s.Source)
+	_, err = All().Loader().Load("app.yaml", []byte(text))
+	require.Error(t, err, "the built-in registry does not know the kind")
+	assert.Contains(t, err.Error(), "source.tail: unknown field: remove it, or use one of s3, kafka, sqs, sns, kinesis, nats (a source stream kind's section; a kind of another module needs a starter built with it)")
+
+	_, err = reg.Loader().Load("app.yaml", []byte(strings.Replace(text, "{dir: /logs}", "{}", 1)))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "source.tail.dir: required", "the kind's own check, with the field's path")
+
+	for _, bad := range []source.StreamKind{fakeKind("kafka"), fakeKind("nats"), fakeKind("Tail"), {Name: "tail2"}} {
+		_, err := With(bad)
+		assert.Error(t, err, bad.Name)
+	}
+	overlap := fakeKind("natsx")
+	overlap.IDPrefix = "nats-x-"
+	_, err = With(overlap)
+	assert.ErrorContains(t, err, "overlaps")
 }

@@ -11,21 +11,17 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
 	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
-// natsKind is the NATS JetStream connector: one consumer per subject.
-func natsKind() *Kind {
-	return sourceStreamKind(workflows.NATSKind, natssource.OpenStream, "subjects")
-}
-
-// sourceStreamKind is a kind on the public source.Stream interface: the
-// shared connector and consumer workflows under the kind's own type names,
-// its source opened by open, its units called unitNoun (subjects).
-func sourceStreamKind(sk workflows.SourceKind, open source.StreamOpener, unitNoun string) *Kind {
+// sourceStreamKind is a kind on the public source.Stream interface (NATS
+// JetStream, kinds from other modules): the shared connector and consumer
+// workflows under the kind's own type names, its source opened by its
+// opener, its units named as it names them.
+func sourceStreamKind(k source.StreamKind) *Kind {
+	sk, open, unitNoun := spec.SourceKindOf(k), k.Open, k.Units
 	status := func(ctx context.Context, c client.Client, name string) (*workflows.SourceConnectorStatus, error) {
 		return queryStatus[workflows.SourceConnectorStatus](ctx, c, name, sk.WorkflowID(name), workflows.QuerySourceStatus)
 	}

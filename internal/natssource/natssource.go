@@ -13,7 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,15 +26,111 @@ import (
 	"github.com/bacalhau-connect/bacalhau-connect/source"
 )
 
-// Config names what to read.
+// Config names what to read: the spec's source.nats section.
 type Config struct {
-	// URL is the NATS server, e.g. nats://127.0.0.1:4222.
-	URL string
+	// URL is the NATS server, such as nats://127.0.0.1:4222. Credentials
+	// do not belong here (the spec is in workflow history).
+	URL string `yaml:"url"`
 	// Stream is the JetStream stream's name.
-	Stream string
-	// Subjects are the units; empty: every subject the stream holds
-	// messages on when Units is called.
-	Subjects []string
+	Stream string `yaml:"stream"`
+	// Subjects are the subjects to consume, one consumer each, in order
+	// within each; leave it out for every subject the stream holds
+	// messages on (new subjects are found within a minute).
+	Subjects []string `yaml:"subjects"`
+	// Start: earliest (default), latest or timestamp (StartTime).
+	Start     string     `yaml:"start" json:",omitempty"`
+	StartTime *time.Time `yaml:"start_time" json:",omitempty"`
+}
+
+// Kind is the nats connector kind: one consumer per subject of a
+// JetStream stream, checkpoints as stream sequence numbers.
+func Kind() source.StreamKind {
+	return source.StreamKind{Name: "nats", Units: "subjects", NewConfig: func() source.StreamConfig { return &Config{} }, Open: OpenStream,
+		ConnectorType: "NATSConnector", ConsumerType: "NATSStreamConsumer", IDPrefix: "nats-"}
+}
+
+var (
+	streamRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	subjectRE = regexp.MustCompile(`^[^\s.]+(\.[^\s.]+)*$`)
+	// schemes are the URL schemes nats.go connects with.
+	schemes = []string{"nats", "tls", "ws", "wss"}
+)
+
+// StreamPattern and SubjectPattern are the stream names and subjects
+// Check takes (for the JSON Schema).
+var (
+	StreamPattern  = streamRE.String()
+	SubjectPattern = subjectRE.String()
+)
+
+// Start positions of the spec.
+const (
+	StartEarliest  = "earliest"
+	StartLatest    = "latest"
+	StartTimestamp = "timestamp"
+)
+
+// Check checks the section (source.StreamConfig).
+func (c *Config) Check() []source.Problem {
+	var ps []source.Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, source.Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	switch u, err := url.Parse(c.URL); {
+	case c.URL == "":
+		add("url", "required: the NATS server, such as nats://127.0.0.1:4222")
+	case err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "":
+		add("url", "%q is not a NATS URL: use nats://HOST:PORT (or tls://, ws://, wss://)", c.URL)
+	case u.User != nil:
+		add("url", "credentials do not belong in the spec (it is kept in workflow history): give the worker its NATS credentials")
+	}
+	switch {
+	case c.Stream == "":
+		add("stream", "required: a JetStream stream name such as WEB")
+	case !streamRE.MatchString(c.Stream):
+		add("stream", "%q is not a stream name (letters, digits, '_' and '-')", c.Stream)
+	}
+	for i, subj := range c.Subjects {
+		switch {
+		case !subjectRE.MatchString(subj):
+			add("subjects", "%q (item %d) is not a subject (dot-separated tokens without spaces, such as web.eu)", subj, i)
+		case slices.Contains(c.Subjects[:i], subj):
+			add("subjects", "%q (item %d) is listed twice", subj, i)
+		}
+	}
+	switch c.Start {
+	case "", StartEarliest, StartLatest:
+		if c.StartTime != nil {
+			add("start_time", "only with start: timestamp")
+		}
+	case StartTimestamp:
+		if c.StartTime == nil {
+			add("start_time", "required with start: timestamp (RFC 3339)")
+		}
+	default:
+		add("start", "unknown %q: use earliest (the oldest message held), latest or timestamp", c.Start)
+	}
+	return ps
+}
+
+// Describe says what the connector reads.
+func (c *Config) Describe() string {
+	d := "stream " + c.Stream + " at " + c.URL
+	if len(c.Subjects) > 0 {
+		d += " (subjects " + strings.Join(c.Subjects, ", ") + ")"
+	}
+	return d
+}
+
+// StartAt is where a subject without a checkpoint starts.
+func (c *Config) StartAt() source.StartAt {
+	switch {
+	case c.Start == StartLatest:
+		return source.Latest
+	case c.Start == StartTimestamp && c.StartTime != nil:
+		return source.At(c.StartTime.UTC())
+	}
+	return source.Earliest
 }
 
 // ErrTypeStreamNotFound is the error type of Open when the stream does not

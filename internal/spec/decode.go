@@ -3,6 +3,7 @@ package spec
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bacalhau-connect/bacalhau-connect/source"
 )
 
 // Decoding speaks the spec's language: every problem names the field path
@@ -28,7 +31,7 @@ const (
 )
 
 // decode reads a spec, or says what is wrong with it.
-func decode(raw []byte) (*Spec, []Problem) {
+func decode(raw []byte, streams map[string]source.StreamKind) (*Spec, []Problem) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return nil, []Problem{{Path: PathYAML, Message: syntaxMessage(err)}}
@@ -45,11 +48,28 @@ func decode(raw []byte) (*Spec, []Problem) {
 		return nil, []Problem{{Path: PathSpec, Message: fmt.Sprintf("expected fields such as name: and kind:, got %s", describe(doc))}}
 	}
 	var problems []Problem
-	checkNode(doc, reflect.TypeFor[Spec](), "", func(path, msg string) {
-		problems = append(problems, Problem{Path: path, Message: msg})
-	})
+	add := func(path, msg string) { problems = append(problems, Problem{Path: path, Message: msg}) }
+	// The source sections of stream kinds are the kinds' own: each is
+	// checked against its kind's configuration and set aside, and the
+	// rest is the spec's.
+	sections := takeStreamSections(doc, streams, add)
+	checkNode(doc, reflect.TypeFor[Spec](), "", add)
+	for i, p := range problems {
+		// An unknown source section may be a stream kind's this binary
+		// was not built with: name the ones it knows.
+		if rest, ok := strings.CutPrefix(p.Message, "unknown field: remove it, or use one of "); ok && strings.Count(p.Path, ".") == 1 && strings.HasPrefix(p.Path, "source.") {
+			problems[i].Message = "unknown field: remove it, or use one of " + rest + streamKindNames(streams)
+		}
+	}
 	if len(problems) > 0 {
 		return nil, problems
+	}
+	if len(sections) > 0 {
+		rest, err := yaml.Marshal(doc)
+		if err != nil {
+			return nil, []Problem{{Path: PathYAML, Message: err.Error()}}
+		}
+		raw = rest
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
@@ -58,7 +78,50 @@ func decode(raw []byte) (*Spec, []Problem) {
 		// The checks above should have caught it; say it as YAML does.
 		return nil, []Problem{{Path: PathYAML, Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
+	s.streamSections = sections
 	return &s, nil
+}
+
+// streamKindNames lists the stream kinds' sections for a problem: ", nats
+// (a source stream kind's; a kind of another module needs a starter built
+// with it)".
+func streamKindNames(streams map[string]source.StreamKind) string {
+	names := slices.Sorted(maps.Keys(streams))
+	return ", " + strings.Join(names, ", ") + " (a source stream kind's section; a kind of another module needs a starter built with it)"
+}
+
+// takeStreamSections removes the sections of source that stream kinds
+// own from doc, checking each against its kind's configuration type, and
+// returns them by kind name.
+func takeStreamSections(doc *yaml.Node, streams map[string]source.StreamKind, add func(path, msg string)) map[string]*yaml.Node {
+	var src *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "source" && doc.Content[i+1].Kind == yaml.MappingNode {
+			src = doc.Content[i+1]
+		}
+	}
+	if src == nil || len(streams) == 0 {
+		return nil
+	}
+	sections := map[string]*yaml.Node{}
+	var kept []*yaml.Node
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		key, value := src.Content[i], src.Content[i+1]
+		k, ok := streams[key.Value]
+		if !ok {
+			kept = append(kept, key, value)
+			continue
+		}
+		at := "source." + key.Value
+		if _, twice := sections[key.Value]; twice {
+			add(at, "written twice: keep one")
+			continue
+		}
+		checkNode(value, reflect.TypeOf(k.NewConfig()), at, add)
+		sections[key.Value] = value
+	}
+	src.Content = kept
+	return sections
 }
 
 var (

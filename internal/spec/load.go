@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -91,33 +93,67 @@ type Resolved struct {
 	SourceStream *workflows.SourceStreamConfig
 }
 
-// LoadFile reads, decodes, validates and resolves a spec file.
+// Loader loads specs of the built-in kinds and of source stream kinds:
+// those built in (BuiltinStreamKinds) and those a worker and starter were
+// built with (sdk.RunStarter).
+type Loader struct {
+	// StreamKinds are the source stream kinds a spec may name.
+	StreamKinds []source.StreamKind
+}
+
+// BuiltinStreamKinds are the source stream kinds of this repository.
+func BuiltinStreamKinds() []source.StreamKind {
+	return []source.StreamKind{natssource.Kind()}
+}
+
+// LoadFile reads, decodes, validates and resolves a spec file of a
+// built-in kind.
 func LoadFile(path string) (*Resolved, error) {
+	return Loader{StreamKinds: BuiltinStreamKinds()}.LoadFile(path)
+}
+
+// Load decodes, validates and resolves a spec of a built-in kind; path
+// names it in errors and anchors the task template's relative path.
+func Load(path string, raw []byte) (*Resolved, error) {
+	return Loader{StreamKinds: BuiltinStreamKinds()}.Load(path, raw)
+}
+
+// LoadFile reads, decodes, validates and resolves a spec file.
+func (l Loader) LoadFile(path string) (*Resolved, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading spec: %w", err)
 	}
-	return Load(path, raw)
+	return l.Load(path, raw)
 }
 
 // Load decodes, validates and resolves a spec; path names it in errors and
 // anchors the task template's relative path.
-func Load(path string, raw []byte) (*Resolved, error) {
-	s, problems := decode(raw)
+func (l Loader) Load(path string, raw []byte) (*Resolved, error) {
+	streams := map[string]source.StreamKind{}
+	for _, k := range l.StreamKinds {
+		streams[k.Name] = k
+	}
+	s, problems := decode(raw, streams)
 	if len(problems) > 0 {
 		return nil, &Error{File: path, Problems: problems}
 	}
-	r, problems := s.resolve(filepath.Dir(path))
+	r, problems := s.resolve(filepath.Dir(path), streams)
 	if len(problems) > 0 {
 		return nil, &Error{File: path, Problems: problems}
 	}
 	return r, nil
 }
 
-// Decode strictly decodes one spec: unknown fields and values of the wrong
-// shape are errors (an *Error naming each field, with the file unnamed).
+// Decode strictly decodes one spec of a built-in kind: unknown fields and
+// values of the wrong shape are errors (an *Error naming each field, with
+// the file unnamed).
 func Decode(raw []byte) (*Spec, error) {
-	s, problems := decode(raw)
+	streams := map[string]source.StreamKind{}
+	for _, k := range BuiltinStreamKinds() {
+		streams[k.Name] = k
+	}
+	s, problems := decode(raw, streams)
 	if len(problems) > 0 {
 		return nil, &Error{File: "(text)", Problems: problems}
 	}
@@ -162,7 +198,7 @@ type addFunc func(path, format string, args ...any)
 
 // resolve validates the spec and builds the workflow configuration of its
 // kind. Template paths are relative to dir.
-func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
+func (s *Spec) resolve(dir string, streams map[string]source.StreamKind) (*Resolved, []Problem) {
 	var ps []Problem
 	add := func(path, format string, args ...any) {
 		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
@@ -188,13 +224,27 @@ func (s *Spec) resolve(dir string) (*Resolved, []Problem) {
 	case KindKinesis:
 		s.onlyFor(KindKinesis, add)
 		r.Kinesis = s.resolveKinesis(dir, add)
-	case KindNATS:
-		s.onlyFor(KindNATS, add)
-		r.SourceStream = s.resolveNATS(dir, add)
 	case "":
-		add("kind", "required: cron, kafka, kinesis, nats, sqs or sns")
+		add("kind", "required: %s", kindList(streams))
 	default:
-		add("kind", "unknown %q: use cron, kafka, kinesis, nats, sqs or sns", s.Kind)
+		k, ok := streams[s.Kind]
+		if !ok {
+			add("kind", "unknown %q: use %s", s.Kind, kindList(streams))
+			break
+		}
+		s.onlyFor(KindStream, add)
+		r.SourceStream = s.resolveStreamKind(k, dir, add)
+	}
+	// A stream kind's section under another kind's spec.
+	var other []string
+	for name := range s.streamSections {
+		if name != s.Kind {
+			other = append(other, name)
+		}
+	}
+	slices.Sort(other)
+	for _, name := range other {
+		add("source."+name, "only for kind %s: remove it", name)
 	}
 	return r, ps
 }
@@ -207,6 +257,16 @@ type KindField struct {
 	Kinds []string
 	// set reports whether a spec writes the field.
 	set func(*Spec) bool
+}
+
+// kindList names the kinds a spec may have.
+func kindList(streams map[string]source.StreamKind) string {
+	names := []string{KindCron, KindKafka, KindKinesis}
+	for name := range streams {
+		names = append(names, name)
+	}
+	slices.Sort(names[3:])
+	return strings.Join(append(names, KindSQS), ", ") + " or " + KindSNS
 }
 
 // KindFields are the fields only some kinds take: apply refuses them on
@@ -224,14 +284,13 @@ func KindFields() []KindField {
 		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.Concurrency != nil }},
 		{"source.kafka", []string{KindKafka}, func(s *Spec) bool { return s.Source.Kafka != nil }},
 		{"source.kinesis", []string{KindKinesis}, func(s *Spec) bool { return s.Source.Kinesis != nil }},
-		{"mode", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Mode != "" }},
-		{"staging", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Staging != nil }},
-		{"on_failure", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.OnFailure != nil }},
-		{"batch.max_records", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
+		{"mode", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Mode != "" }},
+		{"staging", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Staging != nil }},
+		{"on_failure", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.OnFailure != nil }},
+		{"batch.max_records", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
 		{"batch.max_in_flight", []string{KindKafka}, func(s *Spec) bool { return s.Batch.MaxInFlight != nil }},
-		{"batch.max_wait", []string{KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
-		{"retry.max_record_age", []string{KindKafka, KindKinesis, KindNATS}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
-		{"source.nats", []string{KindNATS}, func(s *Spec) bool { return s.Source.NATS != nil }},
+		{"batch.max_wait", []string{KindKafka, KindKinesis, KindStream, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
+		{"retry.max_record_age", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
 		{"source.sqs", []string{KindSQS}, func(s *Spec) bool { return s.Source.SQS != nil }},
 		{"source.sns", []string{KindSNS}, func(s *Spec) bool { return s.Source.SNS != nil }},
 		{"batch.max_messages", []string{KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxMessages != nil }},
@@ -248,7 +307,11 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 	}
 	sort.Slice(wrong, func(i, j int) bool { return wrong[i].Path < wrong[j].Path })
 	for _, f := range wrong {
-		add(f.Path, "only for kind %s: remove it", strings.Join(f.Kinds, " or "))
+		names := slices.Clone(f.Kinds)
+		if i := slices.Index(names, KindStream); i >= 0 {
+			names[i] = "a source stream kind such as nats"
+		}
+		add(f.Path, "only for kind %s: remove it", strings.Join(names, " or "))
 	}
 }
 

@@ -20,10 +20,10 @@ func TestTheExampleNATSSpecIsValid(t *testing.T) {
 	require.NoError(t, err)
 	cfg := r.SourceStream
 	require.NotNil(t, cfg)
-	assert.Equal(t, workflows.NATSKind, cfg.SourceKind)
+	assert.Equal(t, workflows.SourceKind{Kind: "nats", ConnectorType: "NATSConnector", ConsumerType: "NATSStreamConsumer", IDPrefix: "nats-"}, cfg.SourceKind)
 	var src natssource.Config
 	require.NoError(t, json.Unmarshal(cfg.Source, &src))
-	assert.Equal(t, natssource.Config{URL: "nats://127.0.0.1:4222", Stream: "WEB", Subjects: []string{"web.eu", "web.us"}}, src)
+	assert.Equal(t, natssource.Config{URL: "nats://127.0.0.1:4222", Stream: "WEB", Subjects: []string{"web.eu", "web.us"}, Start: "earliest"}, src)
 	assert.Equal(t, "stream WEB at nats://127.0.0.1:4222 (subjects web.eu, web.us)", cfg.Describe)
 	assert.Equal(t, workflows.StartEarliest, cfg.Start)
 	assert.Equal(t, 500, cfg.MaxRecords)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -51,7 +52,17 @@ func generateSchema(t *testing.T) []byte {
 		},
 	}
 	require.NoError(t, r.AddGoComments("github.com/bacalhau-connect/bacalhau-connect/internal/spec", "."))
+	require.NoError(t, r.AddGoComments("github.com/bacalhau-connect/bacalhau-connect/internal/natssource", "../natssource"))
 	s := r.Reflect(&Spec{})
+	// The source sections of the built-in stream kinds are their
+	// configurations' own.
+	srcSchema, ok := s.Properties.Get("source")
+	require.True(t, ok)
+	for _, k := range BuiltinStreamKinds() {
+		ks := r.Reflect(k.NewConfig())
+		ks.Version, ks.ID = "", ""
+		srcSchema.Properties.Set(k.Name, ks)
+	}
 	s.Version = "https://json-schema.org/draft/2020-12/schema"
 	s.ID = schemaID
 	s.Title = "bacalhau-connect connector spec"
@@ -100,10 +111,10 @@ func generateSchema(t *testing.T) []byte {
 	prop("source.kinesis.start").Enum = []any{"trim_horizon", "latest", "at_timestamp"}
 	prop("source.nats").Required = []string{"url", "stream"}
 	prop("source.nats.url").Pattern = `^(nats|tls|ws|wss)://[^@/\s]+(/[^@\s]*)?$`
-	prop("source.nats.stream").Pattern = natsStreamRE.String()
-	prop("source.nats.subjects").Items = &jsonschema.Schema{Type: "string", Pattern: natsSubjectRE.String()}
+	prop("source.nats.stream").Pattern = natssource.StreamPattern
+	prop("source.nats.subjects").Items = &jsonschema.Schema{Type: "string", Pattern: natssource.SubjectPattern}
 	prop("source.nats.subjects").UniqueItems = true
-	prop("source.nats.start").Enum = []any{workflows.StartEarliest, workflows.StartLatest, workflows.StartTimestamp}
+	prop("source.nats.start").Enum = []any{natssource.StartEarliest, natssource.StartLatest, natssource.StartTimestamp}
 	prop("source.nats").AllOf = []*jsonschema.Schema{
 		whenThen("start", workflows.StartTimestamp, "start_time"),
 		{If: &jsonschema.Schema{Properties: props("start", &jsonschema.Schema{Not: &jsonschema.Schema{Const: workflows.StartTimestamp}})},
@@ -141,9 +152,21 @@ func generateSchema(t *testing.T) []byte {
 		if kind == KindSQS || kind == KindSNS {
 			then.Properties.Set("retry", &jsonschema.Schema{Not: &jsonschema.Schema{}, Description: "a queue's redrive policy counts retries"})
 		}
+		family := kind
+		if kind == KindNATS {
+			family = KindStream
+		}
+		for _, k := range BuiltinStreamKinds() {
+			srcThen := &jsonschema.Schema{Properties: orderedmap.New[string, *jsonschema.Schema]()}
+			if then.Properties.Set("source", srcThen); k.Name == kind {
+				srcThen.Required = []string{k.Name}
+			} else {
+				srcThen.Properties.Set(k.Name, jsonschema.FalseSchema)
+			}
+		}
 		for _, f := range KindFields() {
 			parent, field, nested := strings.Cut(f.Path, ".")
-			on := slices.Contains(f.Kinds, kind)
+			on := slices.Contains(f.Kinds, family)
 			if !nested {
 				if !on {
 					then.Properties.Set(parent, jsonschema.FalseSchema)
@@ -328,7 +351,7 @@ func TestSchemaRefusesTheMalformedSpecs(t *testing.T) {
 func TestKindFieldsCoverOnlyFor(t *testing.T) {
 	n, d, b := 1, Duration{time.Second}, ByteSize(1)
 	s := &Spec{Schedule: "x", Timezone: "x", Overlap: "x", CatchupWindow: &d, DeadLetter: &DeadLetter{}, Mode: "x", Staging: &DeadLetter{}, OnFailure: &OnFailure{},
-		Source: Source{S3: &S3Source{}, Kafka: &KafkaSource{}, Kinesis: &KinesisSource{}, NATS: &NATSSource{}, SQS: &SQSSource{}, SNS: &SNSSource{}},
+		Source: Source{S3: &S3Source{}, Kafka: &KafkaSource{}, Kinesis: &KinesisSource{}, SQS: &SQSSource{}, SNS: &SNSSource{}},
 		Batch:  Batch{MaxObjects: &n, MaxFolderEntries: &n, Concurrency: &n, MaxRecords: &n, MaxInFlight: &n, MaxWait: &d, MaxMessages: &n, MaxBytes: &b},
 		Retry:  Retry{MaxRecordAge: &d}}
 	var paths []string

@@ -19,6 +19,9 @@ const (
 	KindSNS     = workflows.KindSNS
 	KindKinesis = workflows.KindKinesis
 	KindNATS    = workflows.KindNATS
+	// KindStream stands for every source stream kind (nats, and kinds
+	// from other modules) in KindFields: they take the same fields.
+	KindStream = "stream"
 )
 
 // Overlap policies of a cron connector.
@@ -44,7 +47,8 @@ type Spec struct {
 	// Name identifies the connector (workflow IDs derive from it):
 	// lowercase letters, digits and '-', at most 63.
 	Name string `yaml:"name"`
-	// Kind is the connector kind: cron, kafka, sqs, sns or kinesis.
+	// Kind is the connector kind: cron, kafka, sqs, sns, kinesis, or a
+	// source stream kind (nats, or one a worker was built with).
 	Kind string `yaml:"kind"`
 	// Schedule is a 5-field cron expression or a descriptor such as
 	// "@every 5m" or "@hourly". Cron connectors only.
@@ -76,6 +80,10 @@ type Spec struct {
 	// OnFailure says what a stream connector does with a batch that fails
 	// every attempt.
 	OnFailure *OnFailure `yaml:"on_failure"`
+
+	// streamSections are the source sections of source stream kinds, by
+	// kind name, as written (each kind decodes its own).
+	streamSections map[string]*yaml.Node
 }
 
 // OnFailure is a stream connector's failure policy.
@@ -130,25 +138,6 @@ type Source struct {
 	SNS   *SNSSource   `yaml:"sns"`
 	// Kinesis is a stream to consume, one durable consumer per shard.
 	Kinesis *KinesisSource `yaml:"kinesis"`
-	// NATS is a JetStream stream to consume, one consumer per subject.
-	NATS *NATSSource `yaml:"nats"`
-}
-
-// NATSSource is a NATS JetStream stream: one consumer per subject,
-// checkpoints as stream sequence numbers.
-type NATSSource struct {
-	// URL is the NATS server, such as nats://127.0.0.1:4222. Credentials
-	// do not belong here (the spec is in workflow history).
-	URL string `yaml:"url"`
-	// Stream is the JetStream stream's name.
-	Stream string `yaml:"stream"`
-	// Subjects are the subjects to consume, one consumer each, in order
-	// within each; leave it out for every subject the stream holds
-	// messages on (new subjects are found within a minute).
-	Subjects []string `yaml:"subjects"`
-	// Start: earliest (default), latest or timestamp (StartTime).
-	Start     string     `yaml:"start"`
-	StartTime *time.Time `yaml:"start_time"`
 }
 
 // KinesisSource is a Kinesis stream: one durable consumer per shard,

@@ -42,6 +42,10 @@ type Options struct {
 	// (0: the SDK default). Awaits are cheap pollers; the shared Budget, not
 	// this number, caps Bacalhau jobs in flight.
 	MaxConcurrentActivities int
+	// Kinds are the connector kinds the worker serves (zero: the built-in
+	// ones, kinds.All; kinds.With adds source stream kinds of other
+	// modules).
+	Kinds kinds.Registry
 }
 
 // New returns a worker (not yet started) with everything registered.
@@ -55,8 +59,12 @@ func New(c client.Client, opts Options) worker.Worker {
 	})
 	b := activities.NewBacalhau(opts.BacalhauAddress, opts.Gateway, opts.BacalhauOptions...)
 	kafka := activities.NewKafkaClients()
+	reg := opts.Kinds
+	if len(reg.Kinds()) == 0 {
+		reg = kinds.All()
+	}
 	Register(w, activities.NewTemporal(c), kinds.Deps{Bacalhau: b, S3Clients: opts.S3Clients, Kafka: kafka,
-		QueueClients: opts.QueueClients, KinesisClients: opts.KinesisClients})
+		QueueClients: opts.QueueClients, KinesisClients: opts.KinesisClients}, reg)
 	return &appWorker{Worker: w, kafka: kafka}
 }
 
@@ -73,17 +81,17 @@ func (w *appWorker) Stop() {
 }
 
 // Register registers the shared workflows and activities (RunTask, Budget,
-// the Bacalhau, Temporal and S3 activities) and then every kind's (the
-// kinds registry). Activity names are their method names, so methods of
-// different activity structs must not share a name.
-func Register(r worker.Registry, t *activities.Temporal, d kinds.Deps) {
+// the Bacalhau, Temporal and S3 activities) and then every kind's of reg.
+// Activity names are their method names, so methods of different activity
+// structs must not share a name.
+func Register(r worker.Registry, t *activities.Temporal, d kinds.Deps, reg kinds.Registry) {
 	r.RegisterWorkflowWithOptions(workflows.RunTask, workflow.RegisterOptions{Name: workflows.RunTaskWorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.Budget, workflow.RegisterOptions{Name: workflows.BudgetWorkflowType})
 	r.RegisterActivity(d.Bacalhau)
 	r.RegisterActivity(t)
 	r.RegisterActivity(activities.NewS3(d.S3Clients, d.Bacalhau))
 	streams := map[string]source.StreamOpener{}
-	for _, k := range kinds.All() {
+	for _, k := range reg.Kinds() {
 		k.Register(r, d)
 		if k.Stream != nil {
 			streams[k.Name] = k.Stream
