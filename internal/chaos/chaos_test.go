@@ -274,10 +274,13 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: kinesis
 				return s3Marks(ctx, s3c(), "chaos-dlq", "kinesis/")
 			},
 		},
+		// NATS batches two waves a task (max_wait 4s): the node's CPU
+		// (a WASM compile per task) is what bounds this suite and the
+		// end-to-end tests beside it in make test.
 		{name: "nats", spec: `kind: nats
 source:
   nats: {url: "` + natsURL + `", stream: CHAOS}
-batch: {max_records: 10, max_wait: 1s}
+batch: {max_records: 10, max_wait: 4s}
 ` + taskBlock + `retry: {max_attempts: 2, initial_interval: 1s}
 on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: nats/, endpoint: "` + s3ep + `", region: us-east-1}}}
 `,

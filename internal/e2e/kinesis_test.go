@@ -114,19 +114,21 @@ func shardStatus(t *testing.T, name, shard string) workflows.ShardStatus {
 	return st
 }
 
-// kinesisRun is one successful job of a Kinesis connector.
-type kinesisRun struct {
+// recordRun is one successful job of a stream connector: the records it
+// read, in order, as its summary lists them.
+type recordRun struct {
 	job     string
 	batch   string
 	created int64
 	records []string
 }
 
-// kinesisLedger reads every successful job's summary: the records it
-// read (SHARD/SEQUENCE, in order), by job creation time.
-func kinesisLedger(t *testing.T, connector string) []kinesisRun {
+// recordLedger reads every successful job's summary, by job creation
+// time: the records it read, from the summary's field (kinesis_records:
+// SHARD/SEQUENCE; source_records: UNIT/POSITION).
+func recordLedger(t *testing.T, connector, field string) []recordRun {
 	t.Helper()
-	var runs []kinesisRun
+	var runs []recordRun
 	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector) {
 		if j.State.StateType != models.JobStateTypeCompleted {
 			continue
@@ -138,16 +140,24 @@ func kinesisLedger(t *testing.T, connector string) []kinesisRun {
 		}
 		files, err := activities.FetchPublished(context.Background(), nil, res.ResultURL, 8<<20)
 		require.NoError(t, err)
-		var s struct {
-			KinesisRecords []string `json:"kinesis_records"`
-			Malformed      int      `json:"malformed"`
-		}
+		var s map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(files["outputs/summary.json"], &s))
-		assert.Zero(t, s.Malformed, "job %s: every record is a log line", j.ID)
-		runs = append(runs, kinesisRun{job: j.ID, batch: j.Meta[tasktemplate.MetaBatch], created: j.CreateTime, records: s.KinesisRecords})
+		var records []string
+		var malformed int
+		if raw, ok := s[field]; ok {
+			require.NoError(t, json.Unmarshal(raw, &records))
+		}
+		require.NoError(t, json.Unmarshal(s["malformed"], &malformed))
+		assert.Zero(t, malformed, "job %s: every record is a log line", j.ID)
+		runs = append(runs, recordRun{job: j.ID, batch: j.Meta[tasktemplate.MetaBatch], created: j.CreateTime, records: records})
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].created < runs[j].created })
 	return runs
+}
+
+// kinesisLedger is a Kinesis connector's recordLedger.
+func kinesisLedger(t *testing.T, connector string) []recordRun {
+	return recordLedger(t, connector, "kinesis_records")
 }
 
 // TestKinesisTenThousandRecordsAcrossSplitMergeAndKillNine is the Kinesis

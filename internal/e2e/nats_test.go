@@ -11,24 +11,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/spec"
-	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
@@ -113,39 +109,9 @@ func unitSummary(st workflows.SourceConnectorStatus) string {
 	return strings.Join(parts, "; ")
 }
 
-// sourceRun is one successful job of a source stream connector: the
-// records it read ("UNIT/POSITION", in order).
-type sourceRun struct {
-	job, batch string
-	created    int64
-	records    []string
-}
-
-// sourceLedger reads every successful job's summary, by creation time.
-func sourceLedger(t *testing.T, connector string) []sourceRun {
-	t.Helper()
-	var runs []sourceRun
-	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector) {
-		if j.State.StateType != models.JobStateTypeCompleted {
-			continue
-		}
-		res, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).Results(context.Background(), j.ID)
-		require.NoError(t, err)
-		if res.ExitCode != 0 {
-			continue
-		}
-		files, err := activities.FetchPublished(context.Background(), nil, res.ResultURL, 8<<20)
-		require.NoError(t, err)
-		var s struct {
-			SourceRecords []string `json:"source_records"`
-			Malformed     int      `json:"malformed"`
-		}
-		require.NoError(t, json.Unmarshal(files["outputs/summary.json"], &s))
-		assert.Zero(t, s.Malformed, "job %s: every record is a log line", j.ID)
-		runs = append(runs, sourceRun{job: j.ID, batch: j.Meta[tasktemplate.MetaBatch], created: j.CreateTime, records: s.SourceRecords})
-	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].created < runs[j].created })
-	return runs
+// sourceLedger is a source stream connector's recordLedger.
+func sourceLedger(t *testing.T, connector string) []recordRun {
+	return recordLedger(t, connector, "source_records")
 }
 
 // TestNATSTenThousandMessagesThroughThreeKillNines is the NATS kind's
@@ -183,7 +149,7 @@ func TestNATSTenThousandMessagesThroughThreeKillNines(t *testing.T) {
 	defer func() { w.Kill() }()
 
 	spec := connectorSpecFile(t, name, "nats", fmt.Sprintf("  nats: {url: %q, stream: %s}", n.url, stream),
-		fmt.Sprintf(`batch: {max_records: 250, max_wait: 1s}
+		fmt.Sprintf(`batch: {max_records: 1000, max_wait: 1s}
 retry: {max_attempts: 2, initial_interval: 1s}
 on_failure:
   dead_letter: {s3: {bucket: %s, prefix: dlq/, endpoint: %q, region: %s}}

@@ -104,7 +104,7 @@ func TestOutOfTreeSourceRunsExactlyOnceThroughItsOwnWorker(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	spec := connectorSpecFile(t, name, "dirtail", fmt.Sprintf("  dirtail: {dir: %q}", dir), "batch: {max_records: 200, max_wait: 1s}\n")
+	spec := connectorSpecFile(t, name, "dirtail", fmt.Sprintf("  dirtail: {dir: %q}", dir), "batch: {max_records: 500, max_wait: 1s}\n")
 	// A mistake in the kind's own section is refused with its path.
 	bad := connectorSpecFile(t, name+"-bad", "dirtail", "  dirtail: {dir: logs}", "")
 	o, err := starter("apply", "-f", bad)
