@@ -62,7 +62,10 @@ type config struct {
 }
 
 func loadConfig(t *testing.T) config {
-	c := config{seed: 1, wave: 2 * time.Second, perWave: 1, poison: 1, deadCap: 3 * time.Minute, kills: 3, temporalRestarts: 1,
+	// The short run (make test) produces a wave every 3 s: with six kinds
+	// a task each per wave, the node's CPU (a WASM compile per task) is
+	// shared with the end-to-end tests that run beside it.
+	c := config{seed: 1, wave: 3 * time.Second, perWave: 1, poison: 1, deadCap: 3 * time.Minute, kills: 3, temporalRestarts: 1,
 		bacalhauDown: [2]time.Duration{3 * time.Second, 5 * time.Second}, sourceDown: 3 * time.Second,
 		recoverCap: 45 * time.Second, drain: 4 * time.Minute}
 	if os.Getenv("CHAOS_LONG") == "1" {
