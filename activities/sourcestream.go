@@ -296,8 +296,12 @@ func (s *SourceStreams) SourceRunBatch(ctx context.Context, in SourceBatchInput)
 	if out.Failure, err = s.bacalhau.awaitVerdict(ctx, out.JobID); err != nil {
 		return nil, err
 	}
-	// The lag behind the batch, for the status: a failed count costs the
-	// status a figure, not the batch.
+	// The lag behind a batch that passed, for the status (a failed batch
+	// runs again from its start; the consumer ignores its figure): a
+	// failed count costs the status a figure, not the batch.
+	if out.Failure != nil {
+		return out, nil
+	}
 	if p, err := st.Pending(ctx, in.Read.Unit, out.Last+1); err == nil {
 		out.Pending, out.Backlog = p, out.Backlog || p > 0
 	}
