@@ -243,7 +243,10 @@ type QueueBatch struct {
 	// Duplicates were redeliveries of messages a successful task already
 	// processed: deleted without running again. Held are redeliveries whose
 	// task still runs: left to it, invisible for as long as it ran so far.
-	Duplicates, Held               int
+	Duplicates, Held int
+	// Suspects are messages of the batch whose own task failed on an
+	// earlier delivery (source queue kinds).
+	Suspects                       []string `json:",omitempty"`
 	Bytes                          int64
 	QueueTimeout, ExecutionTimeout time.Duration
 }
@@ -265,6 +268,7 @@ const QueueBatchInputTarget = "/inputs/messages.jsonl"
 type queueLine struct {
 	ID                string            `json:"id"`
 	Body              string            `json:"body"`
+	BodyBase64        string            `json:"body_base64,omitempty"`
 	Group             string            `json:"group,omitempty"`
 	ReceiveCount      int               `json:"receive_count"`
 	Attributes        map[string]string `json:"message_attributes,omitempty"`
@@ -317,7 +321,7 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 			count, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 			if count > 1 {
 				redelivered = true
-				state, run, err := q.messageState(ctx, id)
+				state, run, err := q.bacalhau.messageState(ctx, id)
 				if err != nil {
 					return nil, err
 				}
@@ -405,6 +409,9 @@ const (
 	messageNew messageState = iota
 	messageRunning
 	messageDone
+	// messageFailedAlone: no task processed it, and its own single task
+	// failed before (a message that fails its batches).
+	messageFailedAlone
 )
 
 // runningJob is when an unfinished job was created and until when it may
@@ -415,8 +422,8 @@ type runningJob struct {
 
 // messageState finds the task that carried a message, if any: done when
 // one completed with exit code 0, running when one has not finished.
-func (q *Queue) messageState(ctx context.Context, id string) (messageState, runningJob, error) {
-	jobs, err := q.bacalhau.ListJobs(ctx, MessageLabel(id))
+func (b *Bacalhau) messageState(ctx context.Context, id string) (messageState, runningJob, error) {
+	jobs, err := b.ListJobs(ctx, MessageLabel(id))
 	if err != nil {
 		return messageNew, runningJob{}, err
 	}
@@ -425,15 +432,18 @@ func (q *Queue) messageState(ctx context.Context, id string) (messageState, runn
 	for _, j := range jobs {
 		switch {
 		case j.State.StateType == models.JobStateTypeCompleted:
-			ok, err := q.bacalhau.exitedZero(ctx, j)
+			ok, err := b.exitedZero(ctx, j)
 			if err != nil {
 				return messageNew, runningJob{}, err
 			}
 			if !ok {
+				if state == messageNew && j.Meta[tasktemplate.MetaBatch] == singleBatchID(id) {
+					state = messageFailedAlone
+				}
 				continue
 			}
 			// A successful task may still have reported this message failed.
-			reported, err := q.failureReport(ctx, j.ID)
+			reported, err := b.failureReport(ctx, j.ID)
 			if err != nil {
 				return messageNew, runningJob{}, err
 			}
@@ -445,10 +455,15 @@ func (q *Queue) messageState(ctx context.Context, id string) (messageState, runn
 			queue, exec := tasktemplate.Timeouts(j)
 			created := time.Unix(0, j.CreateTime)
 			run = runningJob{created: created, until: created.Add(queue + exec)}
+		case state == messageNew && j.Meta[tasktemplate.MetaBatch] == singleBatchID(id):
+			state = messageFailedAlone // failed or stopped
 		}
 	}
 	return state, run, nil
 }
+
+// singleBatchID is the batch identity of a message's own task.
+func singleBatchID(id string) string { return "single-" + MessageLabel(id) }
 
 // heldVisibility is how long a redelivered message whose task still runs
 // stays invisible: as long as the task has run so far (at least the
@@ -526,21 +541,10 @@ func (q *Queue) awaitMessages(ctx context.Context, in AwaitMessagesInput, carry 
 	if err != nil {
 		return nil, err
 	}
-	extendCtx, stop := context.WithCancel(ctx)
+	stop := keepLeased(ctx, in.JobID, in.Visibility, func(ctx context.Context) error {
+		return changeVisibility(ctx, c, in.URL, in.Messages, in.Visibility)
+	})
 	defer stop()
-	go func() {
-		every := max(in.Visibility/3, 500*time.Millisecond)
-		for {
-			select {
-			case <-extendCtx.Done():
-				return
-			case <-time.After(every):
-			}
-			if err := changeVisibility(extendCtx, c, in.URL, in.Messages, in.Visibility); err != nil && extendCtx.Err() == nil {
-				activity.GetLogger(ctx).Warn("Extending visibility failed; retrying", "JobID", in.JobID, "Error", err)
-			}
-		}
-	}()
 	res, err := q.bacalhau.Await(ctx, AwaitInput{JobID: in.JobID, Carry: carry})
 	if err != nil {
 		return nil, err
@@ -598,7 +602,7 @@ func (q *Queue) SettleMessages(ctx context.Context, in SettleInput) (*Settled, e
 		keep[id] = true
 	}
 	if in.Succeeded && in.JobID != "" && len(in.Release) == 0 {
-		failed, err := q.failureReport(ctx, in.JobID)
+		failed, err := q.bacalhau.failureReport(ctx, in.JobID)
 		if err != nil {
 			return nil, err
 		}
@@ -636,8 +640,8 @@ func (q *Queue) SettleMessages(ctx context.Context, in SettleInput) (*Settled, e
 }
 
 // failureReport reads the task's failure report, if it wrote one.
-func (q *Queue) failureReport(ctx context.Context, jobID string) ([]string, error) {
-	_, files, err := q.bacalhau.results(ctx, jobID)
+func (b *Bacalhau) failureReport(ctx context.Context, jobID string) ([]string, error) {
+	_, files, err := b.results(ctx, jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -680,6 +684,9 @@ type RunSinglesInput struct {
 	Template   string
 	// QueueTimeout and ExecutionTimeout bound each job.
 	QueueTimeout, ExecutionTimeout time.Duration
+	// Suspects, when bisecting, are messages whose own task failed before:
+	// they run alone first, the others together.
+	Suspects []string `json:",omitempty"`
 }
 
 // RunSinglesResult lists the messages whose own task failed too.
@@ -700,64 +707,7 @@ func (q *Queue) RunSingles(ctx context.Context, in RunSinglesInput) (*RunSingles
 	if err != nil {
 		return nil, err
 	}
-	lines, err := q.bacalhau.inlineInput(ctx, in.JobID, QueueBatchInputTarget)
-	if err != nil {
-		return nil, err
-	}
-	byID := map[string][]byte{}
-	receives := map[string]int{}
-	for _, l := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
-		var m queueLine
-		if json.Unmarshal([]byte(l), &m) == nil {
-			byID[m.ID], receives[m.ID] = []byte(l+"\n"), m.ReceiveCount
-		}
-	}
-	var mu sync.Mutex
-	waiting := append([]QueueMessage(nil), in.Messages...)
-	extendCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		for {
-			select {
-			case <-extendCtx.Done():
-				return
-			case <-time.After(max(in.Visibility/3, 500*time.Millisecond)):
-			}
-			mu.Lock()
-			msgs := append([]QueueMessage(nil), waiting...)
-			mu.Unlock()
-			_ = changeVisibility(extendCtx, c, in.URL, msgs, in.Visibility)
-		}
-	}()
-	out := &RunSinglesResult{}
-	for _, m := range in.Messages {
-		line, ok := byID[m.ID]
-		if !ok {
-			return nil, nonRetryable(ErrTypeInvalidTask, nil, "job %s carries no message %s", in.JobID, m.ID)
-		}
-		res, err := q.bacalhau.Submit(ctx, SubmitInput{Template: in.Template, Batch: tasktemplate.Batch{
-			Connector: in.Connector, ID: "single-" + MessageLabel(m.ID), Attempt: max(1, receives[m.ID]),
-			Inputs:       []tasktemplate.Input{{Target: QueueBatchInputTarget, Inline: line}},
-			Labels:       map[string]string{"connect-kind": "sqs", MessageLabel(m.ID): "1"},
-			QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
-		}})
-		if err != nil {
-			return nil, err
-		}
-		out.JobIDs = append(out.JobIDs, res.JobID)
-		if _, err := q.bacalhau.Await(ctx, AwaitInput{JobID: res.JobID}); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			out.Failed = append(out.Failed, m.ID)
-		} else if reported, err := q.failureReport(ctx, res.JobID); err != nil {
-			return nil, err
-		} else if len(reported) > 0 {
-			out.Failed = append(out.Failed, m.ID) // its task reported it failed
-		}
-		mu.Lock()
-		waiting = waiting[1:]
-		mu.Unlock()
-	}
-	return out, nil
+	return q.bacalhau.runSingles(ctx, in, "sqs", false, func(ctx context.Context, msgs []QueueMessage) error {
+		return changeVisibility(ctx, c, in.URL, msgs, in.Visibility)
+	})
 }

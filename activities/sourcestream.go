@@ -26,9 +26,7 @@ import (
 type SourceStreams struct {
 	bacalhau *Bacalhau
 	s3       inputgateway.ClientFactory
-	openers  map[string]source.StreamOpener
-	mu       sync.Mutex
-	open     map[string]source.Stream
+	streams  *openSources[source.Stream]
 }
 
 // NewSourceStreams returns the activities for the stream kinds openers
@@ -38,7 +36,11 @@ func NewSourceStreams(b *Bacalhau, s3 inputgateway.ClientFactory, openers map[st
 	if s3 == nil {
 		s3 = inputgateway.DefaultClientFactory
 	}
-	return &SourceStreams{bacalhau: b, s3: s3, openers: openers, open: map[string]source.Stream{}}
+	open := map[string]func(context.Context, json.RawMessage) (source.Stream, error){}
+	for kind, o := range openers {
+		open[kind] = o
+	}
+	return &SourceStreams{bacalhau: b, s3: s3, streams: newOpenSources(open)}
 }
 
 // SourceRef names a connector's source: its kind and the configuration
@@ -50,26 +52,43 @@ type SourceRef struct {
 
 // stream opens the source once per worker and keeps it.
 func (s *SourceStreams) stream(ctx context.Context, ref SourceRef) (source.Stream, error) {
+	return s.streams.get(ctx, ref)
+}
+
+// openSources opens each connector's source once per worker and keeps it.
+type openSources[T any] struct {
+	openers map[string]func(context.Context, json.RawMessage) (T, error)
+	mu      sync.Mutex
+	open    map[string]T
+}
+
+func newOpenSources[T any](openers map[string]func(context.Context, json.RawMessage) (T, error)) *openSources[T] {
+	return &openSources[T]{openers: openers, open: map[string]T{}}
+}
+
+// get returns the source ref names, opening it the first time.
+func (o *openSources[T]) get(ctx context.Context, ref SourceRef) (T, error) {
+	var zero T
 	key := ref.Kind + "\x00" + string(ref.Config)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.open[key]; ok {
-		return st, nil
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if src, ok := o.open[key]; ok {
+		return src, nil
 	}
-	open, ok := s.openers[ref.Kind]
+	open, ok := o.openers[ref.Kind]
 	if !ok {
-		return nil, nonRetryable(ErrTypeUnknownSource, nil, "no %s source on this worker: build the worker with that kind", ref.Kind)
+		return zero, nonRetryable(ErrTypeUnknownSource, nil, "no %s source on this worker: build the worker with that kind", ref.Kind)
 	}
-	st, err := open(ctx, ref.Config)
+	src, err := open(ctx, ref.Config)
 	if err != nil {
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) {
-			return nil, err // its type and retry verdict stay as the source said
+			return zero, err // its type and retry verdict stay as the source said
 		}
-		return nil, fmt.Errorf("opening the %s source: %w", ref.Kind, err)
+		return zero, fmt.Errorf("opening the %s source: %w", ref.Kind, err)
 	}
-	s.open[key] = st
-	return st, nil
+	o.open[key] = src
+	return src, nil
 }
 
 // SourceUnits lists the source's units (subjects, partitions).

@@ -50,7 +50,7 @@ import (
 // healthcheck and codec-server subcommands), serving the built-in kinds
 // and extra, until ctx ends. A kind whose name, workflow types or ID
 // prefix another kind has is an error.
-func RunWorker(ctx context.Context, args []string, stderr io.Writer, extra ...source.StreamKind) error {
+func RunWorker(ctx context.Context, args []string, stderr io.Writer, extra ...source.Kind) error {
 	reg, err := kinds.With(extra...)
 	if err != nil {
 		return err
@@ -60,7 +60,7 @@ func RunWorker(ctx context.Context, args []string, stderr io.Writer, extra ...so
 
 // RunStarter runs the starter command with args (a verb and its flags),
 // knowing the built-in kinds and extra.
-func RunStarter(ctx context.Context, args []string, stdout, stderr io.Writer, extra ...source.StreamKind) error {
+func RunStarter(ctx context.Context, args []string, stdout, stderr io.Writer, extra ...source.Kind) error {
 	reg, err := kinds.With(extra...)
 	if err != nil {
 		return err

@@ -41,6 +41,7 @@ const (
 	KindKinesis = "kinesis"
 	KindQueue   = "queue"
 	KindNATS    = "nats"
+	KindPubSub  = "pubsub"
 )
 
 // BudgetWorkflowIDFor is the ID of the budget shared by the workers of a

@@ -4,9 +4,9 @@
 // how the starter renders that status, and which kind-specific verbs it
 // serves. The worker (workerapp), every starter verb (internal/cli) and the
 // local stack read a Registry: All is the built-in kinds, With adds source
-// stream kinds from other modules (a source.StreamKind each, which the
-// registry turns into a Kind on the shared source stream workflows;
-// docs/write-a-source.md). docs/adding-a-kind.md walks through a kind of
+// source kinds from other modules (a source.StreamKind or
+// source.QueueKind each, which the registry turns into a Kind on the shared
+// source stream or queue workflows; docs/write-a-source.md). docs/adding-a-kind.md walks through a kind of
 // its own.
 package kinds
 
@@ -63,6 +63,9 @@ type Kind struct {
 	// source from a connector's configuration: the worker's SourceStreams
 	// activities serve every such kind.
 	Stream source.StreamOpener
+	// Queue, for a kind on the public source.Queue interface, opens its
+	// queue: the worker's SourceQueues activities serve every such kind.
+	Queue source.QueueOpener
 }
 
 // Reset is how a kind takes `starter reset`.
@@ -169,43 +172,83 @@ func (k *Kind) ID(name string) string { return k.IDPrefix + name }
 // present them: the worker, every starter verb and the local stack read
 // one.
 type Registry struct {
-	kinds   []*Kind
-	streams []source.StreamKind
+	kinds  []*Kind
+	loader spec.Loader
+	// types are the workflow types of the kinds' connectors and consumers.
+	types []string
 }
 
 // All is the registry of the built-in kinds.
 func All() Registry {
 	r := Registry{kinds: []*Kind{cronKind(), kafkaKind(), queueKind(), kinesisKind()}}
+	for _, k := range r.kinds {
+		r.types = append(r.types, k.WorkflowType)
+	}
 	for _, k := range spec.BuiltinStreamKinds() {
-		r.kinds = append(r.kinds, sourceStreamKind(k))
-		r.streams = append(r.streams, k)
+		r.addStream(k)
+	}
+	for _, k := range spec.BuiltinQueueKinds() {
+		r.addQueue(k)
 	}
 	return r
 }
 
-// With is the built-in kinds and extra source stream kinds (from other
-// modules). A kind whose name, workflow types or ID prefix another kind
-// has is refused.
-func With(extra ...source.StreamKind) (Registry, error) {
+func (r *Registry) addStream(k source.StreamKind) {
+	connector, consumer, _ := k.Types()
+	r.kinds = append(r.kinds, sourceStreamKind(k))
+	r.loader.StreamKinds = append(r.loader.StreamKinds, k)
+	r.types = append(r.types, connector, consumer)
+}
+
+func (r *Registry) addQueue(k source.QueueKind) {
+	r.kinds = append(r.kinds, sourceQueueKind(k))
+	r.loader.QueueKinds = append(r.loader.QueueKinds, k)
+	r.types = append(r.types, r.kinds[len(r.kinds)-1].WorkflowType)
+}
+
+// With is the built-in kinds and extra source kinds (from other modules):
+// each a source.StreamKind or a source.QueueKind. A kind whose name,
+// workflow types or ID prefix another kind has is refused.
+func With(extra ...source.Kind) (Registry, error) {
 	r := All()
 	for _, k := range extra {
-		if err := k.Check(); err != nil {
-			return Registry{}, err
-		}
-		add := sourceStreamKind(k)
-		for _, have := range r.kinds {
+		var add *Kind
+		var types []string
+		switch k := k.(type) {
+		case source.StreamKind:
+			if err := k.Check(); err != nil {
+				return Registry{}, err
+			}
 			connector, consumer, _ := k.Types()
-			switch {
-			case have.Name == add.Name || slices.Contains(have.SpecKinds, add.Name):
-				return Registry{}, fmt.Errorf("source kind %s: a kind of that name exists", k.Name)
-			case have.WorkflowType == connector || have.WorkflowType == consumer:
-				return Registry{}, fmt.Errorf("source kind %s: workflow type %s is kind %s's", k.Name, have.WorkflowType, have.Name)
-			case strings.HasPrefix(have.IDPrefix, add.IDPrefix) || strings.HasPrefix(add.IDPrefix, have.IDPrefix):
-				return Registry{}, fmt.Errorf("source kind %s: ID prefix %q overlaps kind %s's %q", k.Name, add.IDPrefix, have.Name, have.IDPrefix)
+			add, types = sourceStreamKind(k), []string{connector, consumer}
+		case source.QueueKind:
+			if err := k.Check(); err != nil {
+				return Registry{}, err
+			}
+			add = sourceQueueKind(k)
+			types = []string{add.WorkflowType}
+		default:
+			return Registry{}, fmt.Errorf("source kind %s: a %T is not a source.StreamKind or source.QueueKind", k.KindName(), k)
+		}
+		for _, t := range types {
+			if slices.Contains(r.types, t) {
+				return Registry{}, fmt.Errorf("source kind %s: workflow type %s is another kind's", add.Name, t)
 			}
 		}
-		r.kinds = append(r.kinds, add)
-		r.streams = append(r.streams, k)
+		for _, have := range r.kinds {
+			switch {
+			case have.Name == add.Name || slices.Contains(have.SpecKinds, add.Name):
+				return Registry{}, fmt.Errorf("source kind %s: a kind of that name exists", add.Name)
+			case strings.HasPrefix(have.IDPrefix, add.IDPrefix) || strings.HasPrefix(add.IDPrefix, have.IDPrefix):
+				return Registry{}, fmt.Errorf("source kind %s: ID prefix %q overlaps kind %s's %q", add.Name, add.IDPrefix, have.Name, have.IDPrefix)
+			}
+		}
+		switch k := k.(type) {
+		case source.StreamKind:
+			r.addStream(k)
+		case source.QueueKind:
+			r.addQueue(k)
+		}
 	}
 	return r, nil
 }
@@ -214,7 +257,7 @@ func With(extra ...source.StreamKind) (Registry, error) {
 func (r Registry) Kinds() []*Kind { return r.kinds }
 
 // Loader loads specs of the registry's kinds.
-func (r Registry) Loader() spec.Loader { return spec.Loader{StreamKinds: r.streams} }
+func (r Registry) Loader() spec.Loader { return r.loader }
 
 // ForSpec is the kind of a resolved spec and its connector's start.
 func (r Registry) ForSpec(res *spec.Resolved) (*Kind, Start, error) {

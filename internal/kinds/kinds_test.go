@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,7 +60,7 @@ func TestRegistryIsOneEntryPerKind(t *testing.T) {
 		}
 	}
 	slices.Sort(specKinds)
-	assert.Equal(t, []string{spec.KindCron, spec.KindKafka, spec.KindKinesis, spec.KindNATS, spec.KindSNS, spec.KindSQS}, specKinds)
+	assert.Equal(t, []string{spec.KindCron, spec.KindKafka, spec.KindKinesis, spec.KindNATS, spec.KindPubSub, spec.KindSNS, spec.KindSQS}, specKinds)
 }
 
 // TestEveryExampleSpecHasOneKind resolves each example spec and finds the
@@ -89,8 +90,8 @@ func TestEveryExampleSpecHasOneKind(t *testing.T) {
 
 func TestFindQueryNamesEveryKindOnce(t *testing.T) {
 	q := All().query("web-logs", true)
-	assert.Equal(t, "ExecutionStatus = 'Running' AND WorkflowType IN ('Cron', 'KafkaConnector', 'QueueConnector', 'KinesisConnector', 'NATSConnector') AND "+
-		"(ConnectorName = 'web-logs' OR WorkflowId IN ('cron-web-logs', 'kafka-web-logs', 'queue-web-logs', 'kinesis-web-logs', 'nats-web-logs'))", q)
+	assert.Equal(t, "ExecutionStatus = 'Running' AND WorkflowType IN ('Cron', 'KafkaConnector', 'QueueConnector', 'KinesisConnector', 'NATSConnector', 'PubSubConnector') AND "+
+		"(ConnectorName = 'web-logs' OR WorkflowId IN ('cron-web-logs', 'kafka-web-logs', 'queue-web-logs', 'kinesis-web-logs', 'nats-web-logs', 'pubsub-web-logs'))", q)
 	assert.NotContains(t, All().query("web-logs", false), workflows.SearchAttrConnectorName)
 	require.Error(t, checkName("x' OR WorkflowId != '"), "a name that could change the query is refused")
 	require.NoError(t, checkName("web-logs"))
@@ -135,7 +136,7 @@ func TestWithAddsAStreamKindOfAnotherModule(t *testing.T) {
 	assert.Equal(t, "tail:dir /logs", s.Source)
 	_, err = All().Loader().Load("app.yaml", []byte(text))
 	require.Error(t, err, "the built-in registry does not know the kind")
-	assert.Contains(t, err.Error(), "source.tail: unknown field: remove it, or use one of s3, kafka, sqs, sns, kinesis, nats (a source stream kind's section; a kind of another module needs a starter built with it)")
+	assert.Contains(t, err.Error(), "source.tail: unknown field: remove it, or use one of s3, kafka, sqs, sns, kinesis, nats, pubsub (a source kind's section; a kind of another module needs a starter built with it)")
 
 	_, err = reg.Loader().Load("app.yaml", []byte(strings.Replace(text, "{dir: /logs}", "{}", 1)))
 	require.Error(t, err)
@@ -149,4 +150,63 @@ func TestWithAddsAStreamKindOfAnotherModule(t *testing.T) {
 	overlap.IDPrefix = "nats-x-"
 	_, err = With(overlap)
 	assert.ErrorContains(t, err, "overlaps")
+}
+
+// fakeQueueConfig is a source queue kind's configuration for the registry
+// tests.
+type fakeQueueConfig struct {
+	Dir string `yaml:"dir"`
+}
+
+func (c *fakeQueueConfig) Check() []source.Problem {
+	if c.Dir == "" {
+		return []source.Problem{{Field: "dir", Message: "required"}}
+	}
+	return nil
+}
+func (c *fakeQueueConfig) Describe() string     { return "spool " + c.Dir }
+func (c *fakeQueueConfig) Lease() time.Duration { return 42 * time.Second }
+
+func fakeQueueKind(name string) source.QueueKind {
+	return source.QueueKind{Name: name, NewConfig: func() source.QueueConfig { return &fakeQueueConfig{} },
+		Open: func(context.Context, json.RawMessage) (source.Queue, error) {
+			return nil, errors.New("not in this test")
+		}}
+}
+
+// TestWithAddsAQueueKindOfAnotherModule: a queue kind resolves into the
+// shared queue connector's configuration (its lease, the queue batch
+// fields), refuses the stream kinds' fields, and may not take a workflow
+// type another kind has.
+func TestWithAddsAQueueKindOfAnotherModule(t *testing.T) {
+	reg, err := With(fakeKind("tail"), fakeQueueKind("spool"))
+	require.NoError(t, err)
+	assert.Len(t, reg.Kinds(), len(All().Kinds())+2)
+	text := "name: app\nkind: spool\nsource:\n  spool: {dir: /spool}\nbatch: {max_messages: 7, concurrency: 2}\n" +
+		"task:\n  template: ../../examples/jobs/logsummary.yaml\n  vars: {MODULES_URL: \"http://m\"}\n"
+	r, err := reg.Loader().Load("app.yaml", []byte(text))
+	require.NoError(t, err)
+	require.NotNil(t, r.SourceQueue)
+	assert.Equal(t, 7, r.SourceQueue.MaxMessages)
+	assert.Equal(t, 2, r.SourceQueue.Concurrency)
+	assert.Equal(t, 42*time.Second, r.SourceQueue.Lease)
+	k, s, err := reg.ForSpec(r)
+	require.NoError(t, err)
+	assert.Equal(t, "spool", k.Name)
+	assert.NotNil(t, k.Queue)
+	assert.Equal(t, "spool-app", s.WorkflowID)
+	assert.Equal(t, "spool-connector", s.WorkflowType)
+	assert.Equal(t, "spool:spool /spool", s.Source)
+
+	_, err = reg.Loader().Load("app.yaml", []byte(strings.Replace(text, "max_messages: 7", "max_records: 7", 1)))
+	assert.ErrorContains(t, err, "batch.max_records: only for kind kafka or kinesis or a source stream kind such as nats: remove it")
+	_, err = reg.Loader().Load("app.yaml", []byte(text+"retry: {max_attempts: 3}\n"))
+	assert.ErrorContains(t, err, "retry: spool connectors do not retry tasks themselves")
+
+	clash := fakeQueueKind("spool2")
+	clash.ConnectorType = "NATSStreamConsumer"
+	_, err = With(clash)
+	assert.ErrorContains(t, err, "workflow type NATSStreamConsumer is another kind's")
+	_, err = With(fakeQueueKind("pubsub"))
+	assert.ErrorContains(t, err, "a kind of that name exists")
 }

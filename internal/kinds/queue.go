@@ -36,7 +36,7 @@ func queueKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
-			return rendered(st, err, queueRow, describeQueue)
+			return rendered(st, err, queueRow, func(st *workflows.QueueStatus) string { return describeQueue(st, workflows.QueueWorkflowID(st.Name)) })
 		},
 		Register: func(r worker.Registry, d Deps) {
 			r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
@@ -86,11 +86,11 @@ func queueRow(st *workflows.QueueStatus) Row {
 		Processed: st.Counters.Deleted, LastJob: st.LastJob, LastError: st.LastError}
 }
 
-// describeQueue renders a queue connector's status.
-func describeQueue(st *workflows.QueueStatus) string {
+// describeQueue renders the status of a queue connector (workflow id).
+func describeQueue(st *workflows.QueueStatus, id string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector   %s (workflow %s), kind %s\nstate       %s, %d batch(es) in flight\nqueue       %s\n",
-		st.Name, workflows.QueueWorkflowID(st.Name), st.Kind, queueState(st), st.InFlight, st.URL)
+		st.Name, id, st.Kind, queueState(st), st.InFlight, st.URL)
 	if s := st.SNS; s != nil {
 		fmt.Fprintf(&b, "sns         subscription %s (queue %s by this connector)\n", s.SubscriptionARN, map[bool]string{true: "created", false: "adopted"}[s.Created])
 	}

@@ -10,6 +10,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/source"
@@ -165,4 +166,45 @@ func TestReleasedTooOftenGoesToTheDeadLetterTopic(t *testing.T) {
 	rest, err := dlq.Receive(ctx, 10, time.Minute, time.Second)
 	require.NoError(t, err)
 	assert.Empty(t, rest, "only the poison message")
+}
+
+// TestOpenQueueNamesAMissingSubscription: the kind's opener checks the
+// subscription, and a missing one stops the connector (non-retryable,
+// named) instead of retrying for ever.
+func TestOpenQueueNamesAMissingSubscription(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ps, _ := setUp(ctx, t)
+	raw := fmt.Appendf(nil, `{"Project":%q,"Subscription":"nope","Endpoint":%q}`, project, ps.Endpoint())
+	_, err := OpenQueue(ctx, raw)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	assert.True(t, appErr.NonRetryable())
+	assert.Equal(t, ErrTypeSubscriptionNotFound, appErr.Type())
+	assert.Contains(t, err.Error(), "subscription projects/connect-dev/subscriptions/nope does not exist")
+
+	q, err := OpenQueue(ctx, fmt.Appendf(nil, `{"Project":%q,"Subscription":"jobs","Endpoint":%q}`, project, ps.Endpoint()))
+	require.NoError(t, err)
+	require.NoError(t, q.(*Source).Close())
+}
+
+// TestConfigChecksAndDescribes: what the spec's source section may hold.
+func TestConfigChecksAndDescribes(t *testing.T) {
+	good := Config{Project: "shop-prod", Subscription: "orders"}
+	assert.Empty(t, good.Check())
+	assert.Equal(t, DefaultAckDeadline, good.Lease())
+	assert.Equal(t, "subscription projects/shop-prod/subscriptions/orders", good.Describe())
+	for _, tc := range []struct {
+		cfg   Config
+		field string
+	}{
+		{Config{Project: "x", Subscription: "orders"}, "project"},
+		{Config{Project: "shop-prod", Subscription: "projects/a-b-c-d/subscriptions/orders"}, "subscription"},
+		{Config{Project: "shop-prod", Subscription: "orders", Endpoint: "localhost"}, "endpoint"},
+		{Config{Project: "shop-prod", Subscription: "orders", AckDeadline: &Duration{11 * time.Minute}}, "ack_deadline"},
+	} {
+		ps := tc.cfg.Check()
+		require.Len(t, ps, 1, "%+v", tc.cfg)
+		assert.Equal(t, tc.field, ps[0].Field)
+	}
 }

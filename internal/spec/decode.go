@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/bacalhau-connect/bacalhau-connect/source"
 )
 
 // Decoding speaks the spec's language: every problem names the field path
@@ -31,7 +29,7 @@ const (
 )
 
 // decode reads a spec, or says what is wrong with it.
-func decode(raw []byte, streams map[string]source.StreamKind) (*Spec, []Problem) {
+func decode(raw []byte, kinds sourceKinds) (*Spec, []Problem) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return nil, []Problem{{Path: PathYAML, Message: syntaxMessage(err)}}
@@ -52,13 +50,13 @@ func decode(raw []byte, streams map[string]source.StreamKind) (*Spec, []Problem)
 	// The source sections of stream kinds are the kinds' own: each is
 	// checked against its kind's configuration and set aside, and the
 	// rest is the spec's.
-	sections := takeStreamSections(doc, streams, add)
+	sections := takeStreamSections(doc, kinds, add)
 	checkNode(doc, reflect.TypeFor[Spec](), "", add)
 	for i, p := range problems {
 		// An unknown source section may be a stream kind's this binary
 		// was not built with: name the ones it knows.
 		if rest, ok := strings.CutPrefix(p.Message, "unknown field: remove it, or use one of "); ok && strings.Count(p.Path, ".") == 1 && strings.HasPrefix(p.Path, "source.") {
-			problems[i].Message = "unknown field: remove it, or use one of " + rest + streamKindNames(streams)
+			problems[i].Message = "unknown field: remove it, or use one of " + rest + kinds.sectionNames()
 		}
 	}
 	if len(problems) > 0 {
@@ -82,32 +80,32 @@ func decode(raw []byte, streams map[string]source.StreamKind) (*Spec, []Problem)
 	return &s, nil
 }
 
-// streamKindNames lists the stream kinds' sections for a problem: ", nats
-// (a source stream kind's; a kind of another module needs a starter built
-// with it)".
-func streamKindNames(streams map[string]source.StreamKind) string {
-	names := slices.Sorted(maps.Keys(streams))
-	return ", " + strings.Join(names, ", ") + " (a source stream kind's section; a kind of another module needs a starter built with it)"
+// sectionNames lists the source kinds' sections for a problem: ", nats,
+// pubsub (a source kind's section; a kind of another module needs a
+// starter built with it)".
+func (k sourceKinds) sectionNames() string {
+	names := slices.Sorted(maps.Keys(k))
+	return ", " + strings.Join(names, ", ") + " (a source kind's section; a kind of another module needs a starter built with it)"
 }
 
-// takeStreamSections removes the sections of source that stream kinds
-// own from doc, checking each against its kind's configuration type, and
-// returns them by kind name.
-func takeStreamSections(doc *yaml.Node, streams map[string]source.StreamKind, add func(path, msg string)) map[string]*yaml.Node {
+// takeStreamSections removes the sections of source that source kinds
+// (stream and queue) own from doc, checking each against its kind's
+// configuration type, and returns them by kind name.
+func takeStreamSections(doc *yaml.Node, kinds sourceKinds, add func(path, msg string)) map[string]*yaml.Node {
 	var src *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		if doc.Content[i].Value == "source" && doc.Content[i+1].Kind == yaml.MappingNode {
 			src = doc.Content[i+1]
 		}
 	}
-	if src == nil || len(streams) == 0 {
+	if src == nil || len(kinds) == 0 {
 		return nil
 	}
 	sections := map[string]*yaml.Node{}
 	var kept []*yaml.Node
 	for i := 0; i+1 < len(src.Content); i += 2 {
 		key, value := src.Content[i], src.Content[i+1]
-		k, ok := streams[key.Value]
+		k, ok := kinds[key.Value]
 		if !ok {
 			kept = append(kept, key, value)
 			continue
@@ -117,7 +115,7 @@ func takeStreamSections(doc *yaml.Node, streams map[string]source.StreamKind, ad
 			add(at, "written twice: keep one")
 			continue
 		}
-		checkNode(value, reflect.TypeOf(k.NewConfig()), at, add)
+		checkNode(value, reflect.TypeOf(k.newConfig()), at, add)
 		sections[key.Value] = value
 	}
 	src.Content = kept

@@ -52,6 +52,8 @@ func FuzzLoad(f *testing.F) {
 			err = r.Kinesis.Validate()
 		case r.SourceStream != nil:
 			err = r.SourceStream.Validate()
+		case r.SourceQueue != nil:
+			err = r.SourceQueue.Validate()
 		default:
 			t.Fatalf("Load accepted a spec of no kind:\n%s", raw)
 		}

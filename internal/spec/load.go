@@ -14,6 +14,7 @@ import (
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/pubsubsource"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
 	"github.com/bacalhau-connect/bacalhau-connect/source"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
@@ -91,14 +92,19 @@ type Resolved struct {
 	// SourceStream is the configuration of a connector of a source stream
 	// kind (nats).
 	SourceStream *workflows.SourceStreamConfig
+	// SourceQueue is the configuration of a connector of a source queue
+	// kind (pubsub).
+	SourceQueue *workflows.SourceQueueConfig
 }
 
-// Loader loads specs of the built-in kinds and of source stream kinds:
-// those built in (BuiltinStreamKinds) and those a worker and starter were
-// built with (sdk.RunStarter).
+// Loader loads specs of the built-in kinds and of source kinds: those
+// built in (BuiltinStreamKinds, BuiltinQueueKinds) and those a worker and
+// starter were built with (sdk.RunStarter).
 type Loader struct {
 	// StreamKinds are the source stream kinds a spec may name.
 	StreamKinds []source.StreamKind
+	// QueueKinds are the source queue kinds a spec may name.
+	QueueKinds []source.QueueKind
 }
 
 // BuiltinStreamKinds are the source stream kinds of this repository.
@@ -106,16 +112,54 @@ func BuiltinStreamKinds() []source.StreamKind {
 	return []source.StreamKind{natssource.Kind()}
 }
 
+// BuiltinQueueKinds are the source queue kinds of this repository.
+func BuiltinQueueKinds() []source.QueueKind {
+	return []source.QueueKind{pubsubsource.Kind()}
+}
+
+// BuiltinLoader loads the built-in kinds.
+func BuiltinLoader() Loader {
+	return Loader{StreamKinds: BuiltinStreamKinds(), QueueKinds: BuiltinQueueKinds()}
+}
+
 // LoadFile reads, decodes, validates and resolves a spec file of a
 // built-in kind.
 func LoadFile(path string) (*Resolved, error) {
-	return Loader{StreamKinds: BuiltinStreamKinds()}.LoadFile(path)
+	return BuiltinLoader().LoadFile(path)
 }
 
 // Load decodes, validates and resolves a spec of a built-in kind; path
 // names it in errors and anchors the task template's relative path.
 func Load(path string, raw []byte) (*Resolved, error) {
-	return Loader{StreamKinds: BuiltinStreamKinds()}.Load(path, raw)
+	return BuiltinLoader().Load(path, raw)
+}
+
+// sourceKind is a kind whose source section is its own: a stream kind
+// (stream set) or a queue kind (queue set).
+type sourceKind struct {
+	stream *source.StreamKind
+	queue  *source.QueueKind
+}
+
+func (k sourceKind) newConfig() any {
+	if k.stream != nil {
+		return k.stream.NewConfig()
+	}
+	return k.queue.NewConfig()
+}
+
+// sourceKinds are the source kinds a loader knows, by name.
+type sourceKinds map[string]sourceKind
+
+func (l Loader) kinds() sourceKinds {
+	kinds := sourceKinds{}
+	for _, k := range l.StreamKinds {
+		kinds[k.Name] = sourceKind{stream: &k}
+	}
+	for _, k := range l.QueueKinds {
+		kinds[k.Name] = sourceKind{queue: &k}
+	}
+	return kinds
 }
 
 // LoadFile reads, decodes, validates and resolves a spec file.
@@ -130,15 +174,12 @@ func (l Loader) LoadFile(path string) (*Resolved, error) {
 // Load decodes, validates and resolves a spec; path names it in errors and
 // anchors the task template's relative path.
 func (l Loader) Load(path string, raw []byte) (*Resolved, error) {
-	streams := map[string]source.StreamKind{}
-	for _, k := range l.StreamKinds {
-		streams[k.Name] = k
-	}
-	s, problems := decode(raw, streams)
+	kinds := l.kinds()
+	s, problems := decode(raw, kinds)
 	if len(problems) > 0 {
 		return nil, &Error{File: path, Problems: problems}
 	}
-	r, problems := s.resolve(filepath.Dir(path), streams)
+	r, problems := s.resolve(filepath.Dir(path), kinds)
 	if len(problems) > 0 {
 		return nil, &Error{File: path, Problems: problems}
 	}
@@ -149,11 +190,7 @@ func (l Loader) Load(path string, raw []byte) (*Resolved, error) {
 // values of the wrong shape are errors (an *Error naming each field, with
 // the file unnamed).
 func Decode(raw []byte) (*Spec, error) {
-	streams := map[string]source.StreamKind{}
-	for _, k := range BuiltinStreamKinds() {
-		streams[k.Name] = k
-	}
-	s, problems := decode(raw, streams)
+	s, problems := decode(raw, BuiltinLoader().kinds())
 	if len(problems) > 0 {
 		return nil, &Error{File: "(text)", Problems: problems}
 	}
@@ -198,7 +235,7 @@ type addFunc func(path, format string, args ...any)
 
 // resolve validates the spec and builds the workflow configuration of its
 // kind. Template paths are relative to dir.
-func (s *Spec) resolve(dir string, streams map[string]source.StreamKind) (*Resolved, []Problem) {
+func (s *Spec) resolve(dir string, kinds sourceKinds) (*Resolved, []Problem) {
 	var ps []Problem
 	add := func(path, format string, args ...any) {
 		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
@@ -225,15 +262,19 @@ func (s *Spec) resolve(dir string, streams map[string]source.StreamKind) (*Resol
 		s.onlyFor(KindKinesis, add)
 		r.Kinesis = s.resolveKinesis(dir, add)
 	case "":
-		add("kind", "required: %s", kindList(streams))
+		add("kind", "required: %s", kindList(kinds))
 	default:
-		k, ok := streams[s.Kind]
-		if !ok {
-			add("kind", "unknown %q: use %s", s.Kind, kindList(streams))
-			break
+		k, ok := kinds[s.Kind]
+		switch {
+		case !ok:
+			add("kind", "unknown %q: use %s", s.Kind, kindList(kinds))
+		case k.stream != nil:
+			s.onlyFor(KindStream, add)
+			r.SourceStream = s.resolveStreamKind(*k.stream, dir, add)
+		default:
+			s.onlyFor(KindQueue, add)
+			r.SourceQueue = s.resolveQueueKind(*k.queue, dir, add)
 		}
-		s.onlyFor(KindStream, add)
-		r.SourceStream = s.resolveStreamKind(k, dir, add)
 	}
 	// A stream kind's section under another kind's spec.
 	var other []string
@@ -260,9 +301,9 @@ type KindField struct {
 }
 
 // kindList names the kinds a spec may have.
-func kindList(streams map[string]source.StreamKind) string {
+func kindList(kinds sourceKinds) string {
 	names := []string{KindCron, KindKafka, KindKinesis}
-	for name := range streams {
+	for name := range kinds {
 		names = append(names, name)
 	}
 	slices.Sort(names[3:])
@@ -281,7 +322,7 @@ func KindFields() []KindField {
 		{"dead_letter", []string{KindCron}, func(s *Spec) bool { return s.DeadLetter != nil }},
 		{"batch.max_objects", []string{KindCron}, func(s *Spec) bool { return s.Batch.MaxObjects != nil }},
 		{"batch.max_folder_entries", []string{KindCron}, func(s *Spec) bool { return s.Batch.MaxFolderEntries != nil }},
-		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.Concurrency != nil }},
+		{"batch.concurrency", []string{KindCron, KindSQS, KindSNS, KindQueue}, func(s *Spec) bool { return s.Batch.Concurrency != nil }},
 		{"source.kafka", []string{KindKafka}, func(s *Spec) bool { return s.Source.Kafka != nil }},
 		{"source.kinesis", []string{KindKinesis}, func(s *Spec) bool { return s.Source.Kinesis != nil }},
 		{"mode", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Mode != "" }},
@@ -289,11 +330,11 @@ func KindFields() []KindField {
 		{"on_failure", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.OnFailure != nil }},
 		{"batch.max_records", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Batch.MaxRecords != nil }},
 		{"batch.max_in_flight", []string{KindKafka}, func(s *Spec) bool { return s.Batch.MaxInFlight != nil }},
-		{"batch.max_wait", []string{KindKafka, KindKinesis, KindStream, KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
+		{"batch.max_wait", []string{KindKafka, KindKinesis, KindStream, KindSQS, KindSNS, KindQueue}, func(s *Spec) bool { return s.Batch.MaxWait != nil }},
 		{"retry.max_record_age", []string{KindKafka, KindKinesis, KindStream}, func(s *Spec) bool { return s.Retry.MaxRecordAge != nil }},
 		{"source.sqs", []string{KindSQS}, func(s *Spec) bool { return s.Source.SQS != nil }},
 		{"source.sns", []string{KindSNS}, func(s *Spec) bool { return s.Source.SNS != nil }},
-		{"batch.max_messages", []string{KindSQS, KindSNS}, func(s *Spec) bool { return s.Batch.MaxMessages != nil }},
+		{"batch.max_messages", []string{KindSQS, KindSNS, KindQueue}, func(s *Spec) bool { return s.Batch.MaxMessages != nil }},
 	}
 }
 
@@ -310,6 +351,9 @@ func (s *Spec) onlyFor(kind string, add addFunc) {
 		names := slices.Clone(f.Kinds)
 		if i := slices.Index(names, KindStream); i >= 0 {
 			names[i] = "a source stream kind such as nats"
+		}
+		if i := slices.Index(names, KindQueue); i >= 0 {
+			names[i] = "a source queue kind such as pubsub"
 		}
 		add(f.Path, "only for kind %s: remove it", strings.Join(names, " or "))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/pubsubsource"
 	"github.com/bacalhau-connect/bacalhau-connect/workflows"
 )
 
@@ -37,7 +39,7 @@ func generateSchema(t *testing.T) []byte {
 		FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, ExpandedStruct: true, DoNotReference: true,
 		Mapper: func(typ reflect.Type) *jsonschema.Schema {
 			switch typ {
-			case reflect.TypeFor[Duration]():
+			case reflect.TypeFor[Duration](), reflect.TypeFor[pubsubsource.Duration]():
 				return &jsonschema.Schema{Type: "string", Pattern: durationPattern,
 					Description: "A duration such as 90s, 5m or 1h30m (Go's time.ParseDuration)."}
 			case reflect.TypeFor[ByteSize]():
@@ -53,15 +55,23 @@ func generateSchema(t *testing.T) []byte {
 	}
 	require.NoError(t, r.AddGoComments("github.com/bacalhau-connect/bacalhau-connect/internal/spec", "."))
 	require.NoError(t, r.AddGoComments("github.com/bacalhau-connect/bacalhau-connect/internal/natssource", "../natssource"))
+	require.NoError(t, r.AddGoComments("github.com/bacalhau-connect/bacalhau-connect/internal/pubsubsource", "../pubsubsource"))
 	s := r.Reflect(&Spec{})
 	// The source sections of the built-in stream kinds are their
 	// configurations' own.
 	srcSchema, ok := s.Properties.Get("source")
 	require.True(t, ok)
+	sourceKinds := map[string]any{}
 	for _, k := range BuiltinStreamKinds() {
-		ks := r.Reflect(k.NewConfig())
+		sourceKinds[k.Name] = k.NewConfig()
+	}
+	for _, k := range BuiltinQueueKinds() {
+		sourceKinds[k.Name] = k.NewConfig()
+	}
+	for _, name := range slices.Sorted(maps.Keys(sourceKinds)) {
+		ks := r.Reflect(sourceKinds[name])
 		ks.Version, ks.ID = "", ""
-		srcSchema.Properties.Set(k.Name, ks)
+		srcSchema.Properties.Set(name, ks)
 	}
 	s.Version = "https://json-schema.org/draft/2020-12/schema"
 	s.ID = schemaID
@@ -79,7 +89,7 @@ func generateSchema(t *testing.T) []byte {
 		return cur
 	}
 	prop("name").Pattern = nameRE.String()
-	prop("kind").Enum = []any{KindCron, KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS}
+	prop("kind").Enum = []any{KindCron, KindKafka, KindKinesis, KindNATS, KindPubSub, KindSQS, KindSNS}
 	prop("overlap").Enum = []any{OverlapSkip, OverlapBufferOne}
 	prop("mode").Enum = []any{workflows.ModeInline, workflows.ModeStaged}
 	prop("task").Required = []string{"template"}
@@ -120,6 +130,10 @@ func generateSchema(t *testing.T) []byte {
 		{If: &jsonschema.Schema{Properties: props("start", &jsonschema.Schema{Not: &jsonschema.Schema{Const: workflows.StartTimestamp}})},
 			Then: &jsonschema.Schema{Properties: props("start_time", jsonschema.FalseSchema)}},
 	}
+	prop("source.pubsub").Required = []string{"project", "subscription"}
+	prop("source.pubsub.project").Pattern = pubsubsource.ProjectPattern
+	prop("source.pubsub.subscription").AnyOf = []*jsonschema.Schema{{Pattern: pubsubsource.SubscriptionPattern}, {Pattern: `^projects/[^/]+/subscriptions/[^/]+$`}}
+	prop("source.pubsub.endpoint").Pattern = pubsubsource.EndpointPattern
 	prop("source.s3").Required = []string{"bucket"}
 	prop("source.sqs").Required = []string{"queue"}
 	prop("source.sns").Required = []string{"topic_arn"}
@@ -140,7 +154,7 @@ func generateSchema(t *testing.T) []byte {
 	prop("retry.max_attempts").Minimum = "1"
 
 	// Each kind: the source section it requires, the fields it refuses.
-	for _, kind := range []string{KindCron, KindKafka, KindKinesis, KindNATS, KindSQS, KindSNS} {
+	for _, kind := range []string{KindCron, KindKafka, KindKinesis, KindNATS, KindPubSub, KindSQS, KindSNS} {
 		then := &jsonschema.Schema{Properties: orderedmap.New[string, *jsonschema.Schema]()}
 		if kind == KindCron {
 			then.Required = []string{"schedule"}
@@ -149,19 +163,23 @@ func generateSchema(t *testing.T) []byte {
 			then.Properties.Set("on_failure", &jsonschema.Schema{Properties: props("dead_letter",
 				&jsonschema.Schema{Properties: props("kafka", jsonschema.FalseSchema)})})
 		}
-		if kind == KindSQS || kind == KindSNS {
+		if kind == KindSQS || kind == KindSNS || kind == KindPubSub {
 			then.Properties.Set("retry", &jsonschema.Schema{Not: &jsonschema.Schema{}, Description: "a queue's redrive policy counts retries"})
 		}
 		family := kind
-		if kind == KindNATS {
+		switch kind {
+		case KindNATS:
 			family = KindStream
+		case KindPubSub:
+			family = KindQueue
 		}
-		for _, k := range BuiltinStreamKinds() {
-			srcThen := &jsonschema.Schema{Properties: orderedmap.New[string, *jsonschema.Schema]()}
-			if then.Properties.Set("source", srcThen); k.Name == kind {
-				srcThen.Required = []string{k.Name}
+		srcThen := &jsonschema.Schema{Properties: orderedmap.New[string, *jsonschema.Schema]()}
+		then.Properties.Set("source", srcThen)
+		for _, name := range slices.Sorted(maps.Keys(sourceKinds)) {
+			if name == kind {
+				srcThen.Required = []string{name}
 			} else {
-				srcThen.Properties.Set(k.Name, jsonschema.FalseSchema)
+				srcThen.Properties.Set(name, jsonschema.FalseSchema)
 			}
 		}
 		for _, f := range KindFields() {
@@ -296,32 +314,34 @@ func TestSchemaValidatesEveryExampleSpec(t *testing.T) {
 // cannot refuse, and why; apply refuses them (the spec tests show it). The
 // test fails when the schema starts refusing one, so the list stays true.
 var beyondSchema = map[string]string{
-	"bad cron":                   "a cron expression's fields are parsed, not matched",
-	"bad cron value":             "a cron expression's fields are parsed, not matched",
-	"bad every":                  "a cron expression's fields are parsed, not matched",
-	"unknown time zone":          "the IANA zone database is not in the schema",
-	"bad endpoint":               "a URL with a scheme is checked by parsing",
-	"start after outside prefix": "compares two fields' values",
-	"start after and time":       "two fields that exclude each other",
-	"template not found":         "reads the template file",
-	"invalid template":           "reads the template file",
-	"missing template variable":  "reads the template file",
-	"max below initial interval": "compares two fields' values",
-	"dead letter to itself":      "compares two fields' values",
-	"inline too big":             "the bound depends on mode",
-	"staged without staging":     "the requirement depends on mode",
-	"tls cert without key":       "two fields that go together",
-	"bad filter policy":          "the filter policy is JSON inside a string",
-	"envelope with raw delivery": "the requirement depends on raw_delivery",
-	"zero wait":                  "max_wait must be positive; 0s is a valid duration elsewhere",
-	"visibility too long":        "a duration's range is checked by parsing",
-	"not yaml":                   "not YAML at all: the editor's parser refuses it before any schema",
+	"bad cron":                        "a cron expression's fields are parsed, not matched",
+	"bad cron value":                  "a cron expression's fields are parsed, not matched",
+	"bad every":                       "a cron expression's fields are parsed, not matched",
+	"unknown time zone":               "the IANA zone database is not in the schema",
+	"bad endpoint":                    "a URL with a scheme is checked by parsing",
+	"start after outside prefix":      "compares two fields' values",
+	"start after and time":            "two fields that exclude each other",
+	"template not found":              "reads the template file",
+	"invalid template":                "reads the template file",
+	"missing template variable":       "reads the template file",
+	"max below initial interval":      "compares two fields' values",
+	"dead letter to itself":           "compares two fields' values",
+	"inline too big":                  "the bound depends on mode",
+	"staged without staging":          "the requirement depends on mode",
+	"tls cert without key":            "two fields that go together",
+	"bad filter policy":               "the filter policy is JSON inside a string",
+	"envelope with raw delivery":      "the requirement depends on raw_delivery",
+	"zero wait":                       "max_wait must be positive; 0s is a valid duration elsewhere",
+	"visibility too long":             "a duration's range is checked by parsing",
+	"ack deadline too short":          "a duration's range is checked by parsing",
+	"subscription of another project": "compares two fields' values",
+	"not yaml":                        "not YAML at all: the editor's parser refuses it before any schema",
 }
 
 func TestSchemaRefusesTheMalformedSpecs(t *testing.T) {
 	s := compiledSchema(t)
 	var cases []malformedCase
-	for _, f := range []func(*testing.T) []malformedCase{malformedCronCases, malformedKafkaCases, malformedKinesisCases, malformedNATSCases, malformedQueueCases} {
+	for _, f := range []func(*testing.T) []malformedCase{malformedCronCases, malformedKafkaCases, malformedKinesisCases, malformedNATSCases, malformedPubSubCases, malformedQueueCases} {
 		cases = append(cases, f(t)...)
 	}
 	refused, beyond := 0, 0

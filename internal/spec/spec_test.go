@@ -117,7 +117,7 @@ func malformedCronCases(t *testing.T) []malformedCase {
 	cases := []malformedCase{
 		{"missing name", edit(t, "name: web-logs\n", ""), "name", "required"},
 		{"bad name", edit(t, "name: web-logs", "name: Web_Logs"), "name", "lowercase"},
-		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron, kafka, kinesis, nats, sqs or sns"},
+		{"missing kind", edit(t, "kind: cron\n", ""), "kind", "required: cron, kafka, kinesis, nats, pubsub, sqs or sns"},
 		{"unknown kind", edit(t, "kind: cron", "kind: cronjob"), "kind", `unknown "cronjob"`},
 		{"kafka field on cron", edit(t, "task:\n", "mode: staged\ntask:\n"), "mode", "only for kind kafka"},
 		{"record age on cron", edit(t, "task:\n", "retry: {max_record_age: 1h}\ntask:\n"), "retry.max_record_age", "only for kind kafka"},

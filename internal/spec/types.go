@@ -19,9 +19,13 @@ const (
 	KindSNS     = workflows.KindSNS
 	KindKinesis = workflows.KindKinesis
 	KindNATS    = workflows.KindNATS
+	KindPubSub  = workflows.KindPubSub
 	// KindStream stands for every source stream kind (nats, and kinds
 	// from other modules) in KindFields: they take the same fields.
 	KindStream = "stream"
+	// KindQueue stands for every source queue kind (pubsub, and kinds
+	// from other modules) in KindFields.
+	KindQueue = "queue"
 )
 
 // Overlap policies of a cron connector.
@@ -81,7 +85,7 @@ type Spec struct {
 	// every attempt.
 	OnFailure *OnFailure `yaml:"on_failure"`
 
-	// streamSections are the source sections of source stream kinds, by
+	// streamSections are the source sections of source stream and queue kinds, by
 	// kind name, as written (each kind decodes its own).
 	streamSections map[string]*yaml.Node
 }

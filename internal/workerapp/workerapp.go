@@ -91,12 +91,18 @@ func Register(r worker.Registry, t *activities.Temporal, d kinds.Deps, reg kinds
 	r.RegisterActivity(t)
 	r.RegisterActivity(activities.NewS3(d.S3Clients, d.Bacalhau))
 	streams := map[string]source.StreamOpener{}
+	queues := map[string]source.QueueOpener{}
 	for _, k := range reg.Kinds() {
 		k.Register(r, d)
 		if k.Stream != nil {
 			streams[k.Name] = k.Stream
 		}
+		if k.Queue != nil {
+			queues[k.Name] = k.Queue
+		}
 	}
-	// One set of activities serves every source stream kind.
+	// One set of activities serves every source stream kind, one every
+	// source queue kind.
 	r.RegisterActivity(activities.NewSourceStreams(d.Bacalhau, d.S3Clients, streams))
+	r.RegisterActivity(activities.NewSourceQueues(d.Bacalhau, queues))
 }

@@ -1,0 +1,325 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
+	"github.com/bacalhau-connect/bacalhau-connect/source"
+)
+
+// SourceQueues holds the activities of the queue kinds written against
+// the public source.Queue interface (Google Cloud Pub/Sub, and kinds from
+// outside this repository): one batch per activity, singles after a
+// failed batch, settling. Create it with NewSourceQueues.
+type SourceQueues struct {
+	bacalhau *Bacalhau
+	queues   *openSources[source.Queue]
+}
+
+// NewSourceQueues returns the activities for the queue kinds openers names
+// (kind → opener).
+func NewSourceQueues(b *Bacalhau, openers map[string]source.QueueOpener) *SourceQueues {
+	open := map[string]func(context.Context, json.RawMessage) (source.Queue, error){}
+	for kind, o := range openers {
+		open[kind] = o
+	}
+	return &SourceQueues{bacalhau: b, queues: newOpenSources(open)}
+}
+
+// SourceQueueBatchInput runs one batch of a queue kind's connector.
+type SourceQueueBatchInput struct {
+	Source    SourceRef
+	Connector string
+	// MaxMessages, MaxBytes and MaxWait bound the batch: MaxWait counts
+	// from its first message.
+	MaxMessages int
+	MaxBytes    int64
+	MaxWait     time.Duration
+	// IdleWait bounds the wait for a first message (0: look once).
+	IdleWait time.Duration `json:",omitempty"`
+	// Lease is how long a message stays leased between extensions.
+	Lease    time.Duration
+	Template string
+	// QueueTimeout and ExecutionTimeout bound the job.
+	QueueTimeout, ExecutionTimeout time.Duration
+}
+
+// sourceReceiveStep bounds one receive, so the activity heartbeats while
+// it waits for messages.
+const sourceReceiveStep = 10 * time.Second
+
+// SourceQueueBatch runs one batch in one activity, as RunMessages does for
+// SQS: it receives (waiting up to IdleWait for a first message, then up to
+// MaxWait for more), drops redeliveries a successful task already
+// processed and holds those whose task still runs (found by the jobs'
+// message labels), submits one task with the rest as JSON lines at
+// /inputs/messages.jsonl, awaits it while extending the leases, and acks
+// a batch whose task succeeded, except the messages its failure report
+// lists (released). A failed task's verdict comes back in Failure with
+// the messages still leased: the workflow decides what follows. An
+// attempt retried after a worker crash resumes the submitted batch from
+// the heartbeat details. An empty batch (no JobID) means nothing arrived.
+func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatchInput) (*MessagesRun, error) {
+	q, err := s.queues.get(ctx, in.Source)
+	if err != nil {
+		return nil, err
+	}
+	var resumed struct{ Carry *QueueBatch }
+	var batch QueueBatch
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &resumed) == nil && resumed.Carry != nil && resumed.Carry.JobID != "" {
+		batch = *resumed.Carry
+	} else {
+		b, err := s.receiveAndSubmit(ctx, q, in)
+		if err != nil {
+			return nil, err
+		}
+		if b.JobID == "" {
+			return &MessagesRun{QueueBatch: *b}, nil
+		}
+		batch = *b
+		activity.RecordHeartbeat(ctx, AwaitProgress{JobID: batch.JobID, Carry: &batch})
+	}
+	out := &MessagesRun{QueueBatch: batch}
+	stop := keepLeased(ctx, batch.JobID, in.Lease, func(ctx context.Context) error {
+		return q.Extend(ctx, handles(batch.Messages), in.Lease)
+	})
+	_, err = s.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID, Carry: &batch})
+	stop()
+	if out.Failure, err = batchVerdict(err); err != nil {
+		return nil, err
+	}
+	if out.Failure == nil {
+		settled, err := s.settle(ctx, q, SourceSettleInput{Source: in.Source, JobID: batch.JobID, Messages: batch.Messages, Succeeded: true})
+		if err != nil {
+			out.SettleError = err.Error()
+		} else {
+			out.Settled = settled
+		}
+	}
+	return out, nil
+}
+
+// receiveAndSubmit receives a batch and submits its task.
+func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in SourceQueueBatchInput) (*QueueBatch, error) {
+	out := &QueueBatch{}
+	var lines []byte
+	var ids []string
+	var held []source.Message // received, waiting for the batch to be cut
+	labels := map[string]string{"connect-kind": in.Source.Kind}
+	redelivered := false
+	idleUntil := time.Now().Add(in.IdleWait)
+	var deadline time.Time // MaxWait after the first message
+	extended := time.Now()
+	for len(out.Messages) < in.MaxMessages && out.Bytes < in.MaxBytes {
+		wait := time.Duration(0)
+		switch {
+		case deadline.IsZero():
+			wait = min(sourceReceiveStep, max(time.Until(idleUntil), 0))
+		default:
+			wait = min(sourceReceiveStep, max(time.Until(deadline), 0))
+		}
+		msgs, err := q.Receive(ctx, in.MaxMessages-len(out.Messages), in.Lease, wait)
+		held = append(held, msgs...)
+		if err != nil {
+			if len(out.Messages) > 0 {
+				break // submit what is in hand; the rest goes back after its lease
+			}
+			s.release(ctx, q, held)
+			return nil, err
+		}
+		activity.RecordHeartbeat(ctx, len(out.Messages))
+		for _, m := range msgs {
+			if m.Deliveries != 1 { // received before, or the queue does not count: a job may carry it
+				redelivered = true
+				state, run, err := s.bacalhau.messageState(ctx, m.ID)
+				if err != nil {
+					s.release(ctx, q, held)
+					return nil, err
+				}
+				switch state {
+				case messageDone:
+					if err := q.Ack(ctx, []string{m.Handle}); err != nil {
+						s.release(ctx, q, held)
+						return nil, err
+					}
+					out.Duplicates++
+					continue
+				case messageRunning:
+					// Left to its task; kept leased as long as it has run.
+					if err := q.Extend(ctx, []string{m.Handle}, heldVisibility(run, in.Lease, time.Now())); err != nil {
+						activity.GetLogger(ctx).Warn("Could not hold a message whose task still runs", "MessageID", m.ID, "Error", err)
+					}
+					out.Held++
+					continue
+				case messageFailedAlone:
+					out.Suspects = append(out.Suspects, m.ID)
+				}
+			}
+			raw, err := json.Marshal(sourceQueueLine(m))
+			if err != nil {
+				return nil, err
+			}
+			lines = append(append(lines, raw...), '\n')
+			out.Bytes += int64(len(raw) + 1)
+			out.Messages = append(out.Messages, QueueMessage{ID: m.ID, Handle: m.Handle})
+			ids = append(ids, m.ID)
+			labels[MessageLabel(m.ID)] = "1"
+		}
+		now := time.Now()
+		if deadline.IsZero() && len(out.Messages) > 0 {
+			deadline = now.Add(in.MaxWait)
+		}
+		if deadline.IsZero() && !now.Before(idleUntil) || !deadline.IsZero() && !now.Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		if len(out.Messages) > 0 && now.Sub(extended) > in.Lease/3 {
+			// A long max_wait: the first messages' leases must not lapse.
+			if err := q.Extend(ctx, handles(out.Messages), in.Lease); err != nil {
+				activity.GetLogger(ctx).Warn("Extending the messages' lease failed", "Error", err)
+			}
+			extended = now
+		}
+	}
+	if len(out.Messages) == 0 {
+		return out, nil
+	}
+	sort.Strings(ids)
+	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	out.BatchID = "msgs-" + hex.EncodeToString(h[:8])
+	res, err := s.bacalhau.Submit(ctx, SubmitInput{Template: in.Template, Batch: tasktemplate.Batch{
+		Connector: in.Connector, ID: out.BatchID, Attempt: 1,
+		Inputs:       []tasktemplate.Input{{Target: QueueBatchInputTarget, Inline: lines}},
+		Labels:       labels,
+		Meta:         map[string]string{MetaCount: strconv.Itoa(len(out.Messages))},
+		QueueTimeout: in.QueueTimeout, ExecutionTimeout: in.ExecutionTimeout,
+	}, Looked: !redelivered}) // every message delivered for the first time: no job carries them
+	if err != nil {
+		// Nothing runs them: give them back now rather than after the lease.
+		_ = q.Release(ctx, handles(out.Messages))
+		return nil, err
+	}
+	out.JobID, out.QueueTimeout, out.ExecutionTimeout = res.JobID, res.QueueTimeout, res.ExecutionTimeout
+	return out, nil
+}
+
+// sourceQueueLine is a message as the task reads it: the SQS line's
+// shape, the ordering key as group, a body that is not UTF-8 in base64.
+func sourceQueueLine(m source.Message) queueLine {
+	l := queueLine{ID: m.ID, Group: m.OrderingKey, ReceiveCount: m.Deliveries, Attributes: m.Attributes}
+	if utf8.Valid(m.Body) {
+		l.Body = string(m.Body)
+	} else {
+		l.BodyBase64 = base64.StdEncoding.EncodeToString(m.Body)
+	}
+	if !m.Published.IsZero() {
+		l.SentTimestampMsec = strconv.FormatInt(m.Published.UnixMilli(), 10)
+	}
+	return l
+}
+
+// release gives received messages back at once (an error before their
+// batch was submitted).
+func (s *SourceQueues) release(ctx context.Context, q source.Queue, msgs []source.Message) {
+	hs := make([]string, len(msgs))
+	for i, m := range msgs {
+		hs[i] = m.Handle
+	}
+	_ = q.Release(ctx, hs)
+}
+
+func handles(msgs []QueueMessage) []string {
+	hs := make([]string, len(msgs))
+	for i, m := range msgs {
+		hs[i] = m.Handle
+	}
+	return hs
+}
+
+// SourceSinglesInput reruns a failed batch of a queue kind one message
+// per task.
+type SourceSinglesInput struct {
+	Source SourceRef
+	RunSinglesInput
+}
+
+// SourceQueueSingles isolates the messages a failed batch (JobID) failed
+// on, by bisection: halves of the batch run as tasks of their own, a half
+// that fails is split again, down to single messages; the waiting ones
+// are kept leased. It returns the messages whose own task failed (or
+// reported them failed); every other message's task succeeded.
+func (s *SourceQueues) SourceQueueSingles(ctx context.Context, in SourceSinglesInput) (*RunSinglesResult, error) {
+	q, err := s.queues.get(ctx, in.Source)
+	if err != nil {
+		return nil, err
+	}
+	return s.bacalhau.runSingles(ctx, in.RunSinglesInput, in.Source.Kind, true, func(ctx context.Context, msgs []QueueMessage) error {
+		return q.Extend(ctx, handles(msgs), in.Visibility)
+	})
+}
+
+// SourceSettleInput finishes a batch of a queue kind.
+type SourceSettleInput struct {
+	Source   SourceRef
+	JobID    string
+	Messages []QueueMessage
+	// Succeeded says the task exited 0; else every message is released.
+	Succeeded bool
+	// Release lists messages to release although Succeeded (their own
+	// task failed). With it, JobID's failure report is not read.
+	Release []string `json:",omitempty"`
+}
+
+// SourceQueueSettle acks a successful batch's messages, except those the
+// task's failure report (or Release) lists, and releases those and every
+// message of a failed batch, for the queue's dead-letter policy to count.
+func (s *SourceQueues) SourceQueueSettle(ctx context.Context, in SourceSettleInput) (*Settled, error) {
+	q, err := s.queues.get(ctx, in.Source)
+	if err != nil {
+		return nil, err
+	}
+	return s.settle(ctx, q, in)
+}
+
+func (s *SourceQueues) settle(ctx context.Context, q source.Queue, in SourceSettleInput) (*Settled, error) {
+	keep := map[string]bool{}
+	for _, id := range in.Release {
+		keep[id] = true
+	}
+	if in.Succeeded && in.JobID != "" && len(in.Release) == 0 {
+		failed, err := s.bacalhau.failureReport(ctx, in.JobID)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range failed {
+			keep[id] = true
+		}
+	}
+	var ack, rel []string
+	for _, m := range in.Messages {
+		if in.Succeeded && !keep[m.ID] {
+			ack = append(ack, m.Handle)
+		} else {
+			rel = append(rel, m.Handle)
+		}
+	}
+	// A stale handle (the message was delivered again meanwhile) may fail
+	// or be ignored: the redelivery finds this job and acks it then.
+	if err := q.Ack(ctx, ack); err != nil {
+		return nil, err
+	}
+	if err := q.Release(ctx, rel); err != nil {
+		activity.GetLogger(ctx).Warn("Releasing messages failed; they go back after their lease", "Error", err)
+	}
+	return &Settled{Deleted: len(ack), Released: len(rel)}, nil
+}
