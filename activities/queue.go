@@ -340,6 +340,8 @@ func (q *Queue) ReceiveAndSubmit(ctx context.Context, in QueueSubmitInput) (*Que
 					}
 					out.Held++
 					continue
+				case messageFailedAlone:
+					out.Suspects = append(out.Suspects, id)
 				}
 			}
 			body := aws.ToString(m.Body)
@@ -530,7 +532,7 @@ type AwaitedMessages struct {
 // timeout. The extension lives in this heartbeating activity: when the
 // worker dies, it stops, and the messages reappear after the timeout.
 // With Settle, a successful batch is settled before it returns; a failed
-// one is left to the caller (it may rerun the messages one by one).
+// one is left to the caller (it may isolate the messages it fails on).
 func (q *Queue) AwaitMessages(ctx context.Context, in AwaitMessagesInput) (*AwaitedMessages, error) {
 	return q.awaitMessages(ctx, in, nil)
 }
@@ -695,19 +697,23 @@ type RunSinglesResult struct {
 	JobIDs []string
 }
 
-// RunSingles isolates the messages of a batch whose task failed: it reads
-// the bodies back from the failed job's inline input and runs one task per
-// message, one after another (the batch's lease covers one job at a time),
-// keeping the waiting messages invisible meanwhile. Submissions are
-// idempotent (one batch identity per message), so a retry after a crash
-// resumes. The messages that fail alone are returned, to be released for
-// the queue's redrive policy; the others' tasks succeeded.
+// RunSingles isolates the messages a batch whose task failed (JobID)
+// failed on: it reads the bodies back from the failed job's inline input
+// and bisects — halves of the batch run as tasks of their own, one after
+// another (the batch's lease covers one job at a time), a half that fails
+// is split again, down to single messages; a message whose own task
+// failed on an earlier receive (Suspects) runs alone first, the others
+// together. The waiting messages are kept invisible meanwhile.
+// Submissions are idempotent (one batch identity per group of messages),
+// so a retry after a crash resumes. The messages that fail alone (or that
+// a task reports failed) are returned, to be released for the queue's
+// redrive policy; the others' tasks succeeded.
 func (q *Queue) RunSingles(ctx context.Context, in RunSinglesInput) (*RunSinglesResult, error) {
 	c, err := q.sqs(ctx, in.QueueRef)
 	if err != nil {
 		return nil, err
 	}
-	return q.bacalhau.runSingles(ctx, in, "sqs", false, func(ctx context.Context, msgs []QueueMessage) error {
+	return q.bacalhau.runSingles(ctx, in, "sqs", true, func(ctx context.Context, msgs []QueueMessage) error {
 		return changeVisibility(ctx, c, in.URL, msgs, in.Visibility)
 	})
 }

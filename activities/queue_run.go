@@ -24,9 +24,9 @@ type MessagesRun struct {
 // batch rides in the heartbeat details, so an attempt retried after a
 // worker crash awaits the same job with the same receipt handles instead
 // of receiving again. A failed task's verdict comes back in Failure with
-// its messages still invisible: the workflow decides what follows (run
-// them one by one, or let them reappear). An empty batch (no JobID) means
-// nothing arrived within MaxWait.
+// its messages still invisible: the workflow decides what follows
+// (isolate the messages it fails on, or let them reappear). An empty
+// batch (no JobID) means nothing arrived within MaxWait.
 func (q *Queue) RunMessages(ctx context.Context, in QueueSubmitInput) (*MessagesRun, error) {
 	var resumed struct{ Carry *QueueBatch }
 	var batch QueueBatch

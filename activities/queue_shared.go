@@ -20,7 +20,7 @@ import (
 // What the queue kinds share (SQS and SNS on their own activities, the
 // kinds on source.Queue on SourceQueues): message state by job label,
 // failure reports, leases kept up while a task runs, and failed batches
-// rerun one message per task.
+// isolated by bisection.
 
 // keepLeased calls extend every third of lease (at least every 500 ms)
 // until the returned stop is called: the messages of jobID stay leased

@@ -17,7 +17,7 @@ npm ci --prefix docs/shoot --no-audit --no-fund >/dev/null
 run=$(mktemp -d)
 trap 'kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$run"' EXIT
 go run ./internal/cmd/connect-dev --run-dir "$run" --temporal-port 0 --ui-port 0 --bacalhau-port 0 \
-  --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 --nats-port 0 \
+  --modules-port 0 --s3-port 0 --gateway-port 0 --kafka-port 0 --sqs-port 0 --kinesis-port 0 --nats-port 0 --pubsub-port 0 \
   --codec --codec-port 0 > "$run/out.txt" 2>&1 &
 dev=$!
 for _ in $(seq 1 600); do

@@ -2,7 +2,7 @@
 // from other modules, as Temporal users build their own workers: a module
 // that implements a source (package source) writes a worker main and a
 // starter main of a few lines each, and gets every verb, status, metric
-// and guarantee the built-in stream kinds have. No fork, no edit of this
+// and guarantee the built-in kinds of its family have. No fork, no edit of this
 // repository.
 //
 // # A worker with an extra kind
@@ -29,9 +29,10 @@
 //
 // # What a kind is
 //
-// A source.StreamKind: a name (the spec's kind and source section), a
-// configuration type the section decodes into and checks itself, and an
-// opener that turns the configuration into a source.Stream in the worker.
+// A source.StreamKind or a source.QueueKind: a name (the spec's kind and
+// source section), a configuration type the section decodes into and
+// checks itself, and an opener that turns the configuration into a
+// source.Stream or a source.Queue in the worker.
 // examples/sources/dirtail is a complete one in a module of its own;
 // docs/write-a-source.md walks through it.
 package sdk

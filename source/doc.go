@@ -29,11 +29,18 @@
 // task processed and releases the rest; the queue's own dead-letter policy
 // counts the deliveries of a message that keeps failing.
 //
+// # Kinds
+//
+// A [StreamKind] or a [QueueKind] registers a source as a connector kind:
+// its name (the spec's kind and source section), a configuration type the
+// section decodes into and checks itself, and an opener the worker calls.
+// Package sdk builds the worker and starter binaries with extra kinds.
+//
 // # Status
 //
-// This package is new (issue #18): a NATS JetStream reader implements
-// [Stream] and a Google Cloud Pub/Sub subscription reader implements
-// [Queue], both inside this repository; the engine's generic units over
-// them, the kind registration and a worker builder with extra kinds come
-// next (docs/sources-sdk.md).
+// This package is new (issue #18). Inside this repository a NATS
+// JetStream reader implements [Stream] and a Google Cloud Pub/Sub
+// subscription reader implements [Queue], each registered as a kind the
+// way another module registers one; examples/sources/dirtail is a stream
+// kind in a module of its own (docs/write-a-source.md).
 package source

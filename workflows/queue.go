@@ -270,8 +270,9 @@ func queueRound(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, 
 }
 
 // finishQueueBatch settles a batch whose job ended (awaitErr: how it
-// failed): a batch the task failed on as a whole is run message by
-// message, so one poison message does not hold back the others; the
+// failed): the messages a batch the task failed on as a whole fails on
+// are isolated (RunSingles), so one poison message does not hold back the
+// others; the
 // messages are deleted or released (settled: already done by the await)
 // and the counters move. It returns false when cancelled first.
 func finishQueueBatch(ctx workflow.Context, cfg QueueConfig, ref activities.QueueRef, st *QueueStatus, batch activities.QueueBatch,
@@ -283,9 +284,10 @@ func finishQueueBatch(ctx workflow.Context, cfg QueueConfig, ref activities.Queu
 		st.Counters.FailedBatches++
 		var appErr *temporal.ApplicationError
 		if len(batch.Messages) > 1 && errors.As(awaitErr, &appErr) && appErr.Type() == activities.ErrTypeTaskFailed {
-			// The task failed on its input: run each message alone, so one
-			// poison message does not hold back the others.
-			workflow.GetLogger(ctx).Warn("Batch failed; running its messages one by one", "JobID", batch.JobID, "Error", awaitErr)
+			// The task failed on its input: isolate the messages it fails
+			// on (RunSingles bisects), so one poison message does not hold
+			// back the others.
+			workflow.GetLogger(ctx).Warn("Batch failed; isolating the messages it fails on", "JobID", batch.JobID, "Error", awaitErr)
 			sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 				StartToCloseTimeout: time.Duration(len(batch.Messages)) * (batch.QueueTimeout + batch.ExecutionTimeout + time.Minute),
 				HeartbeatTimeout:    30 * time.Second, // each single's await heartbeats; a killed worker is noticed in 30 s
@@ -294,7 +296,7 @@ func finishQueueBatch(ctx workflow.Context, cfg QueueConfig, ref activities.Queu
 			var singles activities.RunSinglesResult
 			if err := workflow.ExecuteActivity(sctx, q.RunSingles, activities.RunSinglesInput{QueueRef: ref, URL: st.URL, Connector: cfg.Name,
 				JobID: batch.JobID, Messages: batch.Messages, Visibility: cfg.VisibilityTimeout, Template: cfg.Template,
-				QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}).Get(ctx, &singles); err == nil {
+				QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout, Suspects: batch.Suspects}).Get(ctx, &singles); err == nil {
 				settle.Succeeded, settle.Release = true, singles.Failed
 				if len(singles.Failed) == 0 {
 					settle.Release = nil

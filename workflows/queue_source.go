@@ -84,11 +84,11 @@ const sourceQueueIdleWait = 30 * time.Second
 // SourceQueueConnector runs a queue kind's connector with Concurrency
 // pollers, on the batch runner the SQS connector has: each batch is one
 // SourceQueueBatch activity (receive, submit, await while extending the
-// leases, ack a success); a batch whose task failed as a whole is rerun
-// one message per task, and the messages that fail alone are released for
-// the queue's dead-letter policy. While the queue is idle only poller 0
-// waits, in windows of sourceQueueIdleWait. Status: QueryQueueStatus;
-// pause and resume apply between batches.
+// leases, ack a success); the messages a batch whose task failed as a
+// whole fails on are isolated by bisection, and those that fail alone are
+// released for the queue's dead-letter policy. While the queue is idle
+// only poller 0 waits, in windows of sourceQueueIdleWait. Status:
+// QueryQueueStatus; pause and resume apply between batches.
 func SourceQueueConnector(ctx workflow.Context, in SourceQueueInput) error {
 	cfg := in.Config
 	if err := cfg.Validate(); err != nil {
@@ -290,7 +290,7 @@ func (p *sourcePollers) finish(ctx workflow.Context, cfg SourceQueueConfig, run 
 		st.Counters.FailedBatches++
 		var appErr *temporal.ApplicationError
 		if len(batch.Messages) > 1 && errors.As(failure, &appErr) && appErr.Type() == activities.ErrTypeTaskFailed {
-			workflow.GetLogger(ctx).Warn("Batch failed; running its messages one by one", "JobID", batch.JobID, "Error", failure)
+			workflow.GetLogger(ctx).Warn("Batch failed; isolating the messages it fails on", "JobID", batch.JobID, "Error", failure)
 			sctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 				StartToCloseTimeout: time.Duration(len(batch.Messages)) * (batch.QueueTimeout + batch.ExecutionTimeout + time.Minute),
 				HeartbeatTimeout:    30 * time.Second,

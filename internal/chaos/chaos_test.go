@@ -1,5 +1,5 @@
 // Package chaos is the fault-injection suite: every connector kind (cron
-// over S3, Kafka, SQS, SNS via SQS, Kinesis, NATS JetStream) runs a workload whose records
+// over S3, Kafka, SQS, SNS via SQS, Kinesis, NATS JetStream, Pub/Sub) runs a workload whose records
 // each carry a unique mark, two worker processes share the task queue, and
 // faults are injected at seeded random points: kill -9 of a worker, a
 // restart of the Temporal dev server with its state file, the Bacalhau API
@@ -133,6 +133,18 @@ func TestChaos(t *testing.T) {
 	defer func() { natsMu.Lock(); natsSrv.Stop(); natsMu.Unlock() }()
 	natsURL := natsSrv.URL()
 	require.NoError(t, createNATSStream(ctx, natsURL, "CHAOS", "chaos.>"))
+	// Pub/Sub: pstest in this process, reached by the workers through a
+	// proxy that the source fault takes down.
+	pubsubSrv, err := devstack.StartPubSub(devstack.PubSubOptions{})
+	require.NoError(t, err)
+	defer pubsubSrv.Stop()
+	psproxy, err := testenv.StartFaultProxy(pubsubSrv.Endpoint())
+	require.NoError(t, err)
+	defer func() { _ = psproxy.Close() }()
+	ps, err := pubsubSrv.Client(ctx, "connect-chaos")
+	require.NoError(t, err)
+	defer func() { _ = ps.Close() }()
+	require.NoError(t, createPubSub(ctx, ps, "chaos"))
 	var s3Mu sync.Mutex
 	s3c := func() *s3.Client { s3Mu.Lock(); defer s3Mu.Unlock(); return env.S3.Client() }
 	for _, b := range []string{"chaos", "chaos-dlq"} {
@@ -185,7 +197,7 @@ func TestChaos(t *testing.T) {
 		defer kafkaMu.Unlock()
 		return kafka.Client(opts...)
 	}
-	var sqsDead, snsDead = map[string]bool{}, map[string]bool{}
+	var sqsDead, snsDead, pubsubDead = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	kinds := []*kind{
 		{name: "cron", spec: `kind: cron
 schedule: "@every 2s"
@@ -292,6 +304,23 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: nats/, 
 			},
 			deadLetters: func(ctx context.Context) (map[string]bool, error) {
 				return s3Marks(ctx, s3c(), "chaos-dlq", "nats/")
+			},
+		},
+		// Pub/Sub batches two waves a task too; a failed batch is
+		// bisected and its healthy messages acked, so with 5 delivery
+		// attempts no healthy message may reach the dead-letter topic:
+		// mates 0.
+		{name: "pubsub", spec: `kind: pubsub
+source:
+  pubsub: {project: connect-chaos, subscription: chaos-sub, endpoint: "` + psproxy.Addr() + `", ack_deadline: 10s}
+batch: {max_messages: 10, max_wait: 4s}
+` + taskBlock,
+			produce: func(ctx context.Context, lines []string, _ int) (int, error) {
+				return publishPubSub(ctx, ps, "chaos", lines)
+			},
+			deadLetters: func(ctx context.Context) (map[string]bool, error) {
+				err := pubsubMarks(ctx, ps, "chaos-dlq-sub", pubsubDead)
+				return pubsubDead, err
 			},
 		},
 	}
@@ -587,6 +616,11 @@ on_failure: {bisect: true, dead_letter: {s3: {bucket: chaos-dlq, prefix: nats/, 
 				natsMu.Unlock()
 				require.NoError(t, err)
 				f.what = "NATS server stopped and restarted (JetStream store kept)"
+			case "pubsub":
+				psproxy.Down()
+				time.Sleep(cfg.sourceDown)
+				psproxy.Up()
+				f.what = "Pub/Sub unreachable (connections cut)"
 			}
 			if name == "sqs" {
 				kinds[slices.IndexFunc(kinds, func(k *kind) bool { return k.name == "sns" })].mu.Unlock()

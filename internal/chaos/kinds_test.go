@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -240,4 +242,61 @@ func publishNATS(ctx context.Context, url string, lines []string, first int) (in
 		_, err := js.Publish(ctx, []string{"chaos.a", "chaos.b"}[(first+i)%2], []byte(l))
 		return err
 	})
+}
+
+// createPubSub creates topic name and its subscription name-sub (ack
+// deadline 10 s, dead letters to name-dlq after 5 deliveries), and
+// name-dlq with subscription name-dlq-sub to read them.
+func createPubSub(ctx context.Context, c *pubsub.Client, name string) error {
+	const prefix = "projects/connect-chaos/"
+	topic, dlq := prefix+"topics/"+name, prefix+"topics/"+name+"-dlq"
+	for _, t := range []string{topic, dlq} {
+		if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: t}); err != nil {
+			return err
+		}
+	}
+	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: prefix + "subscriptions/" + name + "-sub",
+		Topic: topic, AckDeadlineSeconds: 10, DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: dlq, MaxDeliveryAttempts: 5}}); err != nil {
+		return err
+	}
+	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: prefix + "subscriptions/" + name + "-dlq-sub",
+		Topic: dlq, AckDeadlineSeconds: 60})
+	return err
+}
+
+// publishPubSub publishes the lines to topic name in one request.
+func publishPubSub(ctx context.Context, c *pubsub.Client, name string, lines []string) (int, error) {
+	msgs := make([]*pubsubpb.PubsubMessage, len(lines))
+	for i, l := range lines {
+		msgs[i] = &pubsubpb.PubsubMessage{Data: []byte(l)}
+	}
+	if _, err := c.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: "projects/connect-chaos/topics/" + name, Messages: msgs}); err != nil {
+		return 0, err
+	}
+	return len(lines), nil
+}
+
+// pubsubMarks pulls the dead-letter subscription, acking what it reads,
+// and adds the marks of its messages to into.
+func pubsubMarks(ctx context.Context, c *pubsub.Client, sub string, into map[string]bool) error {
+	name := "projects/connect-chaos/subscriptions/" + sub
+	for {
+		res, err := c.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 100})
+		if err != nil {
+			return err
+		}
+		if len(res.ReceivedMessages) == 0 {
+			return nil
+		}
+		var acks []string
+		for _, m := range res.ReceivedMessages {
+			for _, k := range markRE.FindAllString(string(m.GetMessage().GetData()), -1) {
+				into[k] = true
+			}
+			acks = append(acks, m.AckId)
+		}
+		if err := c.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: name, AckIds: acks}); err != nil {
+			return err
+		}
+	}
 }

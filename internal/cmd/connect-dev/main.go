@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -79,7 +80,7 @@ type options struct {
 	temporalPort, uiPort, bacalhauPort int
 	modulesPort, s3Port, gatewayPort   int
 	kafkaPort, sqsPort, kinesisPort    int
-	natsPort                           int
+	natsPort, pubsubPort               int
 	codecPort                          int
 	once, codec                        bool
 }
@@ -92,6 +93,7 @@ const (
 	exampleSQS        = "http://127.0.0.1:4566"
 	exampleKinesis    = "http://127.0.0.1:4567"
 	exampleNATS       = "nats://127.0.0.1:4222"
+	examplePubSub     = "127.0.0.1:8085"
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -108,6 +110,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.sqsPort, "sqs-port", 4566, "SQS/SNS stand-in (fauxqs) port (0: free port)")
 	fs.IntVar(&o.kinesisPort, "kinesis-port", 4567, "Kinesis stand-in (kinesalite) port (0: free port)")
 	fs.IntVar(&o.natsPort, "nats-port", 4222, "NATS JetStream stand-in (nats-server) port (0: free port)")
+	fs.IntVar(&o.pubsubPort, "pubsub-port", 8085, "Pub/Sub stand-in (pstest) port (0: free port)")
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	fs.BoolVar(&o.codec, "codec", false, "encrypt every payload in history (key run/codec.key) and serve the codec to the UI")
 	fs.IntVar(&o.codecPort, "codec-port", 8089, "codec server port with --codec (0: free port)")
@@ -349,6 +352,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := runNATS(ctx, out, c, root, modules, natsServer); err != nil {
 		return err
 	}
+	var pubsubServer *devstack.PubSub
+	if err := step("starting Pub/Sub (pstest)", func() error {
+		var err error
+		pubsubServer, err = devstack.StartPubSub(devstack.PubSubOptions{Port: o.pubsubPort})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer pubsubServer.Stop()
+	if err := runPubSub(ctx, out, c, root, modules, pubsubServer); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, `
 Temporal UI     %s
@@ -360,18 +375,20 @@ Kafka (kfake)   %s   (topics web-logs, web-logs-dlq; kcat -b %s -t web-logs -C -
 SQS/SNS         %s   (fauxqs; queues web-queue, web-queue-dlq; topic web-events)
 Kinesis         %s   (kinesalite; stream web-clicks, 2 shards)
 NATS JetStream  %s   (nats-server; stream WEB, subjects web.eu, web.us; bin/nats stream info WEB -s %s)
+Pub/Sub         %s   (pstest; project connect-dev, topic web, subscription web-sub, dead letters to web-dlq)
 Task queue      %s
 
 Try:  go run ./starter describe web-logs
       go run ./starter describe web-events        (one row per partition: checkpoint, end, lag)
       go run ./starter describe web-clicks        (one row per shard, with its parents)
       go run ./starter describe web-nats          (one row per subject: checkpoint, lag)
+      go run ./starter describe web-pubsub        (batches, acked and released messages)
       go run ./starter pause web-events && go run ./starter reset web-events --to earliest && go run ./starter resume web-events
       go run ./starter trigger web-logs
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
 		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(), natsServer.URL(), natsServer.URL(),
-		workflows.TaskQueue, modules.URL(), modules.URL())
+		pubsubServer.Endpoint(), workflows.TaskQueue, modules.URL(), modules.URL())
 	if dc != nil {
 		fmt.Fprintf(out, "Codec server    %s   (every payload in history encrypted with %s; the UI decodes through it;\n"+
 			"                temporal workflow show --codec-endpoint %s …)\n", dc.url, dc.keyFile, dc.url)
@@ -861,6 +878,82 @@ func runNATS(ctx context.Context, out io.Writer, c client.Client, root string, m
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nats connector %s: %d of %d records after 3 min, lag %d (%s)", cfg.Name, st.Records, len(lines), st.Lag, st.LastError)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// runPubSub creates topic web with subscription web-sub (message ordering
+// on, dead letters to topic web-dlq after 5 deliveries), publishes the
+// sample log lines with ordering keys, applies the example Pub/Sub
+// connector and waits until every message is processed.
+func runPubSub(ctx context.Context, out io.Writer, c client.Client, root string, modules *devstack.ModuleServer, ps *devstack.PubSub) error {
+	const project, topic = "connect-dev", "projects/connect-dev/topics/web"
+	sample, err := os.ReadFile(filepath.Join(root, "examples/data/access.log"))
+	if err != nil {
+		return err
+	}
+	pc, err := ps.Client(ctx, project)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pc.Close() }()
+	for _, t := range []string{topic, topic + "-dlq"} {
+		if _, err := pc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: t}); err != nil {
+			return fmt.Errorf("pubsub: topic %s: %w", t, err)
+		}
+	}
+	if _, err := pc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: "projects/connect-dev/subscriptions/web-sub", Topic: topic, AckDeadlineSeconds: 60, EnableMessageOrdering: true,
+		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic + "-dlq", MaxDeliveryAttempts: 5}}); err != nil {
+		return fmt.Errorf("pubsub: subscription web-sub: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sample)), "\n")
+	var msgs []*pubsubpb.PubsubMessage
+	for i, l := range lines {
+		// Ordering keys, as a visitor's session would have: each key's
+		// lines reach the tasks in order.
+		msgs = append(msgs, &pubsubpb.PubsubMessage{Data: []byte(l), OrderingKey: fmt.Sprintf("visitor-%02d", i%67)})
+	}
+	if _, err := pc.TopicAdminClient.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: msgs}); err != nil {
+		return fmt.Errorf("pubsub: publishing to %s: %w", topic, err)
+	}
+	fmt.Fprintf(out, "published %d sample log lines to Pub/Sub topic web (67 ordering keys)\n", len(lines))
+
+	specPath := filepath.Join(root, "examples/connectors/web-pubsub.yaml")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(string(raw), examplePubSub, ps.Endpoint()), exampleModulesURL, modules.URL())
+	r, err := spec.Load(specPath, []byte(text))
+	if err != nil {
+		return err
+	}
+	cfg := r.SourceQueue
+	id := cfg.WorkflowID(cfg.Name)
+	// The stand-in keeps nothing: start the example afresh.
+	_ = c.TerminateWorkflow(ctx, id, "", "make dev restarts the example Pub/Sub connector")
+	if _, err := cli.StartConnector(ctx, c, r, workflows.TaskQueue); err != nil {
+		return fmt.Errorf("starting %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "applied Pub/Sub connector %s (workflow %s)… ", cfg.Name, id)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryQueueStatus)
+		var st workflows.QueueStatus
+		if err == nil && v.Get(&st) == nil && st.Counters.Deleted >= int64(len(lines)) {
+			fmt.Fprintf(out, "done in %.1f s\nPub/Sub connector %s: processed %d messages in %d batches\n",
+				time.Since(start).Seconds(), cfg.Name, st.Counters.Deleted, st.Counters.Batches)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pubsub connector %s: %d of %d messages after 3 min (%s)", cfg.Name, st.Counters.Deleted, len(lines), st.LastError)
 		}
 		select {
 		case <-ctx.Done():
