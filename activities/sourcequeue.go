@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -69,7 +71,9 @@ const sourceReceiveStep = 10 * time.Second
 // lists (released). A failed task's verdict comes back in Failure with
 // the messages still leased: the workflow decides what follows. An
 // attempt retried after a worker crash resumes the submitted batch from
-// the heartbeat details. An empty batch (no JobID) means nothing arrived.
+// the heartbeat details. An empty batch (no JobID) means nothing arrived,
+// or the activity was cancelled while it waited (a pause): a cancellation
+// stops the receiving only, and a batch in hand runs to its end.
 func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatchInput) (*MessagesRun, error) {
 	q, err := s.queues.get(ctx, in.Source)
 	if err != nil {
@@ -90,17 +94,20 @@ func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatch
 		batch = *b
 		activity.RecordHeartbeat(ctx, AwaitProgress{JobID: batch.JobID, Carry: &batch})
 	}
+	// A submitted batch runs to its end, cancelled or not: its messages
+	// are acked or handed back as its task says.
+	work := context.WithoutCancel(ctx)
 	out := &MessagesRun{QueueBatch: batch}
-	stop := keepLeased(ctx, batch.JobID, in.Lease, func(ctx context.Context) error {
+	stop := keepLeased(work, batch.JobID, in.Lease, func(ctx context.Context) error {
 		return q.Extend(ctx, handles(batch.Messages), in.Lease)
 	})
-	_, err = s.bacalhau.Await(ctx, AwaitInput{JobID: batch.JobID, Carry: &batch})
+	_, err = s.bacalhau.Await(work, AwaitInput{JobID: batch.JobID, Carry: &batch})
 	stop()
 	if out.Failure, err = batchVerdict(err); err != nil {
 		return nil, err
 	}
 	if out.Failure == nil {
-		settled, err := s.settle(ctx, q, SourceSettleInput{Source: in.Source, JobID: batch.JobID, Messages: batch.Messages, Succeeded: true})
+		settled, err := s.settle(work, q, SourceSettleInput{Source: in.Source, JobID: batch.JobID, Messages: batch.Messages, Succeeded: true})
 		if err != nil {
 			out.SettleError = err.Error()
 		} else {
@@ -112,6 +119,11 @@ func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatch
 
 // receiveAndSubmit receives a batch and submits its task.
 func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in SourceQueueBatchInput) (*QueueBatch, error) {
+	// Only receiving stops when the activity is cancelled (a pause, the
+	// connector stopping or deleted): messages in hand are submitted and
+	// run (work), so none is handed back for nothing, which would count a
+	// delivery against the queue's dead-letter policy.
+	work := context.WithoutCancel(ctx)
 	out := &QueueBatch{}
 	var lines []byte
 	var ids []string
@@ -132,32 +144,32 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 		msgs, err := q.Receive(ctx, in.MaxMessages-len(out.Messages), in.Lease, wait)
 		held = append(held, msgs...)
 		if err != nil {
-			if len(out.Messages) > 0 {
-				break // submit what is in hand; the rest goes back after its lease
+			if len(out.Messages) > 0 || ctx.Err() != nil && len(held) == 0 {
+				break // submit what is in hand (or nothing, when cancelled while waiting)
 			}
-			s.release(ctx, q, held)
+			s.release(work, q, held)
 			return nil, err
 		}
-		activity.RecordHeartbeat(ctx, len(out.Messages))
-		for _, m := range msgs {
-			if m.Deliveries != 1 { // received before, or the queue does not count: a job may carry it
+		activity.RecordHeartbeat(work, len(out.Messages))
+		states, err := s.messageStates(work, msgs)
+		if err != nil {
+			s.release(work, q, held)
+			return nil, err
+		}
+		for i, m := range msgs {
+			if st := states[i]; st != nil { // received before, or the queue does not count: a job may carry it
 				redelivered = true
-				state, run, err := s.bacalhau.messageState(ctx, m.ID)
-				if err != nil {
-					s.release(ctx, q, held)
-					return nil, err
-				}
-				switch state {
+				switch st.state {
 				case messageDone:
-					if err := q.Ack(ctx, []string{m.Handle}); err != nil {
-						s.release(ctx, q, held)
+					if err := q.Ack(work, []string{m.Handle}); err != nil {
+						s.release(work, q, held)
 						return nil, err
 					}
 					out.Duplicates++
 					continue
 				case messageRunning:
 					// Left to its task; kept leased as long as it has run.
-					if err := q.Extend(ctx, []string{m.Handle}, heldVisibility(run, in.Lease, time.Now())); err != nil {
+					if err := q.Extend(work, []string{m.Handle}, heldVisibility(st.run, in.Lease, time.Now())); err != nil {
 						activity.GetLogger(ctx).Warn("Could not hold a message whose task still runs", "MessageID", m.ID, "Error", err)
 					}
 					out.Held++
@@ -185,7 +197,7 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 		}
 		if len(out.Messages) > 0 && now.Sub(extended) > in.Lease/3 {
 			// A long max_wait: the first messages' leases must not lapse.
-			if err := q.Extend(ctx, handles(out.Messages), in.Lease); err != nil {
+			if err := q.Extend(work, handles(out.Messages), in.Lease); err != nil {
 				activity.GetLogger(ctx).Warn("Extending the messages' lease failed", "Error", err)
 			}
 			extended = now
@@ -197,7 +209,7 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 	sort.Strings(ids)
 	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
 	out.BatchID = "msgs-" + hex.EncodeToString(h[:8])
-	res, err := s.bacalhau.Submit(ctx, SubmitInput{Template: in.Template, Batch: tasktemplate.Batch{
+	res, err := s.bacalhau.Submit(work, SubmitInput{Template: in.Template, Batch: tasktemplate.Batch{
 		Connector: in.Connector, ID: out.BatchID, Attempt: 1,
 		Inputs:       []tasktemplate.Input{{Target: QueueBatchInputTarget, Inline: lines}},
 		Labels:       labels,
@@ -206,11 +218,46 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 	}, Looked: !redelivered}) // every message delivered for the first time: no job carries them
 	if err != nil {
 		// Nothing runs them: give them back now rather than after the lease.
-		_ = q.Release(ctx, handles(out.Messages))
+		_ = q.Release(work, handles(out.Messages))
 		return nil, err
 	}
 	out.JobID, out.QueueTimeout, out.ExecutionTimeout = res.JobID, res.QueueTimeout, res.ExecutionTimeout
 	return out, nil
+}
+
+// lookups bounds the message lookups (Bacalhau job queries) one batch
+// runs at once.
+const lookups = 16
+
+// lookedUp is what the jobs' labels say about one message.
+type lookedUp struct {
+	state messageState
+	run   runningJob
+}
+
+// messageStates looks up, by their jobs' labels, the messages that may
+// have been delivered before (a delivery count other than 1: counted
+// again, or not counted at all), up to lookups at once; a message
+// delivered for the first time gets nil.
+func (s *SourceQueues) messageStates(ctx context.Context, msgs []source.Message) ([]*lookedUp, error) {
+	out := make([]*lookedUp, len(msgs))
+	errs := make([]error, len(msgs))
+	sem := make(chan struct{}, lookups)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		if m.Deliveries == 1 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			state, run, err := s.bacalhau.messageState(ctx, m.ID)
+			out[i], errs[i] = &lookedUp{state: state, run: run}, err
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // sourceQueueLine is a message as the task reads it: the SQS line's

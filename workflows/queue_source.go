@@ -209,7 +209,7 @@ func (p *sourcePollers) run(ctx workflow.Context, poller int, stop func() bool, 
 			}
 			lease = heldLease{id: id, since: workflow.Now(ctx)}
 		}
-		run, ran, err := p.batch(ctx, cfg, !p.hot)
+		run, ran, err := p.batch(ctx, cfg, !p.hot, stop)
 		if err != nil {
 			return err
 		}
@@ -229,9 +229,10 @@ func (p *sourcePollers) run(ctx workflow.Context, poller int, stop func() bool, 
 }
 
 // batch runs one batch (SourceQueueBatch) and settles what its activity
-// did not; idle lets it wait for a first message. ran is false when
-// nothing arrived (or the connector was cancelled).
-func (p *sourcePollers) batch(ctx workflow.Context, cfg SourceQueueConfig, idle bool) (*activities.MessagesRun, bool, error) {
+// did not; idle lets it wait for a first message, a wait a pause or stop
+// cancels. ran is false when nothing arrived (or the connector was
+// cancelled).
+func (p *sourcePollers) batch(ctx workflow.Context, cfg SourceQueueConfig, idle bool, stop func() bool) (*activities.MessagesRun, bool, error) {
 	var q *activities.SourceQueues
 	in := activities.SourceQueueBatchInput{Source: cfg.ref(), Connector: cfg.Name, MaxMessages: cfg.MaxMessages, MaxBytes: MaxInlineBatchBytes,
 		MaxWait: cfg.MaxWait, Lease: cfg.Lease, Template: cfg.Template, QueueTimeout: cfg.QueueTimeout, ExecutionTimeout: cfg.ExecutionTimeout}
@@ -247,11 +248,24 @@ func (p *sourcePollers) batch(ctx workflow.Context, cfg SourceQueueConfig, idle 
 	p.st.InFlight++
 	started := workflow.Now(ctx)
 	var run activities.MessagesRun
-	err := workflow.ExecuteActivity(rctx, q.SourceQueueBatch, in).Get(ctx, &run)
+	actx, cancel := workflow.WithCancel(rctx)
+	defer cancel()
+	f := workflow.ExecuteActivity(actx, q.SourceQueueBatch, in)
+	if idle {
+		// A pause, or the run ending, cancels a wait for messages: the
+		// activity stops receiving, and runs what it holds already.
+		if err := workflow.Await(ctx, func() bool { return f.IsReady() || p.st.Paused || stop() }); err == nil && !f.IsReady() {
+			cancel()
+		}
+	}
+	err := f.Get(ctx, &run)
 	p.st.InFlight--
 	task := workflow.Now(ctx).Sub(started)
 	if ctx.Err() != nil {
 		return nil, false, nil
+	}
+	if temporal.IsCanceledError(err) {
+		return &run, false, nil // a wait cancelled before anything arrived
 	}
 	if err != nil {
 		p.st.LastError = err.Error()

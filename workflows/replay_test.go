@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/natssource"
+	"github.com/bacalhau-connect/bacalhau-connect/internal/pubsubsource"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the
@@ -48,6 +49,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			natsConnector, natsConsumer, _ := natssource.Kind().Types()
 			r.RegisterWorkflowWithOptions(SourceStreamConnector, workflowOptions(natsConnector))
 			r.RegisterWorkflowWithOptions(SourceStreamConsumer, workflowOptions(natsConsumer))
+			pubsubConnector, _ := pubsubsource.Kind().Types()
+			r.RegisterWorkflowWithOptions(SourceQueueConnector, workflowOptions(pubsubConnector))
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, history, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id))},
 			}))

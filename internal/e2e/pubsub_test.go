@@ -244,3 +244,97 @@ type publishedMessage struct {
 	key string
 	seq int
 }
+
+// TestPubSubControlsStatusAndMistakes: the starter's verbs serve a Pub/Sub
+// connector — list and describe show it, a pause ends the idle poller's
+// wait and holds new messages on the subscription (no batch starts),
+// resume drains them, each processed once; a subscription that does not
+// exist fails the connector naming it, and a mistake in the source section
+// is refused by apply with its field.
+func TestPubSubControlsStatusAndMistakes(t *testing.T) {
+	runsAlongside(t)
+	ctx := context.Background()
+	const name = "e2e-pubsub-controls"
+	ps := startPubSub(t, "e2e-controls", 5)
+	queue := startWorker(t)
+	send := func(from, n int) []string {
+		bodies, keys := make([]string, n), make([]string, n)
+		for i := range n {
+			bodies[i] = nginxLine(from + i)
+		}
+		return ps.publish(t, bodies, keys)
+	}
+	source := fmt.Sprintf("  pubsub: {project: %s, subscription: %s, endpoint: %q, ack_deadline: 10s}", ps.project, ps.sub, ps.endpoint)
+	specFile := connectorSpecFile(t, name, "pubsub", source, "batch: {max_messages: 50, max_wait: 1s}\n")
+	o, err := starter(t, queue, "apply", "-f", specFile)
+	require.NoError(t, err, o)
+	defer func() { _, _ = starter(t, queue, "delete", name) }()
+	id := pubsubKind.WorkflowID(name)
+	acked := func(n int64) {
+		t.Helper()
+		require.NoError(t, testenv.Eventually(time.Minute, func() error {
+			if st := queueStatusOf(t, id); st.Counters.Deleted < n {
+				return fmt.Errorf("%d of %d acked (%s)", st.Counters.Deleted, n, st.LastError)
+			}
+			return nil
+		}))
+	}
+	send(0, 10)
+	acked(10)
+	out, err := starter(t, queue, "list")
+	require.NoError(t, err)
+	assert.Regexp(t, name+`\s+pubsub\s+`, out)
+	out, err = starter(t, queue, "describe", name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "(workflow "+id+"), kind pubsub")
+	assert.Contains(t, out, "subscription projects/connect-e2e/subscriptions/e2e-controls-sub")
+	assert.Contains(t, out, "10 acked")
+
+	_, err = starter(t, queue, "pause", name)
+	require.NoError(t, err)
+	// The pause cancels the idle poller's wait for messages; the
+	// cancellation reaches the activity with its next heartbeat.
+	require.NoError(t, testenv.Eventually(45*time.Second, func() error {
+		if st := queueStatusOf(t, id); !st.Paused || st.InFlight > 0 {
+			return fmt.Errorf("paused %v, %d batch(es) or waits in flight", st.Paused, st.InFlight)
+		}
+		return nil
+	}))
+	before := queueStatusOf(t, id).Counters
+	send(10, 10)
+	time.Sleep(5 * time.Second)
+	assert.Equal(t, before, queueStatusOf(t, id).Counters, "paused: no batch starts")
+	out, err = starter(t, queue, "describe", name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "paused")
+	_, err = starter(t, queue, "resume", name)
+	require.NoError(t, err)
+	acked(20)
+	seen := map[string]int{}
+	for _, r := range recordLedger(t, name, "message_ids") {
+		for _, m := range r.records {
+			seen[m]++
+		}
+	}
+	assert.Len(t, seen, 20)
+	for m, n := range seen {
+		assert.Equal(t, 1, n, "message %s once", m)
+	}
+
+	// A subscription that does not exist: the connector fails, naming it.
+	missing := connectorSpecFile(t, "e2e-pubsub-missing", "pubsub",
+		fmt.Sprintf("  pubsub: {project: %s, subscription: nope, endpoint: %q}", ps.project, ps.endpoint), "")
+	o, err = starter(t, queue, "apply", "-f", missing)
+	require.NoError(t, err, o)
+	err = env.Client.GetWorkflow(ctx, pubsubKind.WorkflowID("e2e-pubsub-missing"), "").Get(ctx, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "subscription projects/connect-e2e/subscriptions/nope does not exist")
+	assert.Contains(t, err.Error(), "source.pubsub.subscription")
+
+	// A mistake in the section: refused before any workflow starts.
+	bad := connectorSpecFile(t, "e2e-pubsub-bad", "pubsub",
+		fmt.Sprintf("  pubsub: {project: %s, subscripton: x, endpoint: %q}", ps.project, ps.endpoint), "")
+	o, err = starter(t, queue, "apply", "-f", bad)
+	require.Error(t, err)
+	assert.Contains(t, o+err.Error(), "source.pubsub.subscripton")
+}

@@ -36,7 +36,9 @@ func queueKind() *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := queryStatus[workflows.QueueStatus](ctx, c, name, workflows.QueueWorkflowID(name), workflows.QueryQueueStatus)
-			return rendered(st, err, queueRow, func(st *workflows.QueueStatus) string { return describeQueue(st, workflows.QueueWorkflowID(st.Name)) })
+			return rendered(st, err, queueRow, func(st *workflows.QueueStatus) string {
+				return describeQueue(st, workflows.QueueWorkflowID(st.Name), "deleted")
+			})
 		},
 		Register: func(r worker.Registry, d Deps) {
 			r.RegisterWorkflowWithOptions(workflows.QueueConnector, workflow.RegisterOptions{Name: workflows.QueueWorkflowType})
@@ -86,8 +88,10 @@ func queueRow(st *workflows.QueueStatus) Row {
 		Processed: st.Counters.Deleted, LastJob: st.LastJob, LastError: st.LastError}
 }
 
-// describeQueue renders the status of a queue connector (workflow id).
-func describeQueue(st *workflows.QueueStatus, id string) string {
+// describeQueue renders the status of a queue connector (workflow id);
+// settled names what the queue does to a processed message (deleted,
+// acked).
+func describeQueue(st *workflows.QueueStatus, id, settled string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector   %s (workflow %s), kind %s\nstate       %s, %d batch(es) in flight\nqueue       %s\n",
 		st.Name, id, st.Kind, queueState(st), st.InFlight, st.URL)
@@ -95,8 +99,8 @@ func describeQueue(st *workflows.QueueStatus, id string) string {
 		fmt.Fprintf(&b, "sns         subscription %s (queue %s by this connector)\n", s.SubscriptionARN, map[bool]string{true: "created", false: "adopted"}[s.Created])
 	}
 	k := st.Counters
-	fmt.Fprintf(&b, "counters    %d batches, %d messages, %d deleted, %d released (failed or reported), %d duplicates deleted, %d failed batches\n",
-		k.Batches, k.Messages, k.Deleted, k.Released, k.Duplicates, k.FailedBatches)
+	fmt.Fprintf(&b, "counters    %d batches, %d messages, %d %s, %d released (failed or reported), %d duplicates %s, %d failed batches\n",
+		k.Batches, k.Messages, k.Deleted, settled, k.Released, k.Duplicates, settled, k.FailedBatches)
 	if st.LastJob != "" {
 		fmt.Fprintf(&b, "last job    %s\n", st.LastJob)
 	}

@@ -33,7 +33,7 @@ func sourceQueueKind(k source.QueueKind) *Kind {
 		},
 		Status: func(ctx context.Context, c client.Client, name string) (Status, error) {
 			st, err := queryStatus[workflows.QueueStatus](ctx, c, name, sk.WorkflowID(name), workflows.QueryQueueStatus)
-			return rendered(st, err, queueRow, func(st *workflows.QueueStatus) string { return describeQueue(st, sk.WorkflowID(st.Name)) })
+			return rendered(st, err, queueRow, func(st *workflows.QueueStatus) string { return describeQueue(st, sk.WorkflowID(st.Name), "acked") })
 		},
 		Register: func(r worker.Registry, _ Deps) {
 			r.RegisterWorkflowWithOptions(workflows.SourceQueueConnector, workflow.RegisterOptions{Name: sk.ConnectorType})
