@@ -145,7 +145,10 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 		held = append(held, msgs...)
 		if err != nil {
 			if len(out.Messages) > 0 || ctx.Err() != nil && len(held) == 0 {
-				break // submit what is in hand (or nothing, when cancelled while waiting)
+				// Submit what is in hand (or nothing, when cancelled while
+				// waiting); what this receive returned goes back.
+				s.release(work, q, msgs)
+				break
 			}
 			s.release(work, q, held)
 			return nil, err

@@ -242,7 +242,7 @@ func (p *sourcePollers) batch(ctx workflow.Context, cfg SourceQueueConfig, idle 
 	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: in.IdleWait + cfg.MaxWait + cfg.QueueTimeout + cfg.ExecutionTimeout + 3*time.Minute,
 		HeartbeatTimeout:    cfg.MaxWait + awaitHeartbeat,
-		WaitForCancellation: true, // a cancelled batch stops its job
+		WaitForCancellation: true, // a cancelled activity runs a batch in hand to its end: wait for it
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 	})
 	p.st.InFlight++
