@@ -14,8 +14,11 @@ import (
 // this, an activity that heartbeats in its loop costs one action even when
 // it ends in a second. A stuck worker is still found: the first heartbeat
 // leaves well inside the timeout, and after it the SDK's own throttle (0.8 x
-// the timeout) applies. Heartbeat details are dropped while quiet (no
-// activity of this project reads them back), and a cancellation reaches
+// the timeout) applies. Heartbeat details are dropped while quiet: the
+// queue batch activities that carry a submitted batch in them
+// (RunMessages, SourceQueueBatch) record it again with every later
+// heartbeat, and a retry that finds none receives again, its redelivered
+// messages finding their job by its labels. A cancellation reaches
 // the activity with its first heartbeat, no later than before (the SDK's
 // throttle held it as long). Activities without a heartbeat timeout are
 // left as they are.
