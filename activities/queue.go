@@ -419,6 +419,7 @@ const (
 // runningJob is when an unfinished job was created and until when it may
 // run (its creation plus its queue and execution timeouts).
 type runningJob struct {
+	id             string
 	created, until time.Time
 }
 
@@ -456,7 +457,7 @@ func (b *Bacalhau) messageState(ctx context.Context, id string) (messageState, r
 			state = messageRunning
 			queue, exec := tasktemplate.Timeouts(j)
 			created := time.Unix(0, j.CreateTime)
-			run = runningJob{created: created, until: created.Add(queue + exec)}
+			run = runningJob{id: j.ID, created: created, until: created.Add(queue + exec)}
 		case state == messageNew && j.Meta[tasktemplate.MetaBatch] == singleBatchID(id):
 			state = messageFailedAlone // failed or stopped
 		}

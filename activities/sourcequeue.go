@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,8 +65,9 @@ const sourceReceiveStep = 10 * time.Second
 // SourceQueueBatch runs one batch in one activity, as RunMessages does for
 // SQS: it receives (waiting up to IdleWait for a first message, then up to
 // MaxWait for more), drops redeliveries a successful task already
-// processed and holds those whose task still runs (found by the jobs'
-// message labels), submits one task with the rest as JSON lines at
+// processed and adopts those whose task still runs (found by the jobs'
+// message labels: kept leased until that task ends, then settled as it
+// says), submits one task with the rest as JSON lines at
 // /inputs/messages.jsonl, awaits it while extending the leases, and acks
 // a batch whose task succeeded, except the messages its failure report
 // lists (released). A failed task's verdict comes back in Failure with
@@ -74,7 +76,7 @@ const sourceReceiveStep = 10 * time.Second
 // the heartbeat details. An empty batch (no JobID) means nothing arrived,
 // or the activity was cancelled while it waited (a pause): a cancellation
 // stops the receiving only, and a batch in hand runs to its end.
-func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatchInput) (*MessagesRun, error) {
+func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatchInput) (run *MessagesRun, _ error) {
 	q, err := s.queues.get(ctx, in.Source)
 	if err != nil {
 		return nil, err
@@ -84,9 +86,26 @@ func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatch
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &resumed) == nil && resumed.Carry != nil && resumed.Carry.JobID != "" {
 		batch = *resumed.Carry
 	} else {
-		b, err := s.receiveAndSubmit(ctx, q, in)
+		b, adopted, err := s.receiveAndSubmit(ctx, q, in)
 		if err != nil {
 			return nil, err
+		}
+		if len(adopted) > 0 {
+			// Redeliveries whose task still runs (its poller died): this
+			// activity keeps them leased until their task ends and settles
+			// them then, so they are not delivered again meanwhile (each
+			// delivery counts against the dead-letter policy).
+			work := context.WithoutCancel(ctx)
+			stop := keepLeased(work, "adopted", in.Lease, func(ctx context.Context) error {
+				return q.Extend(ctx, adoptedHandles(adopted), in.Lease)
+			})
+			defer func() {
+				acked := s.settleAdopted(work, q, adopted)
+				stop()
+				if run != nil {
+					run.Duplicates += acked
+				}
+			}()
 		}
 		if b.JobID == "" {
 			return &MessagesRun{QueueBatch: *b}, nil
@@ -117,8 +136,9 @@ func (s *SourceQueues) SourceQueueBatch(ctx context.Context, in SourceQueueBatch
 	return out, nil
 }
 
-// receiveAndSubmit receives a batch and submits its task.
-func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in SourceQueueBatchInput) (*QueueBatch, error) {
+// receiveAndSubmit receives a batch and submits its task; adopted are the
+// redelivered messages whose task still runs.
+func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in SourceQueueBatchInput) (_ *QueueBatch, adopted []adoptedMessage, _ error) {
 	// Only receiving stops when the activity is cancelled (a pause, the
 	// connector stopping or deleted): messages in hand are submitted and
 	// run (work), so none is handed back for nothing, which would count a
@@ -151,13 +171,13 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 				break
 			}
 			s.release(work, q, held)
-			return nil, err
+			return nil, adopted, err
 		}
 		activity.RecordHeartbeat(work, len(out.Messages))
 		states, err := s.messageStates(work, msgs)
 		if err != nil {
 			s.release(work, q, held)
-			return nil, err
+			return nil, adopted, err
 		}
 		for i, m := range msgs {
 			if st := states[i]; st != nil { // received before, or the queue does not count: a job may carry it
@@ -166,15 +186,13 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 				case messageDone:
 					if err := q.Ack(work, []string{m.Handle}); err != nil {
 						s.release(work, q, held)
-						return nil, err
+						return nil, adopted, err
 					}
 					out.Duplicates++
 					continue
 				case messageRunning:
-					// Left to its task; kept leased as long as it has run.
-					if err := q.Extend(work, []string{m.Handle}, heldVisibility(st.run, in.Lease, time.Now())); err != nil {
-						activity.GetLogger(ctx).Warn("Could not hold a message whose task still runs", "MessageID", m.ID, "Error", err)
-					}
+					// Left to its task, which this activity awaits.
+					adopted = append(adopted, adoptedMessage{id: m.ID, handle: m.Handle, job: st.run.id})
 					out.Held++
 					continue
 				case messageFailedAlone:
@@ -183,7 +201,7 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 			}
 			raw, err := json.Marshal(sourceQueueLine(m))
 			if err != nil {
-				return nil, err
+				return nil, adopted, err
 			}
 			lines = append(append(lines, raw...), '\n')
 			out.Bytes += int64(len(raw) + 1)
@@ -207,7 +225,7 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 		}
 	}
 	if len(out.Messages) == 0 {
-		return out, nil
+		return out, adopted, nil
 	}
 	sort.Strings(ids)
 	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
@@ -222,10 +240,62 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 	if err != nil {
 		// Nothing runs them: give them back now rather than after the lease.
 		_ = q.Release(work, handles(out.Messages))
-		return nil, err
+		return nil, adopted, err
 	}
 	out.JobID, out.QueueTimeout, out.ExecutionTimeout = res.JobID, res.QueueTimeout, res.ExecutionTimeout
-	return out, nil
+	return out, adopted, nil
+}
+
+// adoptedMessage is a redelivered message whose task (job) still runs.
+type adoptedMessage struct {
+	id, handle, job string
+}
+
+func adoptedHandles(msgs []adoptedMessage) []string {
+	hs := make([]string, len(msgs))
+	for i, m := range msgs {
+		hs[i] = m.handle
+	}
+	return hs
+}
+
+// settleAdopted awaits the tasks of adopted messages and settles them as
+// their task says: acked when it succeeded and did not report them
+// failed, released otherwise. It returns how many it acked.
+func (s *SourceQueues) settleAdopted(ctx context.Context, q source.Queue, adopted []adoptedMessage) int {
+	byJob := map[string][]adoptedMessage{}
+	var jobs []string
+	for _, m := range adopted {
+		if _, ok := byJob[m.job]; !ok {
+			jobs = append(jobs, m.job)
+		}
+		byJob[m.job] = append(byJob[m.job], m)
+	}
+	acked := 0
+	for _, job := range jobs {
+		var ack, rel []string
+		_, err := s.bacalhau.Await(ctx, AwaitInput{JobID: job})
+		var reported []string
+		if err == nil {
+			reported, err = s.bacalhau.failureReport(ctx, job)
+		}
+		for _, m := range byJob[job] {
+			if err == nil && !slices.Contains(reported, m.id) {
+				ack = append(ack, m.handle)
+			} else {
+				rel = append(rel, m.handle)
+			}
+		}
+		if err := q.Ack(ctx, ack); err != nil {
+			activity.GetLogger(ctx).Warn("Acking redelivered messages failed; a later delivery finds their job", "JobID", job, "Error", err)
+		} else {
+			acked += len(ack)
+		}
+		if err := q.Release(ctx, rel); err != nil {
+			activity.GetLogger(ctx).Warn("Releasing redelivered messages failed", "JobID", job, "Error", err)
+		}
+	}
+	return acked
 }
 
 // lookups bounds the message lookups (Bacalhau job queries) one batch
