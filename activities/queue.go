@@ -430,14 +430,34 @@ func (b *Bacalhau) messageState(ctx context.Context, id string) (messageState, r
 	if err != nil {
 		return messageNew, runningJob{}, err
 	}
+	return b.stateOf(ctx, id, jobs, newJobFacts())
+}
+
+// jobFacts caches what stateOf reads about finished jobs, for the
+// messages of one receive.
+type jobFacts struct {
+	exitedZero map[string]bool
+	reported   map[string][]string
+}
+
+func newJobFacts() *jobFacts {
+	return &jobFacts{exitedZero: map[string]bool{}, reported: map[string][]string{}}
+}
+
+// stateOf is messageState over jobs, the jobs that carry the message.
+func (b *Bacalhau) stateOf(ctx context.Context, id string, jobs []*models.Job, facts *jobFacts) (messageState, runningJob, error) {
 	state := messageNew
 	var run runningJob
 	for _, j := range jobs {
 		switch {
 		case j.State.StateType == models.JobStateTypeCompleted:
-			ok, err := b.exitedZero(ctx, j)
-			if err != nil {
-				return messageNew, runningJob{}, err
+			ok, seen := facts.exitedZero[j.ID]
+			if !seen {
+				var err error
+				if ok, err = b.exitedZero(ctx, j); err != nil {
+					return messageNew, runningJob{}, err
+				}
+				facts.exitedZero[j.ID] = ok
 			}
 			if !ok {
 				if state == messageNew && j.Meta[tasktemplate.MetaBatch] == singleBatchID(id) {
@@ -446,9 +466,13 @@ func (b *Bacalhau) messageState(ctx context.Context, id string) (messageState, r
 				continue
 			}
 			// A successful task may still have reported this message failed.
-			reported, err := b.failureReport(ctx, j.ID)
-			if err != nil {
-				return messageNew, runningJob{}, err
+			reported, seen := facts.reported[j.ID]
+			if !seen {
+				var err error
+				if reported, err = b.failureReport(ctx, j.ID); err != nil {
+					return messageNew, runningJob{}, err
+				}
+				facts.reported[j.ID] = reported
 			}
 			if !slices.Contains(reported, id) {
 				return messageDone, runningJob{}, nil

@@ -6,15 +6,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/bacalhau-project/bacalhau/pkg/models"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/bacalhau-connect/bacalhau-connect/internal/tasktemplate"
@@ -174,7 +173,7 @@ func (s *SourceQueues) receiveAndSubmit(ctx context.Context, q source.Queue, in 
 			return nil, adopted, err
 		}
 		activity.RecordHeartbeat(work, len(out.Messages))
-		states, err := s.messageStates(work, msgs)
+		states, err := s.messageStates(work, in.Connector, msgs)
 		if err != nil {
 			s.release(work, q, held)
 			return nil, adopted, err
@@ -298,10 +297,6 @@ func (s *SourceQueues) settleAdopted(ctx context.Context, q source.Queue, adopte
 	return acked
 }
 
-// lookups bounds the message lookups (Bacalhau job queries) one batch
-// runs at once.
-const lookups = 16
-
 // lookedUp is what the jobs' labels say about one message.
 type lookedUp struct {
 	state messageState
@@ -310,27 +305,38 @@ type lookedUp struct {
 
 // messageStates looks up, by their jobs' labels, the messages that may
 // have been delivered before (a delivery count other than 1: counted
-// again, or not counted at all), up to lookups at once; a message
-// delivered for the first time gets nil.
-func (s *SourceQueues) messageStates(ctx context.Context, msgs []source.Message) ([]*lookedUp, error) {
+// again, or not counted at all); a message delivered for the first time
+// gets nil. One listing of the connector's jobs serves them all (a query
+// per message is slow on a node that keeps many jobs).
+func (s *SourceQueues) messageStates(ctx context.Context, connector string, msgs []source.Message) ([]*lookedUp, error) {
 	out := make([]*lookedUp, len(msgs))
-	errs := make([]error, len(msgs))
-	sem := make(chan struct{}, lookups)
-	var wg sync.WaitGroup
+	if !slices.ContainsFunc(msgs, func(m source.Message) bool { return m.Deliveries != 1 }) {
+		return out, nil
+	}
+	jobs, err := s.bacalhau.ListJobs(ctx, tasktemplate.LabelConnector+"="+tasktemplate.LabelValue(connector))
+	if err != nil {
+		return nil, err
+	}
+	facts := newJobFacts()
 	for i, m := range msgs {
 		if m.Deliveries == 1 {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			state, run, err := s.bacalhau.messageState(ctx, m.ID)
-			out[i], errs[i] = &lookedUp{state: state, run: run}, err
-		}()
+		label := MessageLabel(m.ID)
+		var carrying []*models.Job
+		for _, j := range jobs {
+			if _, ok := j.Labels[label]; ok {
+				carrying = append(carrying, j)
+			}
+		}
+		state, run, err := s.bacalhau.stateOf(ctx, m.ID, carrying, facts)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = &lookedUp{state: state, run: run}
+		activity.RecordHeartbeat(ctx)
 	}
-	wg.Wait()
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
 // sourceQueueLine is a message as the task reads it: the SQS line's
