@@ -317,19 +317,21 @@ func (s *SourceQueues) messageStates(ctx context.Context, connector string, msgs
 	if err != nil {
 		return nil, err
 	}
+	// The jobs by the message labels they carry, read once.
+	carrying := map[string][]*models.Job{}
+	for _, j := range jobs {
+		for label := range j.Labels {
+			if strings.HasPrefix(label, LabelMessagePrefix) {
+				carrying[label] = append(carrying[label], j)
+			}
+		}
+	}
 	facts := newJobFacts()
 	for i, m := range msgs {
 		if m.Deliveries == 1 {
 			continue
 		}
-		label := MessageLabel(m.ID)
-		var carrying []*models.Job
-		for _, j := range jobs {
-			if _, ok := j.Labels[label]; ok {
-				carrying = append(carrying, j)
-			}
-		}
-		state, run, err := s.bacalhau.stateOf(ctx, m.ID, carrying, facts)
+		state, run, err := s.bacalhau.stateOf(ctx, m.ID, carrying[MessageLabel(m.ID)], facts)
 		if err != nil {
 			return nil, err
 		}
