@@ -37,9 +37,35 @@ type BacalhauOptions struct {
 	Log io.Writer
 	// LogLevel is a zerolog level name. Default "warn".
 	LogLevel string
+	// Role is RoleHybrid (default: orchestrator and compute in one node),
+	// RoleOrchestrator or RoleCompute.
+	Role string
+	// NodeID names the node. Default "connect-dev-node".
+	NodeID string
+	// Orchestrator is the NATS address a RoleCompute node joins, e.g.
+	// nats://127.0.0.1:4222.
+	Orchestrator string
+	// CPU is the compute capacity the node offers, as Bacalhau reads it
+	// ("1", "500m", "70%"). Default: Bacalhau's own (70 % of the machine).
+	CPU string
+	// DisconnectTimeout is how long an orchestrator waits for a compute
+	// node's heartbeat before it counts the node gone. Default 15 s
+	// (Bacalhau's own is 30 s); compute nodes beat every 5 s.
+	DisconnectTimeout time.Duration
 }
 
-// Bacalhau is a running in-process hybrid (orchestrator + compute) node.
+// Node roles.
+const (
+	// RoleHybrid runs an orchestrator and a compute node in one node.
+	RoleHybrid = "hybrid"
+	// RoleOrchestrator runs only the orchestrator (its API, scheduler and
+	// the NATS server compute nodes join).
+	RoleOrchestrator = "orchestrator"
+	// RoleCompute runs only a compute node that joins an orchestrator.
+	RoleCompute = "compute"
+)
+
+// Bacalhau is a running in-process Bacalhau node (hybrid by default).
 type Bacalhau struct {
 	// prevTMPDIR is restored on Stop.
 	prevTMPDIR *string
@@ -47,6 +73,7 @@ type Bacalhau struct {
 	cleanup    *system.CleanupManager
 	cancel     context.CancelFunc
 	address    string
+	natsURL    string
 }
 
 // StartBacalhau starts a hybrid Bacalhau node in this process and returns once
@@ -90,7 +117,7 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 	sysCfg.SkipLicenseValidation = true
 	cm := system.NewCleanupManager()
 	n, err := node.NewNode(nodeCtx, node.NodeConfig{
-		NodeID:         "connect-dev-node",
+		NodeID:         opts.NodeID,
 		CleanupManager: cm,
 		BacalhauConfig: cfg,
 		SystemConfig:   sysCfg,
@@ -110,10 +137,16 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 		cleanup:    cm,
 		cancel:     cancel,
 		address:    "http://127.0.0.1:" + strconv.Itoa(cfg.API.Port),
+		natsURL:    "nats://127.0.0.1:" + strconv.Itoa(cfg.Orchestrator.Port),
 	}
-	if err := b.waitReady(ctx, 30*time.Second); err != nil {
+	if opts.Role == RoleHybrid {
+		if err := b.waitReady(ctx, 30*time.Second); err != nil {
+			b.Stop()
+			return nil, err
+		}
+	} else if err := waitHTTP(b.address+"/api/v1/agent/alive", 30*time.Second); err != nil {
 		b.Stop()
-		return nil, err
+		return nil, fmt.Errorf("bacalhau %s %s: %w", opts.Role, opts.NodeID, err)
 	}
 	return b, nil
 }
@@ -132,6 +165,23 @@ func bacalhauConfig(opts *BacalhauOptions) (types.Bacalhau, error) {
 	if opts.QueueBackoff <= 0 {
 		opts.QueueBackoff = 2 * time.Second
 	}
+	if opts.DisconnectTimeout <= 0 {
+		opts.DisconnectTimeout = 15 * time.Second
+	}
+	if opts.NodeID == "" {
+		opts.NodeID = "connect-dev-node"
+	}
+	switch opts.Role {
+	case "":
+		opts.Role = RoleHybrid
+	case RoleHybrid, RoleOrchestrator:
+	case RoleCompute:
+		if opts.Orchestrator == "" {
+			return types.Bacalhau{}, fmt.Errorf("bacalhau: a compute node needs the orchestrator's NATS address")
+		}
+	default:
+		return types.Bacalhau{}, fmt.Errorf("bacalhau: role %q: use %s, %s or %s", opts.Role, RoleHybrid, RoleOrchestrator, RoleCompute)
+	}
 	cfg := config.Default // a copy; slices and maps below are replaced, not shared
 	cfg.DataDir = opts.DataDir
 	cfg.DisableAnalytics = true
@@ -139,15 +189,22 @@ func bacalhauConfig(opts *BacalhauOptions) (types.Bacalhau, error) {
 	cfg.API.Host = "127.0.0.1"
 	cfg.API.Port = opts.APIPort
 	cfg.API.Auth = types.AuthConfig{}
-	cfg.Orchestrator.Enabled = true
+	cfg.Orchestrator.Enabled = opts.Role != RoleCompute
 	cfg.Orchestrator.Host = "127.0.0.1"
 	cfg.Orchestrator.Port = opts.OrchestratorPort
 	cfg.Orchestrator.Scheduler.QueueBackoff = types.Duration(opts.QueueBackoff)
 	cfg.Orchestrator.Scheduler.HousekeepingInterval = types.Duration(time.Second)
 	cfg.Orchestrator.Scheduler.HousekeepingTimeout = types.Duration(5 * time.Second)
-	cfg.Compute.Enabled = true
+	cfg.Orchestrator.NodeManager.DisconnectTimeout = types.Duration(opts.DisconnectTimeout)
+	cfg.Compute.Enabled = opts.Role != RoleOrchestrator
 	cfg.Compute.Orchestrators = []string{"nats://127.0.0.1:" + strconv.Itoa(opts.OrchestratorPort)}
+	if opts.Role == RoleCompute {
+		cfg.Compute.Orchestrators = []string{opts.Orchestrator}
+	}
 	cfg.Compute.Heartbeat.Interval = types.Duration(5 * time.Second)
+	if opts.CPU != "" {
+		cfg.Compute.AllocatedCapacity.CPU = types.ResourceType(opts.CPU)
+	}
 	cfg.Engines.Disabled = []string{models.EngineDocker}
 	cfg.Publishers.Disabled = []string{models.PublisherIPFS}
 	cfg.Publishers.Types.Local = types.LocalPublisher{Address: "127.0.0.1", Port: opts.PublisherPort}
@@ -181,6 +238,10 @@ func (b *Bacalhau) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 }
+
+// OrchestratorURL is the NATS address compute nodes join (orchestrator
+// and hybrid nodes).
+func (b *Bacalhau) OrchestratorURL() string { return b.natsURL }
 
 // Address is the API base URL, e.g. http://127.0.0.1:1234.
 func (b *Bacalhau) Address() string { return b.address }
