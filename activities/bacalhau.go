@@ -59,6 +59,8 @@ type Bacalhau struct {
 	minter URLMinter
 	// pollMin and pollMax bound Await's polling interval.
 	pollMin, pollMax time.Duration
+	// health caches the connected compute nodes for node-loss checks.
+	health *nodeHealth
 }
 
 // NewBacalhau returns the Bacalhau activities for the API at address
@@ -74,6 +76,7 @@ func NewBacalhau(address string, minter URLMinter, opts ...clientv2.OptionFn) *B
 		http:    &http.Client{Timeout: 2 * time.Minute},
 		pollMin: 50 * time.Millisecond,
 		pollMax: 2 * time.Second,
+		health:  &nodeHealth{},
 	}
 }
 
@@ -207,8 +210,14 @@ func withObjects(in SubmitInput, url func(inputgateway.ObjectRef) string) taskte
 // namespace's jobs through its index; without one, every job it keeps.
 func (b *Bacalhau) FindJob(ctx context.Context, key, ns string) (*models.Job, error) {
 	jobs, err := b.listJobs(ctx, ns, tasktemplate.LabelBatch+"="+key)
-	if err != nil || len(jobs) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	// A job stopped because its compute node was lost never ran the batch
+	// to its end: the batch runs again under the same identity.
+	jobs = slices.DeleteFunc(jobs, stoppedForLostNode)
+	if len(jobs) == 0 {
+		return nil, nil
 	}
 	// The oldest one is the original; later ones could only come from a race
 	// outside this activity's control.
@@ -307,6 +316,7 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 	}
 	progress := AwaitProgress{JobID: in.JobID, Carry: in.Carry}
 	start := time.Now()
+	nodesChecked := start
 	var lastErr error
 	for {
 		resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: in.JobID})
@@ -335,8 +345,20 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 					return nil, b.failed(ctx, job)
 				case strings.Contains(job.State.Message, stopPendingDeadline):
 					return nil, nonRetryable(ErrTypePendingTimeout, nil, "job %s was stopped: still Pending past its deadline", job.ID)
+				case stoppedForLostNode(job):
+					// Awaited again by job ID (a standalone Await, a queue
+					// batch resumed from its heartbeat): a failed task the
+					// workflow runs again, as it does other failures.
+					return nil, nonRetryable(ErrTypeTaskFailed, nil, "job %s was stopped: its compute node was lost mid-task", job.ID)
 				}
 				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
+			case models.JobStateTypeRunning:
+				if time.Since(nodesChecked) >= nodeCheckEvery {
+					nodesChecked = time.Now()
+					if lost := b.lostNodes(ctx, job.ID); lost != nil {
+						return nil, b.nodeLost(ctx, job.ID, lost)
+					}
+				}
 			case models.JobStateTypeQueued, models.JobStateTypePending:
 				if err := b.failedWhileWaiting(ctx, job); err != nil {
 					return nil, err

@@ -15,8 +15,9 @@ import (
 // BudgetInput configures the budget and carries its state across
 // continue-as-new.
 type BudgetInput struct {
-	// Size is how many leases may be held at once. 0: measure the Bacalhau
-	// nodes' capacity and use activities.Capacity.SuggestedBudget.
+	// Size is how many leases may be held at once. 0: follow the Bacalhau
+	// network: activities.Capacity.SuggestedBudget of the connected compute
+	// nodes, measured again whenever a node joins or leaves.
 	Size int
 	// State is carried across continue-as-new; leave it empty.
 	State *BudgetState `json:",omitempty"`
@@ -32,6 +33,13 @@ type BudgetState struct {
 	Granted   int64
 	Expired   int64
 	Recalled  int64 `json:",omitempty"`
+	// Fixed: the size was set (BudgetInput.Size, a resize) and does not
+	// follow the network.
+	Fixed bool `json:",omitempty"`
+	// Network is the last measurement of the compute nodes, and when it
+	// was taken.
+	Network    *activities.Capacity `json:",omitempty"`
+	MeasuredAt time.Time            `json:",omitempty"`
 }
 
 // LeaseRequest asks for one lease.
@@ -80,6 +88,13 @@ type BudgetStatus struct {
 	// Recalled counts leases taken back from holders that keep them.
 	Recalled int64 `json:",omitempty"`
 	Holders  []string
+	// FollowsNetwork: the size is the network's suggested budget, measured
+	// again as compute nodes join and leave (false: a size was set).
+	FollowsNetwork bool
+	// Network is the last measurement of the connected compute nodes (nil
+	// before the first), taken at MeasuredAt.
+	Network    *activities.Capacity `json:",omitempty"`
+	MeasuredAt time.Time            `json:",omitempty"`
 }
 
 // budgetEventsBeforeContinue bounds the budget's history even when the server
@@ -94,8 +109,10 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 	if st == nil {
 		st = &BudgetState{}
 	}
+	follows := workflow.GetVersion(ctx, changeFollowsNetwork, workflow.DefaultVersion, 1) == 1
 	if in.Size > 0 {
 		st.Size = in.Size
+		st.Fixed = true
 	}
 	if st.Size <= 0 {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -108,12 +125,16 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 			return fmt.Errorf("measuring Bacalhau capacity: %w", err)
 		}
 		st.Size = capacity.SuggestedBudget
+		if follows {
+			st.Network, st.MeasuredAt = &capacity, workflow.Now(ctx)
+		}
 		logger.Info("Budget sized from node capacity", "Size", st.Size, "RunAtOnce", capacity.RunAtOnce, "Nodes", capacity.ComputeNodes)
 	}
 
 	if err := workflow.SetQueryHandler(ctx, QueryBudgetStatus, func() (BudgetStatus, error) {
 		s := BudgetStatus{Size: st.Size, InFlight: len(st.Holders), Waiting: len(st.Waiting),
-			HighWater: st.HighWater, Granted: st.Granted, Expired: st.Expired, Recalled: st.Recalled}
+			HighWater: st.HighWater, Granted: st.Granted, Expired: st.Expired, Recalled: st.Recalled,
+			FollowsNetwork: follows && !st.Fixed, Network: st.Network, MeasuredAt: st.MeasuredAt}
 		for _, h := range st.Holders {
 			s.Holders = append(s.Holders, h.LeaseID)
 		}
@@ -125,13 +146,25 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 	wake := workflow.NewBufferedChannel(ctx, 1)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateBudgetResize,
 		func(ctx workflow.Context, size int) (int, error) {
-			st.Size = size
+			if size == 0 {
+				// Follow the network again: its last measurement now, the
+				// watch (started by the main loop) from then on.
+				st.Fixed = false
+				if st.Network != nil {
+					st.Size = st.Network.SuggestedBudget
+				}
+			} else {
+				st.Size, st.Fixed = size, true
+			}
 			wake.SendAsync(true)
-			return size, nil
+			return st.Size, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(size int) error {
-			if size < 1 {
-				return errors.New("size must be at least 1")
+			if size == 0 && !follows {
+				return errors.New("this budget run predates following the network; it does from its next run (continue-as-new) on")
+			}
+			if size < 0 {
+				return errors.New("size must be at least 1, or 0 to follow the network")
 			}
 			return nil
 		}},
@@ -144,6 +177,7 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 	acquireCh := workflow.GetSignalChannel(ctx, SignalAcquireLease)
 	releaseCh := workflow.GetSignalChannel(ctx, SignalReleaseLease)
 	var pendingGrants []workflow.Future
+	var network networkWatch
 
 	onAcquire := func(req LeaseRequest) {
 		if i := slices.IndexFunc(st.Holders, func(l Lease) bool { return l.LeaseID == req.LeaseID }); i >= 0 {
@@ -203,6 +237,10 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 			pendingGrants = append(pendingGrants, recall(ctx, st.Holders[i].LeaseRequest, st))
 		}
 
+		if follows {
+			network.keep(ctx, !st.Fixed, st.Network)
+		}
+
 		info := workflow.GetInfo(ctx)
 		if len(pendingGrants) == 0 && (info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > budgetEventsBeforeContinue) {
 			// Drain what arrived so nothing is lost across continue-as-new.
@@ -221,6 +259,7 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 				onRelease(rel)
 			}
 			if len(pendingGrants) == 0 {
+				network.stop()
 				return workflow.NewContinueAsNewError(ctx, Budget, BudgetInput{State: st})
 			}
 		}
@@ -237,6 +276,19 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 			onRelease(rel)
 		})
 		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.ReceiveAsync(nil) })
+		network.addTo(ctx, sel, func(c *activities.Capacity, err error) {
+			if err != nil {
+				if ctx.Err() == nil {
+					logger.Warn("Watching the Bacalhau network failed; the budget keeps its size", "Error", err)
+				}
+				return
+			}
+			st.Network, st.MeasuredAt = c, workflow.Now(ctx)
+			if !st.Fixed {
+				logger.Info("Budget follows the network", "Size", c.SuggestedBudget, "Was", st.Size, "RunAtOnce", c.RunAtOnce, "Nodes", c.ComputeNodes)
+				st.Size = c.SuggestedBudget
+			}
+		})
 		for _, f := range pendingGrants {
 			sel.AddFuture(f, func(f workflow.Future) {
 				pendingGrants = slices.DeleteFunc(pendingGrants, func(p workflow.Future) bool { return p == f })
@@ -259,6 +311,76 @@ func Budget(ctx workflow.Context, in BudgetInput) error {
 		if err := ctx.Err(); err != nil {
 			return temporal.NewCanceledError("budget cancelled")
 		}
+	}
+}
+
+// changeFollowsNetwork versions the budget's network watch: a budget
+// without a set size measures the compute nodes again whenever one joins or
+// leaves (WatchCapacity). Histories from before measured once, at start.
+const changeFollowsNetwork = "budget-follows-network"
+
+// networkWatch runs the budget's WatchCapacity activity.
+type networkWatch struct {
+	f      workflow.Future
+	cancel workflow.CancelFunc
+	// retry: the last watch ended in an error; the next starts when this
+	// timer fires, not at once.
+	retry workflow.Future
+}
+
+// capacityWatchHeartbeat is WatchCapacity's heartbeat timeout: a watch on
+// a worker that died starts again on another within it.
+const capacityWatchHeartbeat = time.Minute
+
+// keep starts the watch when the budget follows the network and none runs,
+// and stops it when the budget no longer follows.
+func (w *networkWatch) keep(ctx workflow.Context, follow bool, known *activities.Capacity) {
+	switch {
+	case !follow:
+		w.stop()
+	case w.f == nil && w.retry == nil:
+		wctx, cancel := workflow.WithCancel(ctx)
+		wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 365 * 24 * time.Hour,
+			HeartbeatTimeout:    capacityWatchHeartbeat,
+			WaitForCancellation: false,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second},
+		})
+		var b *activities.Bacalhau
+		w.f = workflow.ExecuteActivity(wctx, b.WatchCapacity, activities.WatchCapacityInput{Known: known})
+		w.cancel = cancel
+	}
+}
+
+// stop cancels a running watch.
+func (w *networkWatch) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.f, w.cancel = nil, nil
+}
+
+// addTo adds the running watch to sel: done gets its measurement. A
+// watch that failed (not merely cancelled) starts again a minute later.
+func (w *networkWatch) addTo(ctx workflow.Context, sel workflow.Selector, done func(*activities.Capacity, error)) {
+	if w.f != nil {
+		f := w.f
+		sel.AddFuture(f, func(workflow.Future) {
+			var c activities.Capacity
+			err := f.Get(ctx, &c)
+			w.f, w.cancel = nil, nil
+			if err != nil {
+				if ctx.Err() == nil && !temporal.IsCanceledError(err) {
+					w.retry = workflow.NewTimer(ctx, time.Minute)
+				}
+				done(nil, err)
+				return
+			}
+			done(&c, nil)
+		})
+	}
+	if w.retry != nil {
+		sel.AddFuture(w.retry, func(workflow.Future) { w.retry = nil })
 	}
 }
 

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/bacalhau-connect/bacalhau-connect/activities"
@@ -237,6 +239,7 @@ func TestBudgetReleasesALeaseWhoseHolderIsGone(t *testing.T) {
 func TestBudgetMeasuresItsSizeWhenNoneIsGiven(t *testing.T) {
 	h := newBudgetHarness(t)
 	h.env.OnActivity("Capacity", mock.Anything, mock.Anything).Return(&activities.Capacity{ComputeNodes: 1, RunAtOnce: 3, SuggestedBudget: 5}, nil)
+	h.env.OnActivity("WatchCapacity", mock.Anything, mock.Anything).After(time.Hour).Return(nil, errors.New("cancelled"))
 	var st BudgetStatus
 	h.at(time.Second, func() {
 		st = h.status()
@@ -246,6 +249,64 @@ func TestBudgetMeasuresItsSizeWhenNoneIsGiven(t *testing.T) {
 	assert.Equal(t, 5, st.Size)
 }
 
+// TestBudgetFollowsTheNetworkUntilASizeIsSet: a budget without a size
+// takes the network's suggested budget, again when a node joins and when
+// one leaves (WatchCapacity returns the new measurement); a resize fixes
+// the size and stops the watch, a resize to 0 follows the network again.
+func TestBudgetFollowsTheNetworkUntilASizeIsSet(t *testing.T) {
+	h := newBudgetHarness(t)
+	one := &activities.Capacity{ComputeNodes: 1, RunAtOnce: 2, SuggestedBudget: 3, Nodes: []activities.NodeCapacity{{ID: "n1", CPU: 1, RunAtOnce: 2}}}
+	three := &activities.Capacity{ComputeNodes: 3, RunAtOnce: 6, SuggestedBudget: 9}
+	two := &activities.Capacity{ComputeNodes: 2, RunAtOnce: 4, SuggestedBudget: 6}
+	h.env.OnActivity("Capacity", mock.Anything, mock.Anything).Return(one, nil)
+	var watches []*activities.Capacity // what each watch knew
+	var mu sync.Mutex
+	h.env.OnActivity("WatchCapacity", mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.WatchCapacityInput) (*activities.Capacity, error) {
+			mu.Lock()
+			watches = append(watches, in.Known)
+			n := len(watches)
+			mu.Unlock()
+			switch n {
+			case 1:
+				return three, nil // a node joined
+			case 2:
+				return two, nil // one left
+			}
+			time.Sleep(50 * time.Millisecond)
+			return nil, temporalCanceled()
+		})
+	var afterJoinLeave, fixed, following BudgetStatus
+	h.at(10*time.Second, func() {
+		afterJoinLeave = h.status()
+		h.env.UpdateWorkflow(UpdateBudgetResize, "fix", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Error(err) }, OnAccept: func() {}, OnComplete: func(interface{}, error) {}}, 4)
+	})
+	h.at(11*time.Second, func() {
+		fixed = h.status()
+		h.env.UpdateWorkflow(UpdateBudgetResize, "follow", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Error(err) }, OnAccept: func() {}, OnComplete: func(interface{}, error) {}}, 0)
+	})
+	h.at(12*time.Second, func() {
+		following = h.status()
+		h.env.CancelWorkflow()
+	})
+	h.env.ExecuteWorkflow(Budget, BudgetInput{})
+
+	assert.Equal(t, 6, afterJoinLeave.Size, "the size follows the join (9) and then the leave (6)")
+	assert.True(t, afterJoinLeave.FollowsNetwork)
+	require.NotNil(t, afterJoinLeave.Network)
+	assert.Equal(t, 2, afterJoinLeave.Network.ComputeNodes)
+	require.GreaterOrEqual(t, len(watches), 3)
+	assert.Equal(t, one, watches[0], "the first watch knows the first measurement")
+	assert.Equal(t, three, watches[1], "each next watch knows the last measurement")
+	assert.Equal(t, two, watches[2])
+	assert.Equal(t, 4, fixed.Size)
+	assert.False(t, fixed.FollowsNetwork)
+	assert.Equal(t, 6, following.Size, "a resize to 0 takes the last measurement")
+	assert.True(t, following.FollowsNetwork)
+}
+
 func TestBudgetResizeIsValidated(t *testing.T) {
 	h := newBudgetHarness(t)
 	var rejected, accepted error
@@ -253,7 +314,7 @@ func TestBudgetResizeIsValidated(t *testing.T) {
 	h.at(time.Second, func() {
 		h.env.UpdateWorkflow(UpdateBudgetResize, "bad", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { rejected = err }, OnAccept: func() {}, OnComplete: func(interface{}, error) {},
-		}, 0)
+		}, -1)
 		h.env.UpdateWorkflow(UpdateBudgetResize, "good", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { accepted = err }, OnAccept: func() {}, OnComplete: func(interface{}, error) {},
 		}, 7)
@@ -264,6 +325,7 @@ func TestBudgetResizeIsValidated(t *testing.T) {
 	})
 	h.env.ExecuteWorkflow(Budget, BudgetInput{Size: 2})
 	require.Error(t, rejected)
+	assert.Contains(t, rejected.Error(), "0 to follow the network")
 	assert.Contains(t, rejected.Error(), "at least 1")
 	assert.NoError(t, accepted)
 	assert.Equal(t, 7, st.Size)
@@ -385,3 +447,5 @@ func TestBudgetReleasesAKeptLeaseWhoseHolderIsGoneAtARecall(t *testing.T) {
 	assert.Equal(t, []string{"kept", "waiter"}, h.granted)
 	assert.Zero(t, st.Expired, "not by its TTL")
 }
+
+func temporalCanceled() error { return temporal.NewCanceledError("watch cancelled") }

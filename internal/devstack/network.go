@@ -96,6 +96,7 @@ type NodeProcess struct {
 	ID string
 	// Role is RoleOrchestrator or RoleCompute.
 	Role    string
+	args    []string // as started, for Restart
 	cmd     *exec.Cmd
 	done    chan struct{}
 	logFile *os.File
@@ -179,10 +180,11 @@ func (n *Network) start(id, role string, args []string) (*NodeProcess, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bacalhau %s: %w", id, err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "node.log"))
+	logFile, err := os.OpenFile(filepath.Join(dir, "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("bacalhau %s: %w", id, err)
 	}
+	startArgs := args
 	args = append(args, "-node-id", id, "-data-dir", dir, "-log-level", n.opts.LogLevel)
 	cmd := exec.Command(n.opts.Command[0], append(append([]string{}, n.opts.Command[1:]...), args...)...)
 	cmd.Env = append(os.Environ(), NodeProcessEnv+"=1")
@@ -193,13 +195,30 @@ func (n *Network) start(id, role string, args []string) (*NodeProcess, error) {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("bacalhau %s: starting %s: %w", id, n.opts.Command[0], err)
 	}
-	p := &NodeProcess{ID: id, Role: role, cmd: cmd, done: make(chan struct{}), logFile: logFile}
+	p := &NodeProcess{ID: id, Role: role, args: startArgs, cmd: cmd, done: make(chan struct{}), logFile: logFile}
 	go func() {
 		_ = cmd.Wait()
 		_ = logFile.Close()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Restart starts a compute node that was stopped or killed again, with its
+// ID, ports and state (the results it published are served again), and
+// returns once it is connected.
+func (n *Network) Restart(ctx context.Context, p *NodeProcess) error {
+	select {
+	case <-p.done:
+	default:
+		return fmt.Errorf("bacalhau %s: still running", p.ID)
+	}
+	q, err := n.start(p.ID, p.Role, p.args)
+	if err != nil {
+		return err
+	}
+	*p = *q
+	return n.waitConnected(ctx, p.ID, 60*time.Second)
 }
 
 // waitConnected waits until the orchestrator lists node id as connected.

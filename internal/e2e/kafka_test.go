@@ -142,14 +142,20 @@ func decodeKafkaSummary(raw []byte) (kafkaSummary, error) {
 // record; it checks offsets are in order within each task.
 func kafkaLedger(t *testing.T, connector string) (map[string]int, int) {
 	t.Helper()
+	return kafkaLedgerAt(t, env.Bacalhau.Address(), connector)
+}
+
+// kafkaLedgerAt is kafkaLedger from the Bacalhau API at address.
+func kafkaLedgerAt(t *testing.T, address, connector string) (map[string]int, int) {
+	t.Helper()
 	ctx := context.Background()
 	seen := map[string]int{}
 	completed := 0
-	for _, j := range jobsWithLabel(t, tasktemplate.LabelConnector+"="+connector) {
+	for _, j := range jobsWithLabelAt(t, address, tasktemplate.LabelConnector+"="+connector) {
 		if j.State.StateType != models.JobStateTypeCompleted {
 			continue
 		}
-		res, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).Results(ctx, j.ID)
+		res, err := activities.NewBacalhau(address, nil).Results(ctx, j.ID)
 		require.NoError(t, err)
 		if res.ExitCode != 0 {
 			continue // the task failed: its records count elsewhere

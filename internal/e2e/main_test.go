@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bacalhau-connect/bacalhau-connect/internal/devstack"
 	"github.com/bacalhau-connect/bacalhau-connect/internal/testenv"
 )
 
@@ -17,6 +18,10 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	if devstack.IsNodeProcess() {
+		// A Bacalhau node of a multi-node test's network (devstack.StartNetwork).
+		os.Exit(devstack.NodeProcessMain(os.Args[1:]))
+	}
 	os.Exit(run(m))
 }
 

@@ -67,7 +67,13 @@ func startRunTask(t *testing.T, queue string, in workflows.RunTaskInput) client.
 
 func jobsWithLabel(t *testing.T, selector string) []*models.Job {
 	t.Helper()
-	jobs, err := activities.NewBacalhau(env.Bacalhau.Address(), nil).ListJobs(context.Background(), selector)
+	return jobsWithLabelAt(t, env.Bacalhau.Address(), selector)
+}
+
+// jobsWithLabelAt lists the jobs matching selector at the Bacalhau API at address.
+func jobsWithLabelAt(t *testing.T, address, selector string) []*models.Job {
+	t.Helper()
+	jobs, err := activities.NewBacalhau(address, nil).ListJobs(context.Background(), selector)
 	require.NoError(t, err)
 	return jobs
 }
