@@ -52,7 +52,20 @@ import (
 )
 
 func main() {
+	if devstack.IsNodeProcess() {
+		// A Bacalhau node of --compute-nodes N (devstack.StartNetwork).
+		os.Exit(devstack.NodeProcessMain(os.Args[1:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && os.Args[1] == replicaCommand {
+		err := runReplica(ctx, os.Args[2:], os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "connect-dev worker-replica:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	giveBack := takeTerminal()
 	code := exitCode(ctx, run(ctx, os.Args[1:], os.Stdout), os.Stderr)
 	stop() // cancels ctx: only after the exit code is known
@@ -82,6 +95,7 @@ type options struct {
 	kafkaPort, sqsPort, kinesisPort    int
 	natsPort, pubsubPort               int
 	codecPort                          int
+	computeNodes, workers              int
 	once, codec                        bool
 }
 
@@ -114,8 +128,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&o.once, "once", false, "stop after the sample task instead of waiting for Ctrl-C")
 	fs.BoolVar(&o.codec, "codec", false, "encrypt every payload in history (key run/codec.key) and serve the codec to the UI")
 	fs.IntVar(&o.codecPort, "codec-port", 8089, "codec server port with --codec (0: free port)")
+	fs.IntVar(&o.computeNodes, "compute-nodes", 1, "Bacalhau compute nodes: 1 runs one in-process node; N > 1 runs an orchestrator and N compute nodes (1 CPU each) as processes")
+	fs.IntVar(&o.workers, "workers", 1, "worker replicas: the in-process worker and N-1 worker processes on the same task queue")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.computeNodes < 1 || o.workers < 1 {
+		return fmt.Errorf("--compute-nodes and --workers: at least 1 (got %d and %d)", o.computeNodes, o.workers)
 	}
 	root, err := filepath.Abs(".")
 	if err != nil {
@@ -216,8 +235,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(out, "done")
 	}()
 
-	var bacalhau *devstack.Bacalhau
-	if err := step("starting Bacalhau", func() error {
+	var bacalhau interface {
+		Address() string
+		Stop()
+	}
+	if err := step(bacalhauStep(o.computeNodes), func() error {
+		if o.computeNodes > 1 {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			dir := filepath.Join(runDir, "bacalhau-network")
+			fmt.Fprintf(out, "(node logs in %s/*/node.log) ", dir)
+			bacalhau, err = devstack.StartNetwork(ctx, devstack.NetworkOptions{Command: []string{exe}, Dir: dir,
+				ComputeNodes: o.computeNodes, CPU: "1", APIPort: o.bacalhauPort, LogLevel: "info"})
+			return err
+		}
 		blog, err := logFile("bacalhau.log")
 		if err != nil {
 			return err
@@ -246,13 +279,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer store.Stop()
 	s3Clients := func(context.Context, string, string) (*s3.Client, error) { return store.Client(), nil }
 
+	var replicas []*exec.Cmd
 	var gateway *inputgateway.Gateway
+	secret := make([]byte, inputgateway.MinSecretBytes)
 	if err := step("starting the input gateway", func() error {
 		srv, err := inputgateway.Listen(fmt.Sprintf("127.0.0.1:%d", o.gatewayPort))
 		if err != nil {
 			return err
 		}
-		secret := make([]byte, inputgateway.MinSecretBytes)
 		if _, err := rand.Read(secret); err != nil {
 			return err
 		}
@@ -288,6 +322,37 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer w.Stop()
+	if o.workers > 1 {
+		key, sec := store.Credentials()
+		l := replicaLaunch{temporal: temporal.HostPort(), namespace: temporal.Namespace(), bacalhau: bacalhau.Address(),
+			s3Endpoint: store.Endpoint(), s3Region: store.Region(), s3Key: key, s3Secret: sec, gatewaySecret: secret}
+		if dc != nil {
+			l.codecKeyFile = dc.keyFile
+		}
+		for i := 2; i <= o.workers; i++ {
+			if err := step(fmt.Sprintf("starting worker replica %d (a process)", i), func() error {
+				rlog, err := logFile(fmt.Sprintf("worker-%d.log", i))
+				if err != nil {
+					return err
+				}
+				cmd, err := startReplica(l, i, rlog)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "(pid %d) ", cmd.Process.Pid)
+				replicas = append(replicas, cmd)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	defer func() {
+		for _, r := range replicas {
+			_ = r.Process.Signal(syscall.SIGTERM)
+			_ = r.Wait()
+		}
+	}()
 
 	if err := runSample(ctx, out, c, root, modules); err != nil {
 		return err
@@ -385,6 +450,7 @@ Try:  go run ./starter describe web-logs
       go run ./starter describe web-pubsub        (batches, acked and released messages)
       go run ./starter pause web-events && go run ./starter reset web-events --to earliest && go run ./starter resume web-events
       go run ./starter trigger web-logs
+      go run ./starter budget status               (the in-flight budget and the compute nodes it follows)
       go run ./starter run-task --template examples/jobs/logsummary.yaml --var MODULES_URL=%s --input /inputs/a.log=%s/data/access.log
 `, temporal.UIURL(), temporal.HostPort(), temporal.HostPort(), bacalhau.Address(), modules.URL(), store.Endpoint(), accessKey(store),
 		kafka.Brokers()[0], kafka.Brokers()[0], queues.Endpoint(), streams.Endpoint(), natsServer.URL(), natsServer.URL(),
@@ -961,4 +1027,12 @@ func runPubSub(ctx context.Context, out io.Writer, c client.Client, root string,
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// bacalhauStep names the Bacalhau start-up step.
+func bacalhauStep(computeNodes int) string {
+	if computeNodes > 1 {
+		return fmt.Sprintf("starting Bacalhau (an orchestrator and %d compute nodes, each a process)", computeNodes)
+	}
+	return "starting Bacalhau"
 }
