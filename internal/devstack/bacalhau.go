@@ -49,9 +49,16 @@ type BacalhauOptions struct {
 	// ("1", "500m", "70%"). Default: Bacalhau's own (70 % of the machine).
 	CPU string
 	// DisconnectTimeout is how long an orchestrator waits for a compute
-	// node's heartbeat before it counts the node gone. Default 15 s
-	// (Bacalhau's own is 30 s); compute nodes beat every 5 s.
+	// node's heartbeat before it counts the node gone. Default: Bacalhau's
+	// own (30 s); compute nodes beat every 5 s.
 	DisconnectTimeout time.Duration
+	// Heartbeat is how often a compute node reports its capacity and
+	// health to the orchestrator. Default 5 s.
+	Heartbeat time.Duration
+	// OverSubscription is how far past its capacity an orchestrator fills a
+	// node's queue (Bacalhau's SystemConfig, not its config file). Default
+	// Bacalhau's 1.5; 1 places a job only on a node with room for it.
+	OverSubscription float64
 }
 
 // Node roles.
@@ -115,6 +122,9 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 	nodeCtx, cancel := context.WithCancel(logger.WithContext(context.WithoutCancel(ctx)))
 	sysCfg := node.DefaultSystemConfig()
 	sysCfg.SkipLicenseValidation = true
+	if opts.OverSubscription >= 1 {
+		sysCfg.OverSubscriptionFactor = opts.OverSubscription
+	}
 	cm := system.NewCleanupManager()
 	n, err := node.NewNode(nodeCtx, node.NodeConfig{
 		NodeID:         opts.NodeID,
@@ -165,9 +175,6 @@ func bacalhauConfig(opts *BacalhauOptions) (types.Bacalhau, error) {
 	if opts.QueueBackoff <= 0 {
 		opts.QueueBackoff = 2 * time.Second
 	}
-	if opts.DisconnectTimeout <= 0 {
-		opts.DisconnectTimeout = 15 * time.Second
-	}
 	if opts.NodeID == "" {
 		opts.NodeID = "connect-dev-node"
 	}
@@ -195,13 +202,18 @@ func bacalhauConfig(opts *BacalhauOptions) (types.Bacalhau, error) {
 	cfg.Orchestrator.Scheduler.QueueBackoff = types.Duration(opts.QueueBackoff)
 	cfg.Orchestrator.Scheduler.HousekeepingInterval = types.Duration(time.Second)
 	cfg.Orchestrator.Scheduler.HousekeepingTimeout = types.Duration(5 * time.Second)
-	cfg.Orchestrator.NodeManager.DisconnectTimeout = types.Duration(opts.DisconnectTimeout)
+	if opts.DisconnectTimeout > 0 {
+		cfg.Orchestrator.NodeManager.DisconnectTimeout = types.Duration(opts.DisconnectTimeout)
+	}
 	cfg.Compute.Enabled = opts.Role != RoleOrchestrator
 	cfg.Compute.Orchestrators = []string{"nats://127.0.0.1:" + strconv.Itoa(opts.OrchestratorPort)}
 	if opts.Role == RoleCompute {
 		cfg.Compute.Orchestrators = []string{opts.Orchestrator}
 	}
 	cfg.Compute.Heartbeat.Interval = types.Duration(5 * time.Second)
+	if opts.Heartbeat > 0 {
+		cfg.Compute.Heartbeat.Interval = types.Duration(opts.Heartbeat)
+	}
 	if opts.CPU != "" {
 		cfg.Compute.AllocatedCapacity.CPU = types.ResourceType(opts.CPU)
 	}

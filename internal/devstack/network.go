@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +42,8 @@ func NodeProcessMain(args []string) int {
 	fs.IntVar(&opts.OrchestratorPort, "orchestrator-port", 0, "NATS port (orchestrator)")
 	fs.IntVar(&opts.PublisherPort, "publisher-port", 0, "local publisher port (compute)")
 	fs.DurationVar(&opts.DisconnectTimeout, "disconnect-timeout", 0, "heartbeat silence that counts a compute node gone (orchestrator)")
+	fs.DurationVar(&opts.Heartbeat, "heartbeat", 0, "how often the node reports its capacity (compute)")
+	fs.Float64Var(&opts.OverSubscription, "oversubscription", 0, "how far past its capacity a node's queue is filled (orchestrator)")
 	fs.StringVar(&opts.LogLevel, "log-level", "warn", "log level")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,8 +77,14 @@ type NetworkOptions struct {
 	CPU string
 	// APIPort is the orchestrator's API port. Default: a free port.
 	APIPort int
-	// DisconnectTimeout: see BacalhauOptions. Default 15 s.
+	// DisconnectTimeout: see BacalhauOptions. Default 15 s, so a killed
+	// node shows within seconds.
 	DisconnectTimeout time.Duration
+	// Heartbeat is how often compute nodes report their capacity. Default
+	// 5 s.
+	Heartbeat time.Duration
+	// OverSubscription: see BacalhauOptions. Default Bacalhau's 1.5.
+	OverSubscription float64
 	// LogLevel of every node. Default "warn".
 	LogLevel string
 }
@@ -114,6 +123,9 @@ func StartNetwork(ctx context.Context, opts NetworkOptions) (*Network, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
+	if opts.DisconnectTimeout <= 0 {
+		opts.DisconnectTimeout = 15 * time.Second
+	}
 	api, err := portOr(opts.APIPort)
 	if err != nil {
 		return nil, err
@@ -123,9 +135,10 @@ func StartNetwork(ctx context.Context, opts NetworkOptions) (*Network, error) {
 		return nil, err
 	}
 	n := &Network{opts: opts, natsURL: "nats://127.0.0.1:" + strconv.Itoa(nats), address: "http://127.0.0.1:" + strconv.Itoa(api)}
-	args := []string{"-role", RoleOrchestrator, "-api-port", strconv.Itoa(api), "-orchestrator-port", strconv.Itoa(nats)}
-	if opts.DisconnectTimeout > 0 {
-		args = append(args, "-disconnect-timeout", opts.DisconnectTimeout.String())
+	args := []string{"-role", RoleOrchestrator, "-api-port", strconv.Itoa(api), "-orchestrator-port", strconv.Itoa(nats),
+		"-disconnect-timeout", opts.DisconnectTimeout.String()}
+	if opts.OverSubscription >= 1 {
+		args = append(args, "-oversubscription", strconv.FormatFloat(opts.OverSubscription, 'g', -1, 64))
 	}
 	if n.orchestrator, err = n.start("orchestrator", RoleOrchestrator, args); err != nil {
 		return nil, err
@@ -159,6 +172,9 @@ func (n *Network) AddCompute(ctx context.Context) (*NodeProcess, error) {
 		"-api-port", strconv.Itoa(api), "-publisher-port", strconv.Itoa(publisher)}
 	if n.opts.CPU != "" {
 		args = append(args, "-cpu", n.opts.CPU)
+	}
+	if n.opts.Heartbeat > 0 {
+		args = append(args, "-heartbeat", n.opts.Heartbeat.String())
 	}
 	p, err := n.start(id, RoleCompute, args)
 	if err != nil {
@@ -300,6 +316,26 @@ func (p *NodeProcess) Stop() {
 	case <-time.After(10 * time.Second):
 		p.Kill()
 	}
+}
+
+// CPUTime is the CPU time (user + system) the node's process has used so
+// far, read from /proc (Linux; clock ticks of 1/100 s).
+func (p *NodeProcess) CPUTime() (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("bacalhau %s: reading its CPU time: %w", p.ID, err)
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("bacalhau %s: unexpected /proc stat %q", p.ID, raw)
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("bacalhau %s: %w", p.ID, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // Log returns where the node logs (its node.log).

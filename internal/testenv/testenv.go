@@ -193,9 +193,12 @@ func (e *Env) S3Clients(context.Context, string, string) (*s3.Client, error) {
 	return e.s3client, nil
 }
 
-// StartWorkerWith starts a worker with opts; BacalhauAddress is filled in.
+// StartWorkerWith starts a worker with opts; BacalhauAddress defaults to
+// the stack's node.
 func (e *Env) StartWorkerWith(opts workerapp.Options) (worker.Worker, error) {
-	opts.BacalhauAddress = e.Bacalhau.Address()
+	if opts.BacalhauAddress == "" {
+		opts.BacalhauAddress = e.Bacalhau.Address()
+	}
 	if opts.S3Clients == nil {
 		opts.S3Clients = e.S3Clients
 	}
