@@ -19,5 +19,6 @@
 // replica. RunTask asks it for a lease by signal and waits durably for the
 // grant; leases are released by signal and reclaimed after their TTL if their
 // holder vanished. When Bacalhau is saturated, leases queue up: lag grows and
-// nothing fails.
+// nothing fails. Unless a size is set, the size follows the connected
+// compute nodes' capacity (activities.Bacalhau.WatchCapacity).
 package workflows
