@@ -429,14 +429,4 @@ func idleRSS(b *testing.B, env *testenv.Env, k *devstack.Kafka) (idle, busy, pea
 }
 
 // budgetSize reads the shared budget's size.
-func budgetSize(b *testing.B, env *testenv.Env) int {
-	v, err := env.Client.QueryWorkflow(context.Background(), workflows.BudgetWorkflowID, "", workflows.QueryBudgetStatus)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var st workflows.BudgetStatus
-	if err := v.Get(&st); err != nil {
-		b.Fatal(err)
-	}
-	return st.Size
-}
+func budgetSize(b *testing.B, env *testenv.Env) int { return budgetOf(b, env, workflows.TaskQueue) }
