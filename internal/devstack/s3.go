@@ -136,11 +136,18 @@ func (s *S3) Credentials() (accessKey, secretKey string) { return s.accessKey, s
 
 // Client returns an S3 client for this gateway.
 func (s *S3) Client() *s3.Client {
+	return S3Client(s.endpoint, s.region, s.accessKey, s.secretKey)
+}
+
+// S3Client returns a client of the S3 stand-in at endpoint (path-style,
+// static keys): what S3.Client returns, for a process that has only the
+// stand-in's address and keys (a worker replica of make dev).
+func S3Client(endpoint, region, accessKey, secretKey string) *s3.Client {
 	return s3.New(s3.Options{
-		Region:                     s.region,
-		BaseEndpoint:               aws.String(s.endpoint),
+		Region:                     region,
+		BaseEndpoint:               aws.String(endpoint),
 		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(s.accessKey, s.secretKey, ""),
+		Credentials:                credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})

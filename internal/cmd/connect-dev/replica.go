@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -91,12 +89,7 @@ func runReplica(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil || len(secret) < inputgateway.MinSecretBytes {
 		return errors.New(envReplicaGatewayHex + " must hold the dev stack's gateway secret (hex)")
 	}
-	store := s3.New(s3.Options{
-		Region: *s3Region, BaseEndpoint: aws.String(*s3Endpoint), UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(os.Getenv(envReplicaS3Key), os.Getenv(envReplicaS3Secret), ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
+	store := devstack.S3Client(*s3Endpoint, *s3Region, os.Getenv(envReplicaS3Key), os.Getenv(envReplicaS3Secret))
 	s3Clients := func(context.Context, string, string) (*s3.Client, error) { return store, nil }
 	srv, err := inputgateway.Listen(*gwListen)
 	if err != nil {
