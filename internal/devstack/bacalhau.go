@@ -80,7 +80,6 @@ type Bacalhau struct {
 	cleanup    *system.CleanupManager
 	cancel     context.CancelFunc
 	address    string
-	natsURL    string
 }
 
 // StartBacalhau starts a hybrid Bacalhau node in this process and returns once
@@ -147,7 +146,6 @@ func StartBacalhau(ctx context.Context, opts BacalhauOptions) (*Bacalhau, error)
 		cleanup:    cm,
 		cancel:     cancel,
 		address:    "http://127.0.0.1:" + strconv.Itoa(cfg.API.Port),
-		natsURL:    "nats://127.0.0.1:" + strconv.Itoa(cfg.Orchestrator.Port),
 	}
 	if opts.Role == RoleHybrid {
 		if err := b.waitReady(ctx, 30*time.Second); err != nil {
@@ -250,10 +248,6 @@ func (b *Bacalhau) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 }
-
-// OrchestratorURL is the NATS address compute nodes join (orchestrator
-// and hybrid nodes).
-func (b *Bacalhau) OrchestratorURL() string { return b.natsURL }
 
 // Address is the API base URL, e.g. http://127.0.0.1:1234.
 func (b *Bacalhau) Address() string { return b.address }

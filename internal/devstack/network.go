@@ -337,6 +337,3 @@ func (p *NodeProcess) CPUTime() (time.Duration, error) {
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
-
-// Log returns where the node logs (its node.log).
-func (p *NodeProcess) Log() string { return p.logFile.Name() }
