@@ -347,9 +347,15 @@ func TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress(t *test
 	round := map[string]int{}
 	recalls := 0
 	stopped := false
+	// The SDK runs signal-external mocks on goroutines of their own: every
+	// map access holds mu (never across an env call).
+	var mu sync.Mutex
 	ask := func(holder string) {
+		mu.Lock()
 		round[holder]++
-		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: fmt.Sprintf("%s#%d", holder, round[holder]), HolderWorkflowID: holder, TTL: time.Hour, Keeps: true})
+		id := fmt.Sprintf("%s#%d", holder, round[holder])
+		mu.Unlock()
+		env.SignalWorkflow(SignalAcquireLease, LeaseRequest{LeaseID: id, HolderWorkflowID: holder, TTL: time.Hour, Keeps: true})
 	}
 	// runBatch runs one 1-s batch on the held lease; a recall seen by then
 	// gives the lease back (and the consumer, still with a backlog, asks
@@ -358,11 +364,17 @@ func TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress(t *test
 	recalled := map[string]bool{}
 	runBatch = func(holder string) {
 		env.RegisterDelayedCallback(func() {
+			mu.Lock()
 			batches[holder]++
-			if recalled[held[holder]] || stopped {
-				env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: held[holder]})
+			lease, give := held[holder], recalled[held[holder]] || stopped
+			if give {
 				held[holder] = ""
-				if !stopped {
+			}
+			stop := stopped
+			mu.Unlock()
+			if give {
+				env.SignalWorkflow(SignalReleaseLease, LeaseRelease{LeaseID: lease})
+				if !stop {
 					ask(holder)
 				}
 				return
@@ -372,14 +384,18 @@ func TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress(t *test
 	}
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseGranted, mock.Anything).Return(
 		func(_, holder, _, _ string, arg any) error {
+			mu.Lock()
 			held[holder] = arg.(LeaseGrant).LeaseID
+			mu.Unlock()
 			runBatch(holder)
 			return nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, SignalLeaseRecall, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
+			mu.Lock()
 			recalls++
 			recalled[arg.(LeaseRecall).LeaseID] = true
+			mu.Unlock()
 			return nil
 		})
 	for i := range consumers {
@@ -387,7 +403,7 @@ func TestBudgetRecallsKeptLeasesSoFiftyKeepersOfABudgetOfFiveAllProgress(t *test
 		env.RegisterDelayedCallback(func() { ask(holder) }, time.Duration(i)*10*time.Millisecond)
 	}
 	var st BudgetStatus
-	env.RegisterDelayedCallback(func() { stopped = true }, 10*time.Minute)
+	env.RegisterDelayedCallback(func() { mu.Lock(); stopped = true; mu.Unlock() }, 10*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryBudgetStatus)
 		require.NoError(t, err)
