@@ -429,6 +429,9 @@ func TestListShowsAConnectorNoWorkerServesAsUnreachable(t *testing.T) {
 	}, workflows.CronWorkflowType, workflows.CronInput{Config: cfg})
 	require.NoError(t, err)
 	defer func() { _ = env.Client.TerminateWorkflow(context.Background(), run.GetID(), "", "test over") }()
+	// list reads visibility, which shows a workflow just started a moment
+	// later (CI once listed nothing here).
+	waitListed(t, fmt.Sprintf("WorkflowId = '%s' AND ExecutionStatus = 'Running'", run.GetID()), run.GetID())
 
 	began := time.Now()
 	row := listRow(t, queue, "json", name)
