@@ -363,6 +363,15 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 				if err := b.failedWhileWaiting(ctx, job); err != nil {
 					return nil, err
 				}
+				// A job placed on a node that died before it ran (from the
+				// capacity the node last reported) would wait out the
+				// pending deadline and cost a task retry: rerun it now.
+				if time.Since(nodesChecked) >= nodeCheckEvery {
+					nodesChecked = time.Now()
+					if lost := b.lostNodes(ctx, job.ID); lost != nil {
+						return nil, b.nodeLost(ctx, job.ID, lost)
+					}
+				}
 				if age := time.Since(time.Unix(0, job.CreateTime)); job.State.StateType == models.JobStateTypePending && age > in.PendingTimeout {
 					b.stop(ctx, job.ID, stopPendingDeadline)
 					return nil, nonRetryable(ErrTypePendingTimeout, nil,

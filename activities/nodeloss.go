@@ -75,7 +75,7 @@ func (b *Bacalhau) lostNodes(ctx context.Context, jobID string) []string {
 	}
 	var nodes []string
 	for _, e := range execs {
-		if e.IsTerminalState() || e.ComputeState.StateType == models.ExecutionStateNew {
+		if e.IsTerminalState() {
 			continue
 		}
 		nodes = append(nodes, e.NodeID)
