@@ -317,6 +317,19 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 	progress := AwaitProgress{JobID: in.JobID, Carry: in.Carry}
 	start := time.Now()
 	nodesChecked := start
+	// checkNodes stops a job whose every unfinished execution sits on a
+	// lost compute node (at most every nodeCheckEvery) and returns the
+	// retryable error that reruns its batch; nil otherwise.
+	checkNodes := func(jobID string) error {
+		if time.Since(nodesChecked) < nodeCheckEvery {
+			return nil
+		}
+		nodesChecked = time.Now()
+		if lost := b.lostNodes(ctx, jobID); lost != nil {
+			return b.nodeLost(ctx, jobID, lost)
+		}
+		return nil
+	}
 	var lastErr error
 	for {
 		resp, err := b.jobs.Get(ctx, &apimodels.GetJobRequest{JobID: in.JobID})
@@ -353,11 +366,8 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 				}
 				return nil, nonRetryable(ErrTypeJobStopped, nil, "job %s was stopped: %s", job.ID, job.State.Message)
 			case models.JobStateTypeRunning:
-				if time.Since(nodesChecked) >= nodeCheckEvery {
-					nodesChecked = time.Now()
-					if lost := b.lostNodes(ctx, job.ID); lost != nil {
-						return nil, b.nodeLost(ctx, job.ID, lost)
-					}
+				if err := checkNodes(job.ID); err != nil {
+					return nil, err
 				}
 			case models.JobStateTypeQueued, models.JobStateTypePending:
 				if err := b.failedWhileWaiting(ctx, job); err != nil {
@@ -366,11 +376,8 @@ func (b *Bacalhau) await(ctx context.Context, in AwaitInput, leave <-chan struct
 				// A job placed on a node that died before it ran (from the
 				// capacity the node last reported) would wait out the
 				// pending deadline and cost a task retry: rerun it now.
-				if time.Since(nodesChecked) >= nodeCheckEvery {
-					nodesChecked = time.Now()
-					if lost := b.lostNodes(ctx, job.ID); lost != nil {
-						return nil, b.nodeLost(ctx, job.ID, lost)
-					}
+				if err := checkNodes(job.ID); err != nil {
+					return nil, err
 				}
 				if age := time.Since(time.Unix(0, job.CreateTime)); job.State.StateType == models.JobStateTypePending && age > in.PendingTimeout {
 					b.stop(ctx, job.ID, stopPendingDeadline)
